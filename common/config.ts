@@ -1,0 +1,210 @@
+/**
+ * Configuration: one defaults object, one parser, read once at start-up.
+ * A malformed value stops start-up with a message naming the variable; nothing else reads `process.env`.
+ * Every variable is listed with its default in the README (a unit test checks it).
+ */
+
+type Env = Record<string, string | undefined>;
+
+/** Settings both roles share. */
+export interface CommonConfig {
+  /** HOST: address to listen on. */
+  readonly host: string;
+  /** PORT: TCP port to listen on; 0 picks a free one (tests). */
+  readonly port: number;
+  /** DATA_DIR: where this process keeps its snapshot files. */
+  readonly dataDir: string;
+  /** LOG_LEVEL: pino level (fatal, error, warn, info, debug, trace, silent). */
+  readonly logLevel: string;
+  /** REPLICA_TOKEN: bearer token between leader and replicas (notices, file pulls). */
+  readonly replicaToken: string;
+  /** SHUTDOWN_TIMEOUT_MS: how long SIGTERM waits for in-flight requests before closing them. */
+  readonly shutdownTimeoutMs: number;
+}
+
+export interface LeaderConfig extends CommonConfig {
+  readonly role: 'leader';
+  /** LEADER_TOKEN: bearer token required on every write route. */
+  readonly leaderToken: string;
+  /** REPLICAS: comma-separated base URLs of replicas to notify; replicas also register themselves when they poll. */
+  readonly replicas: readonly string[];
+  /** MAX_BAD_ROWS: bad rows tolerated in a file (skipped and reported); 0 rejects any file with a bad row. */
+  readonly maxBadRows: number;
+  /** MIN_ROWS_RATIO: a file with fewer rows than this fraction of the current version is refused unless forced. */
+  readonly minRowsRatio: number;
+  /** BUILD_MEMORY_BYTES: rows buffered in memory while building a snapshot before spilling to run files. */
+  readonly buildMemoryBytes: number;
+  /** MAX_UPLOAD_BYTES: largest accepted upload body. */
+  readonly maxUploadBytes: number;
+  /** KEEP_VERSIONS: how many snapshot versions are kept for rollback (at least 2). */
+  readonly keepVersions: number;
+  /** PUSH_TIMEOUT_MS: how long the leader waits for one replica to answer a notice. */
+  readonly pushTimeoutMs: number;
+}
+
+export type ServeMode = 'auto' | 'memory' | 'disk';
+
+export interface ReplicaConfig extends CommonConfig {
+  readonly role: 'replica';
+  /** LEADER_URL: base URL of the leader to pull snapshots from. */
+  readonly leaderUrl: string;
+  /** ADVERTISE_URL: the URL the leader should use to reach this replica; empty means http://HOST:PORT. */
+  readonly advertiseUrl: string;
+  /** SYNC_INTERVAL_MS: how often the replica asks the leader for its current version (catch-up after a missed notice). */
+  readonly syncIntervalMs: number;
+  /** SERVE_MODE: memory (whole file in RAM), disk (positional reads), or auto (memory when it fits MEMORY_BUDGET_BYTES). */
+  readonly serveMode: ServeMode;
+  /** MEMORY_BUDGET_BYTES: largest snapshot served in memory mode when SERVE_MODE is auto. */
+  readonly memoryBudgetBytes: number;
+}
+
+const MiB = 1024 * 1024;
+
+/** Defaults for every setting; units are in the names. */
+export const DEFAULTS = Object.freeze({
+  host: '127.0.0.1',
+  leaderPort: 8080,
+  replicaPort: 8081,
+  leaderDataDir: 'data/leader',
+  replicaDataDir: 'data/replica',
+  logLevel: 'info',
+  shutdownTimeoutMs: 10_000,
+  maxBadRows: 0,
+  minRowsRatio: 0.5,
+  buildMemoryBytes: 256 * MiB,
+  maxUploadBytes: 1024 * 1024 * MiB,
+  keepVersions: 5,
+  pushTimeoutMs: 60_000,
+  leaderUrl: 'http://127.0.0.1:8080',
+  syncIntervalMs: 10_000,
+  serveMode: 'auto' as ServeMode,
+  memoryBudgetBytes: 4096 * MiB,
+});
+
+/** Thrown at start-up for a malformed setting; the message names the variable. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+function str(env: Env, name: string, fallback: string): string {
+  const v = env[name];
+  return v === undefined || v === '' ? fallback : v;
+}
+
+function required(env: Env, name: string, minLength: number): string {
+  const v = env[name];
+  if (v === undefined || v.length < minLength) {
+    throw new ConfigError(`${name} must be set to a secret of at least ${minLength} characters`);
+  }
+  return v;
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = env[name];
+  if (v === undefined || v === '') return fallback;
+  if (!/^\d+$/.test(v)) throw new ConfigError(`${name} must be a whole number, got "${v}"`);
+  const n = Number(v);
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  K: 1024,
+  KI: 1024,
+  M: MiB,
+  MI: MiB,
+  G: 1024 * MiB,
+  GI: 1024 * MiB,
+};
+
+function bytes(env: Env, name: string, fallback: number, min: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return fallback;
+  const m = /^(\d+)\s*([KMG]i?)?B?$/i.exec(v);
+  if (!m) throw new ConfigError(`${name} must be a size in bytes like 1048576 or 512MiB, got "${v}"`);
+  const n = Number(m[1]) * SIZE_UNITS[(m[2] ?? '').toUpperCase()];
+  if (n < min) throw new ConfigError(`${name} must be at least ${min} bytes, got ${n}`);
+  return n;
+}
+
+function ratio(env: Env, name: string, fallback: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!/^\d*\.?\d+$/.test(v) || n < 0 || n > 1)
+    throw new ConfigError(`${name} must be a number from 0 to 1, got "${v}"`);
+  return n;
+}
+
+function url(name: string, v: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(v);
+  } catch {
+    throw new ConfigError(`${name} must be an http(s) URL, got "${v}"`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new ConfigError(`${name} must be an http(s) URL, got "${v}"`);
+  }
+  return v.replace(/\/+$/, '');
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function common(env: Env, port: number, dataDir: string): CommonConfig {
+  const logLevel = str(env, 'LOG_LEVEL', DEFAULTS.logLevel);
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  }
+  return {
+    host: str(env, 'HOST', DEFAULTS.host),
+    port: int(env, 'PORT', port, 0, 65535),
+    dataDir: str(env, 'DATA_DIR', dataDir),
+    logLevel,
+    replicaToken: required(env, 'REPLICA_TOKEN', 16),
+    shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 0),
+  };
+}
+
+/** Reads and validates the leader's settings; the result is frozen. */
+export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
+  const replicas = str(env, 'REPLICAS', '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => url('REPLICAS', s));
+  return Object.freeze({
+    role: 'leader' as const,
+    ...common(env, DEFAULTS.leaderPort, DEFAULTS.leaderDataDir),
+    leaderToken: required(env, 'LEADER_TOKEN', 16),
+    replicas: Object.freeze(replicas),
+    maxBadRows: int(env, 'MAX_BAD_ROWS', DEFAULTS.maxBadRows, 0),
+    minRowsRatio: ratio(env, 'MIN_ROWS_RATIO', DEFAULTS.minRowsRatio),
+    buildMemoryBytes: bytes(env, 'BUILD_MEMORY_BYTES', DEFAULTS.buildMemoryBytes, 64 * 1024),
+    maxUploadBytes: bytes(env, 'MAX_UPLOAD_BYTES', DEFAULTS.maxUploadBytes, 1),
+    keepVersions: int(env, 'KEEP_VERSIONS', DEFAULTS.keepVersions, 2, 1000),
+    pushTimeoutMs: int(env, 'PUSH_TIMEOUT_MS', DEFAULTS.pushTimeoutMs, 1),
+  });
+}
+
+/** Reads and validates a replica's settings; the result is frozen. */
+export function loadReplicaConfig(env: Env = process.env): ReplicaConfig {
+  const serveMode = str(env, 'SERVE_MODE', DEFAULTS.serveMode);
+  if (serveMode !== 'auto' && serveMode !== 'memory' && serveMode !== 'disk') {
+    throw new ConfigError(`SERVE_MODE must be auto, memory or disk, got "${serveMode}"`);
+  }
+  const advertise = str(env, 'ADVERTISE_URL', '');
+  return Object.freeze({
+    role: 'replica' as const,
+    ...common(env, DEFAULTS.replicaPort, DEFAULTS.replicaDataDir),
+    leaderUrl: url('LEADER_URL', str(env, 'LEADER_URL', DEFAULTS.leaderUrl)),
+    advertiseUrl: advertise === '' ? '' : url('ADVERTISE_URL', advertise),
+    syncIntervalMs: int(env, 'SYNC_INTERVAL_MS', DEFAULTS.syncIntervalMs, 10),
+    serveMode,
+    memoryBudgetBytes: bytes(env, 'MEMORY_BUDGET_BYTES', DEFAULTS.memoryBudgetBytes, 0),
+  });
+}

@@ -1,0 +1,62 @@
+/**
+ * Every error the service reports, with a stable code and the HTTP status it maps to.
+ * Codes are prefixed by area and never reused for a new meaning; the README's error table lists them all
+ * (a unit test checks both ways).
+ */
+export const ERROR_CODES = {
+  REQUEST_BAD: 400,
+  REQUEST_NOT_FOUND: 404,
+  REQUEST_TOO_LARGE: 413,
+  AUTH_REQUIRED: 401,
+  PROMOTION_BAD_ID: 400,
+  PROMOTION_NOT_FOUND: 404,
+  INGEST_BAD_ROWS: 422,
+  INGEST_EMPTY: 422,
+  INGEST_SHRINK: 422,
+  INGEST_BUSY: 409,
+  SNAPSHOT_NOT_FOUND: 404,
+  SNAPSHOT_BAD_MAGIC: 502,
+  SNAPSHOT_BAD_VERSION: 502,
+  SNAPSHOT_BAD_LAYOUT: 502,
+  SNAPSHOT_TRUNCATED: 502,
+  SNAPSHOT_CHECKSUM_MISMATCH: 502,
+  SNAPSHOT_ID_MISMATCH: 502,
+  REPLICA_NOT_READY: 503,
+  REPLICA_SYNC_FAILED: 502,
+  INTERNAL: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error the service expects and knows how to answer: a stable code, a message for people, an HTTP status. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra fields merged into the JSON error body (for example the bad rows of a rejected file). */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'AppError';
+    this.code = code;
+    this.status = ERROR_CODES[code];
+    this.details = details;
+  }
+}
+
+/** A snapshot file that cannot be trusted: wrong magic, unknown version, bad offsets, checksum mismatch. */
+export class SnapshotError extends AppError {
+  constructor(
+    code: Extract<ErrorCode, `SNAPSHOT_${string}`>,
+    message: string,
+    details?: Record<string, unknown>,
+  ) {
+    super(code, message, details);
+    this.name = 'SnapshotError';
+  }
+}
+
+/** The JSON body of an error answer: `{"error": CODE, "message": ...}` plus details. */
+export function errorBody(err: AppError): Record<string, unknown> {
+  return { error: err.code, message: err.message, ...err.details };
+}

@@ -1,0 +1,116 @@
+/**
+ * HTTP plumbing both roles share: the one middleware that maps errors to answers, bearer-token checks, request
+ * ids and logging, and a server that listens and shuts down gracefully.
+ */
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type Koa from 'koa';
+import { AppError, errorBody } from './errors.js';
+import type { Logger } from './logger.js';
+
+/** Maps thrown errors to `{"error": CODE, "message": ...}`; an unexpected error is a logged, generic 500. */
+export function errorMiddleware(logger: Logger): Koa.Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        throw new AppError('REQUEST_NOT_FOUND', `no route for ${ctx.method} ${ctx.path}`);
+      }
+    } catch (err) {
+      const known = err instanceof AppError ? err : undefined;
+      if (known === undefined || known.status >= 500) {
+        logger.error(
+          { err, requestId: ctx.state.requestId, method: ctx.method, path: ctx.path },
+          'request failed',
+        );
+      }
+      const answer = known ?? new AppError('INTERNAL', `internal error; request id ${ctx.state.requestId}`);
+      ctx.status = answer.status;
+      ctx.body = errorBody(answer);
+    }
+  };
+}
+
+/** Takes the request id from `X-Request-Id` or makes one, echoes it, and logs one line per request. */
+export function requestLogMiddleware(logger: Logger): Koa.Middleware {
+  return async (ctx, next) => {
+    const given = ctx.get('x-request-id');
+    const requestId = given !== '' && given.length <= 128 ? given : randomUUID();
+    ctx.state.requestId = requestId;
+    ctx.set('X-Request-Id', requestId);
+    const start = process.hrtime.bigint();
+    try {
+      await next();
+    } finally {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms }, 'request');
+    }
+  };
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** True when the request carries `Authorization: Bearer <one of tokens>`, compared in constant time. */
+export function hasBearer(header: string | undefined, tokens: readonly string[]): boolean {
+  if (header === undefined || !header.startsWith('Bearer ')) return false;
+  const given = digest(header.slice(7));
+  let ok = false;
+  for (const t of tokens) ok = timingSafeEqual(given, digest(t)) || ok;
+  return ok;
+}
+
+/** Refuses a request without one of `tokens` as its bearer token (401). */
+export function requireBearer(...tokens: string[]): Koa.Middleware {
+  return async (ctx, next) => {
+    if (!hasBearer(ctx.get('authorization') || undefined, tokens)) {
+      ctx.set('WWW-Authenticate', 'Bearer');
+      throw new AppError('AUTH_REQUIRED', 'this route needs an Authorization: Bearer token');
+    }
+    await next();
+  };
+}
+
+/** A listening server and the way to stop it. */
+export interface RunningServer {
+  readonly server: Server;
+  readonly port: number;
+  /** Base URL on the address the server listens on. */
+  readonly url: string;
+  /** Stops accepting, lets in-flight requests finish for up to `timeoutMs`, then closes what is left. */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+/** Listens with a request handler (a Koa callback, or a lean handler in front of one). */
+export async function listen(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  host: string,
+  port: number,
+): Promise<RunningServer> {
+  const server = createServer({ keepAliveTimeout: 5000, headersTimeout: 30_000, requestTimeout: 0 }, handler);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const actual = (server.address() as AddressInfo).port;
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    server,
+    port: actual,
+    url: `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${actual}`,
+    close: (timeoutMs = 10_000) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
+}

@@ -1,0 +1,18 @@
+import { type Logger, pino } from 'pino';
+
+export type { Logger };
+
+/**
+ * The process logger: JSON lines on stdout. Authorization headers and tokens are redacted wherever they appear,
+ * so a logged request or config never leaks a secret.
+ */
+export function createLogger(level: string, name: string): Logger {
+  return pino({
+    name,
+    level,
+    redact: {
+      paths: ['req.headers.authorization', '*.leaderToken', '*.replicaToken', 'leaderToken', 'replicaToken'],
+      censor: '[redacted]',
+    },
+  });
+}

@@ -1,0 +1,195 @@
+/**
+ * The promotion record: validation of one CSV row (DESIGN §2) and rendering of the response body.
+ * Pure functions, safe to call from anywhere.
+ */
+
+/** A validated promotion, in the form the snapshot stores. */
+export interface Promotion {
+  /** The lookup key, exactly as the file gives it (case-sensitive). */
+  readonly id: string;
+  /** The price as a JSON number literal with every digit the file gave (never rounded). */
+  readonly price: string;
+  /** The expiration's clock time (offset and zone dropped) in seconds since 0000-01-01 00:00:00. */
+  readonly expiresAt: number;
+}
+
+/** Which part of a row a bad row is about. */
+export type RowColumn = 'row' | 'id' | 'price' | 'expiration_date';
+
+/** A row that failed validation, with its 1-based line number in the file. */
+export interface BadRow {
+  readonly line: number;
+  readonly column: RowColumn;
+  /** The offending value, cut to VALUE_PREVIEW_CHARS characters. */
+  readonly value: string;
+  readonly reason: string;
+}
+
+export const MAX_ID_LENGTH = 128;
+export const MAX_PRICE_LENGTH = 64;
+export const COLUMN_COUNT = 3;
+export const HEADER_FIELDS = ['id', 'price', 'expiration_date'] as const;
+const VALUE_PREVIEW_CHARS = 80;
+
+function bad(line: number, column: RowColumn, value: string, reason: string): BadRow {
+  return {
+    line,
+    column,
+    value: value.length > VALUE_PREVIEW_CHARS ? value.slice(0, VALUE_PREVIEW_CHARS) : value,
+    reason,
+  };
+}
+
+/** True for a BadRow result of parseFields/parseRow. */
+export function isBadRow(r: Promotion | BadRow): r is BadRow {
+  return (r as BadRow).reason !== undefined;
+}
+
+/** Why `id` can never be a promotion id, or undefined when it can. Used by the leader and by the replica's 400. */
+export function idProblem(id: string): string | undefined {
+  if (id.length === 0) return 'id is empty';
+  if (id.length > MAX_ID_LENGTH)
+    return `id is ${id.length} characters long, at most ${MAX_ID_LENGTH} are allowed`;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) return `id has a character that is not printable ASCII at position ${i + 1}`;
+    if (c === 0x2c) return `id has a comma at position ${i + 1}`;
+  }
+  return undefined;
+}
+
+const PRICE_RE = /^([+-]?)(\d*)(?:\.(\d*))?((?:[eE][+-]?\d+)?)$/;
+
+/**
+ * The price as a JSON number literal keeping every digit given, or undefined when `text` is not a finite decimal.
+ * `+1.50` becomes `1.50`, `.5` becomes `0.5`, `007` becomes `7`; `1e400` (infinite as a double) is refused.
+ */
+export function canonicalPrice(text: string): string | undefined {
+  if (text.length === 0 || text.length > MAX_PRICE_LENGTH) return undefined;
+  const m = PRICE_RE.exec(text);
+  if (m === null) return undefined;
+  const [, sign, intDigits, fracDigits, exponent] = m;
+  if (intDigits === '' && (fracDigits === undefined || fracDigits === '')) return undefined;
+  if (!Number.isFinite(Number(text))) return undefined;
+  const int = intDigits.replace(/^0+(?=\d)/, '') || '0';
+  const frac = fracDigits ? `.${fracDigits}` : '';
+  return `${sign === '-' ? '-' : ''}${int}${frac}${exponent}`;
+}
+
+// Go's default time format: "2006-01-02 15:04:05.999999999 -0700 MST"; fraction, offset and zone are optional.
+const DATE_RE =
+  /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?: ([+-])(\d{2})(\d{2})(?: (?:[A-Za-z]{1,10}|[+-]\d{2,4}))?)?$/;
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function isLeap(y: number): boolean {
+  return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+}
+
+/** Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+function daysFromCivil(y: number, m: number, d: number): number {
+  y -= m <= 2 ? 1 : 0;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146097 + doe - 719468;
+}
+
+const DAYS_0000_TO_1970 = 719528;
+
+/** Seconds since 0000-01-01 00:00:00 of the date's own clock time, or a reason it is not a date. */
+export function parseExpiration(text: string): number | string {
+  const m = DATE_RE.exec(text);
+  if (m === null)
+    return 'expected YYYY-MM-DD HH:MM:SS, optionally followed by an offset like +0200 and a zone name';
+  const y = Number(m[1]);
+  const mo = Number(m[2]);
+  const d = Number(m[3]);
+  const h = Number(m[4]);
+  const mi = Number(m[5]);
+  const s = Number(m[6]);
+  if (mo < 1 || mo > 12) return `month ${m[2]} does not exist`;
+  const dim = mo === 2 && isLeap(y) ? 29 : DAYS_IN_MONTH[mo - 1];
+  if (d < 1 || d > dim) return `day ${m[3]} does not exist in ${m[1]}-${m[2]}`;
+  if (h > 23 || mi > 59 || s > 59) return `time ${m[4]}:${m[5]}:${m[6]} does not exist`;
+  if (m[7] !== undefined && (Number(m[8]) > 23 || Number(m[9]) > 59)) {
+    return `offset ${m[7]}${m[8]}${m[9]} does not exist`;
+  }
+  return (daysFromCivil(y, mo, d) + DAYS_0000_TO_1970) * 86400 + h * 3600 + mi * 60 + s;
+}
+
+/** Validates one row's three fields; `line` is the 1-based line number in the file. */
+export function parseFields(id: string, price: string, expiration: string, line: number): Promotion | BadRow {
+  const idWhy = idProblem(id);
+  if (idWhy !== undefined) return bad(line, 'id', id, idWhy);
+  const canonical = canonicalPrice(price);
+  if (canonical === undefined) {
+    return bad(
+      line,
+      'price',
+      price,
+      `price "${price.slice(0, VALUE_PREVIEW_CHARS)}" is not a finite decimal number`,
+    );
+  }
+  const expiresAt = parseExpiration(expiration);
+  if (typeof expiresAt === 'string') return bad(line, 'expiration_date', expiration, expiresAt);
+  return { id, price: canonical, expiresAt };
+}
+
+/** Validates one row given as its list of fields. */
+export function parseRow(fields: readonly string[], line: number): Promotion | BadRow {
+  if (fields.length !== COLUMN_COUNT) {
+    return bad(
+      line,
+      'row',
+      fields.join(','),
+      `expected ${COLUMN_COUNT} columns (id,price,expiration_date), found ${fields.length}`,
+    );
+  }
+  return parseFields(fields[0], fields[1], fields[2], line);
+}
+
+/** True for the optional header line `id,price,expiration_date`. */
+export function isHeader(fields: readonly string[]): boolean {
+  return (
+    fields.length === 3 && fields[0] === 'id' && fields[1] === 'price' && fields[2] === 'expiration_date'
+  );
+}
+
+const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => (i < 10 ? `0${i}` : `${i}`));
+
+function civilFromDays(z: number): [number, number, number] {
+  z += 719468;
+  const era = Math.floor(z / 146097);
+  const doe = z - era * 146097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  return [yoe + era * 400 + (m <= 2 ? 1 : 0), m, d];
+}
+
+/** `YYYY-MM-DD HH:MM:SS` for seconds since 0000-01-01 00:00:00. */
+export function formatExpiration(seconds: number): string {
+  const days = Math.floor(seconds / 86400);
+  let rest = seconds - days * 86400;
+  const [y, m, d] = civilFromDays(days - DAYS_0000_TO_1970);
+  const h = Math.floor(rest / 3600);
+  rest -= h * 3600;
+  const mi = Math.floor(rest / 60);
+  const s = rest - mi * 60;
+  const yyyy = y < 1000 ? String(y).padStart(4, '0') : String(y);
+  return `${yyyy}-${TWO_DIGITS[m]}-${TWO_DIGITS[d]} ${TWO_DIGITS[h]}:${TWO_DIGITS[mi]}:${TWO_DIGITS[s]}`;
+}
+
+const NEEDS_ESCAPE = /["\\]/;
+
+/** The JSON body of `GET /promotions/{id}`; `price` is already a JSON number literal. */
+export function renderPromotion(id: string, price: string, expiresAt: number): string {
+  const idJson = NEEDS_ESCAPE.test(id) ? JSON.stringify(id) : `"${id}"`;
+  return `{"id":${idJson},"price":${price},"expiration_date":"${formatExpiration(expiresAt)}"}`;
+}

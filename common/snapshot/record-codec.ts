@@ -1,0 +1,119 @@
+/**
+ * The bytes of one record inside a partition (FORMAT.md, "Records"), and the lookups that read them in place.
+ * A canonical lowercase UUID id is stored as its 16 bytes; any other id as length + ASCII bytes.
+ * Pure functions over Buffers; safe to call from anywhere.
+ */
+import { type Promotion, renderPromotion } from '../record.js';
+
+export const RECORD_KIND_UUID = 0;
+export const RECORD_KIND_RAW = 1;
+/** Upper bound of an encoded record: kind, id length and 128 id bytes, price length and 64 bytes, 5 date bytes. */
+export const MAX_RECORD_BYTES = 1 + 1 + 128 + 1 + 64 + 5;
+
+const HEX = new Int8Array(128).fill(-1);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX[97 + i] = 10 + i;
+
+/** True for `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in lowercase hex: the shape stored in 16 bytes. */
+export function isCanonicalUuid(id: string): boolean {
+  if (id.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const c = id.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 45) return false;
+    } else if (c >= 128 || HEX[c] < 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Position in the 36-character form of the first character of each of the 16 bytes. */
+const UUID_POS = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
+/** Writes `p` at `off`; returns the offset after it. The caller leaves MAX_RECORD_BYTES of room. */
+export function encodeRecord(p: Promotion, buf: Buffer, off: number): number {
+  const id = p.id;
+  if (isCanonicalUuid(id)) {
+    buf[off++] = RECORD_KIND_UUID;
+    for (let i = 0; i < 16; i++) {
+      const c = UUID_POS[i];
+      buf[off++] = (HEX[id.charCodeAt(c)] << 4) | HEX[id.charCodeAt(c + 1)];
+    }
+  } else {
+    buf[off++] = RECORD_KIND_RAW;
+    buf[off++] = id.length;
+    off += buf.write(id, off, 'latin1');
+  }
+  buf[off++] = p.price.length;
+  off += buf.write(p.price, off, 'latin1');
+  buf.writeUInt32LE(p.expiresAt % 4294967296, off);
+  buf[off + 4] = Math.floor(p.expiresAt / 4294967296);
+  return off + 5;
+}
+
+/** Length in bytes of the id part of the record at `off`. */
+function idBytes(buf: Buffer, off: number): number {
+  return buf[off] === RECORD_KIND_UUID ? 17 : 2 + buf[off + 1];
+}
+
+/** Length in bytes of the record at `off`. */
+export function recordLength(buf: Buffer, off: number): number {
+  const p = off + idBytes(buf, off);
+  return p - off + 1 + buf[p] + 5;
+}
+
+/** True when the records at a and b have the same id (their id bytes are equal). */
+export function sameRecordId(a: Buffer, aOff: number, b: Buffer, bOff: number): boolean {
+  const n = idBytes(a, aOff);
+  return n === idBytes(b, bOff) && a.compare(b, bOff, bOff + n, aOff, aOff + n) === 0;
+}
+
+/** True when the record at `off` has the id `id`. */
+export function recordHasId(buf: Buffer, off: number, id: string): boolean {
+  if (buf[off] === RECORD_KIND_UUID) {
+    if (id.length !== 36) return false;
+    for (let i = 0; i < 16; i++) {
+      const c = UUID_POS[i];
+      const hi = id.charCodeAt(c);
+      const lo = id.charCodeAt(c + 1);
+      if (hi >= 128 || lo >= 128 || ((HEX[hi] << 4) | HEX[lo]) !== buf[off + 1 + i]) return false;
+    }
+    // Dashes must sit where a canonical UUID has them, or "0123...-" shapes with other separators would match.
+    return isCanonicalUuid(id);
+  }
+  const n = buf[off + 1];
+  if (n !== id.length) return false;
+  for (let i = 0; i < n; i++) {
+    if (buf[off + 2 + i] !== id.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+function tail(buf: Buffer, off: number): { price: string; expiresAt: number } {
+  const p = off + idBytes(buf, off);
+  const priceLen = buf[p];
+  const d = p + 1 + priceLen;
+  return {
+    price: buf.toString('latin1', p + 1, d),
+    expiresAt: buf.readUInt32LE(d) + buf[d + 4] * 4294967296,
+  };
+}
+
+/** The response body for the record at `off`, whose id the caller has matched against `id`. */
+export function renderRecord(buf: Buffer, off: number, id: string): string {
+  const t = tail(buf, off);
+  return renderPromotion(id, t.price, t.expiresAt);
+}
+
+/** The whole record at `off` (tools and tests; lookups use renderRecord). */
+export function decodeRecord(buf: Buffer, off: number): Promotion {
+  let id: string;
+  if (buf[off] === RECORD_KIND_UUID) {
+    const h = buf.toString('hex', off + 1, off + 17);
+    id = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  } else {
+    id = buf.toString('latin1', off + 2, off + 2 + buf[off + 1]);
+  }
+  return { id, ...tail(buf, off) };
+}

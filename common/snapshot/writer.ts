@@ -1,0 +1,532 @@
+/**
+ * Builds one snapshot file from validated rows with bounded memory (FORMAT.md, "How a file is built").
+ *
+ * Rows are kept in memory, encoded, until they pass `memoryBytes`; past that they spill into run files, one per
+ * hash bucket, in input order. `finish` then builds the file one partition range at a time: a bucket that is
+ * still larger than the budget is split again by the next hash bits. Duplicate ids resolve last-wins because
+ * every run keeps input order.
+ *
+ * Concurrency: one caller; `add` may return a promise (a spill write), which must settle before the next call.
+ */
+import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { type FileHandle, mkdir, open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Promotion } from '../record.js';
+import {
+  DIRECTORY_ENTRY_BYTES,
+  EMPTY_SLOT,
+  encodeEntry,
+  encodeHeader,
+  HEADER_BYTES,
+  homeSlot,
+  LOAD_FACTOR,
+  MAX_PARTITION_BITS,
+  partitionOf,
+  partitionSha,
+  SLOT_BYTES,
+  type SnapshotHeader,
+  TARGET_PARTITION_ROWS,
+} from './format.js';
+import { keyHash1, keyHash2 } from './key-hash.js';
+import { encodeRecord, MAX_RECORD_BYTES, recordLength, sameRecordId } from './record-codec.js';
+
+/** A row in memory or in a run file: h1 u32, h2 u32, then the record. */
+const ROW_PREFIX = 8;
+const MAX_ROW_BYTES = ROW_PREFIX + MAX_RECORD_BYTES;
+const CHUNK_BYTES = 1 << 20;
+const RUN_BUFFER_BYTES = 64 * 1024;
+/** Spill writes allowed in flight before `add` makes its caller wait. */
+const MAX_PENDING_WRITES = 16;
+
+export interface BuildOptions {
+  /** Where the finished file is written (a temporary name; the caller renames it into place). */
+  readonly path: string;
+  /** A directory for run files; the builder removes what it creates there. */
+  readonly tmpDir: string;
+  /** Bytes of encoded rows held in memory before spilling, and the largest run loaded at once. */
+  readonly memoryBytes: number;
+  /** Run files when spilling (a power of two); default from memoryBytes and `sizeHintBytes`. */
+  readonly spillBuckets?: number;
+  /** Rows per partition the layout aims for; tests lower it to get many partitions from few rows. */
+  readonly targetPartitionRows?: number;
+  /** Expected source size, when known (Content-Length, file size), to size the spill. */
+  readonly sizeHintBytes?: number;
+}
+
+export interface BuildMeta {
+  readonly version: number;
+  readonly sourceSha256: string;
+  readonly badRowCount: number;
+}
+
+export interface BuildStats {
+  /** Rows added, duplicates included. */
+  readonly rowsAdded: number;
+  /** True when rows went through run files. */
+  readonly spilled: boolean;
+}
+
+/** Rows of one hash range: encoded rows in memory buffers, each buffer holding whole rows. */
+interface RowSet {
+  readonly buffers: Buffer[];
+  readonly count: number;
+}
+
+function log2(n: number): number {
+  return Math.round(Math.log2(n));
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n >= 1 && (n & (n - 1)) === 0;
+}
+
+/** Encoded rows for one hash range, spilled to a file through a small buffer; writes run one after another. */
+class Run {
+  private handle: FileHandle | undefined;
+  private buf = Buffer.allocUnsafe(RUN_BUFFER_BYTES);
+  private pos = 0;
+  private tail: Promise<void> = Promise.resolve();
+  bytes = 0;
+  count = 0;
+  constructor(readonly path: string) {}
+
+  /** Copies one row in; returns the write to wait for when the buffer filled. */
+  append(src: Buffer, off: number, len: number): Promise<void> | undefined {
+    const p = this.pos + len > this.buf.length ? this.flush() : undefined;
+    src.copy(this.buf, this.pos, off, off + len);
+    this.pos += len;
+    this.count++;
+    return p;
+  }
+
+  flush(): Promise<void> {
+    if (this.pos === 0) return this.tail;
+    const out = this.buf.subarray(0, this.pos);
+    const at = this.bytes;
+    this.bytes += this.pos;
+    this.buf = Buffer.allocUnsafe(RUN_BUFFER_BYTES);
+    this.pos = 0;
+    this.tail = this.tail.then(async () => {
+      this.handle ??= await open(this.path, 'w');
+      await writeFully(this.handle, out, at);
+    });
+    return this.tail;
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    await this.handle?.close();
+    this.handle = undefined;
+  }
+}
+
+async function writeFully(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** A set of runs splitting one hash range by the next `bits` bits of h1, after the first `depth` bits. */
+class Spill {
+  readonly runs: Run[];
+  private pending: Promise<void>[] = [];
+  constructor(
+    dir: string,
+    readonly depth: number,
+    readonly bits: number,
+  ) {
+    this.runs = Array.from(
+      { length: 2 ** bits },
+      (_, i) => new Run(join(dir, `run-${depth}-${i}-${randomBytes(4).toString('hex')}`)),
+    );
+  }
+
+  private bucketOf(h1: number): number {
+    return this.bits === 0 ? 0 : ((h1 << this.depth) >>> 0) >>> (32 - this.bits);
+  }
+
+  /** Appends one row; returns a promise when too many writes are in flight (bounded memory). */
+  append(src: Buffer, off: number, len: number): Promise<void> | undefined {
+    const w = this.runs[this.bucketOf(src.readUInt32LE(off))].append(src, off, len);
+    if (w === undefined) return undefined;
+    this.pending.push(w);
+    return this.pending.length < MAX_PENDING_WRITES ? undefined : this.drain();
+  }
+
+  /** Appends every row of a buffer of whole rows. */
+  async appendRows(buf: Buffer): Promise<void> {
+    let off = 0;
+    while (off < buf.length) {
+      const len = ROW_PREFIX + recordLength(buf, off + ROW_PREFIX);
+      const w = this.append(buf, off, len);
+      if (w !== undefined) await w;
+      off += len;
+    }
+  }
+
+  async drain(): Promise<void> {
+    const p = this.pending;
+    this.pending = [];
+    await Promise.all(p);
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
+    await Promise.all(this.runs.map((r) => r.close()));
+  }
+}
+
+function forEachRow(buf: Buffer, fn: (off: number, len: number) => unknown): void {
+  let off = 0;
+  while (off < buf.length) {
+    const len = ROW_PREFIX + recordLength(buf, off + ROW_PREFIX);
+    fn(off, len);
+    off += len;
+  }
+}
+
+/** Streams snapshot bytes to the output file, hashing the body as it goes. */
+class Output {
+  private position = HEADER_BYTES;
+  readonly bodyHash: Hash = createHash('sha256');
+  constructor(readonly handle: FileHandle) {}
+
+  get offset(): number {
+    return this.position;
+  }
+
+  async write(bytes: Buffer): Promise<void> {
+    this.bodyHash.update(bytes);
+    await writeFully(this.handle, bytes, this.position);
+    this.position += bytes.length;
+  }
+}
+
+/** Builds partitions and tracks the directory while ranges arrive in partition order. */
+class PartitionWriter {
+  readonly directory: Buffer;
+  duplicates = 0;
+  rows = 0;
+  constructor(
+    readonly out: Output,
+    readonly partitionBits: number,
+  ) {
+    this.directory = Buffer.alloc(2 ** partitionBits * DIRECTORY_ENTRY_BYTES);
+  }
+
+  /** Writes partitions [first, first + count) from the rows of `set`, which all hash into that range. */
+  async writeRange(set: RowSet, first: number, count: number): Promise<void> {
+    const n = set.count;
+    const bufIndex = new Uint32Array(n);
+    const offsets = new Uint32Array(n);
+    const partOf = new Uint32Array(n);
+    const starts = new Uint32Array(count + 1);
+    let i = 0;
+    set.buffers.forEach((b, bi) => {
+      forEachRow(b, (off) => {
+        const p = partitionOf(b.readUInt32LE(off), this.partitionBits) - first;
+        bufIndex[i] = bi;
+        offsets[i] = off;
+        partOf[i++] = p;
+        starts[p + 1]++;
+      });
+    });
+    for (let p = 0; p < count; p++) starts[p + 1] += starts[p];
+    // Stable counting sort by partition keeps input order inside a partition: last row wins on duplicates.
+    const order = new Uint32Array(n);
+    const fill = starts.slice(0, count);
+    for (let r = 0; r < n; r++) order[fill[partOf[r]]++] = r;
+    for (let p = 0; p < count; p++) {
+      await this.writePartition(
+        first + p,
+        set.buffers,
+        bufIndex,
+        offsets,
+        order.subarray(starts[p], starts[p + 1]),
+      );
+    }
+  }
+
+  private async writePartition(
+    index: number,
+    buffers: Buffer[],
+    bufIndex: Uint32Array,
+    offsets: Uint32Array,
+    rows: Uint32Array,
+  ): Promise<void> {
+    const homeSlots = Math.max(1, Math.ceil(rows.length / LOAD_FACTOR));
+    let cap = homeSlots + 64;
+    let fps = new Uint32Array(cap);
+    let refs = new Int32Array(cap).fill(-1);
+    let maxProbe = 0;
+    let used = 0;
+    for (const r of rows) {
+      const b = buffers[bufIndex[r]];
+      const o = offsets[r];
+      const h1 = b.readUInt32LE(o);
+      let s = homeSlot(b.readUInt32LE(o + 4), homeSlots);
+      let probe = 1;
+      for (; ; s++, probe++) {
+        if (s >= cap) {
+          cap *= 2;
+          const f2 = new Uint32Array(cap);
+          f2.set(fps);
+          fps = f2;
+          const r2 = new Int32Array(cap).fill(-1);
+          r2.set(refs);
+          refs = r2;
+        }
+        const other = refs[s];
+        if (other === -1) {
+          fps[s] = h1;
+          refs[s] = r;
+          used = Math.max(used, s + 1);
+          break;
+        }
+        if (
+          fps[s] === h1 &&
+          sameRecordId(b, o + ROW_PREFIX, buffers[bufIndex[other]], offsets[other] + ROW_PREFIX)
+        ) {
+          refs[s] = r;
+          this.duplicates++;
+          break;
+        }
+      }
+      if (probe > maxProbe) maxProbe = probe;
+    }
+    let recordBytes = 0;
+    let live = 0;
+    for (let s = 0; s < used; s++) {
+      const r = refs[s];
+      if (r === -1) continue;
+      live++;
+      recordBytes += recordLength(buffers[bufIndex[r]], offsets[r] + ROW_PREFIX);
+    }
+    const slotBytes = used * SLOT_BYTES;
+    const part = Buffer.allocUnsafe(slotBytes + recordBytes);
+    let rec = 0;
+    for (let s = 0; s < used; s++) {
+      const r = refs[s];
+      if (r === -1) {
+        part.writeUInt32LE(0, s * SLOT_BYTES);
+        part.writeUInt32LE(EMPTY_SLOT, s * SLOT_BYTES + 4);
+        continue;
+      }
+      const b = buffers[bufIndex[r]];
+      const o = offsets[r] + ROW_PREFIX;
+      const len = recordLength(b, o);
+      part.writeUInt32LE(fps[s], s * SLOT_BYTES);
+      part.writeUInt32LE(rec, s * SLOT_BYTES + 4);
+      b.copy(part, slotBytes + rec, o, o + len);
+      rec += len;
+    }
+    encodeEntry(this.directory, index, {
+      offset: this.out.offset,
+      bytes: part.length,
+      rows: live,
+      homeSlots,
+      slotCount: used,
+      maxProbe: Math.min(maxProbe, used),
+      sha256: partitionSha(part),
+    });
+    this.rows += live;
+    await this.out.write(part);
+  }
+}
+
+/** Reads a run file whole (it fits the memory budget) as a row set. */
+async function loadRun(run: Run): Promise<RowSet> {
+  if (run.count === 0) return { buffers: [], count: 0 };
+  const h = await open(run.path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(run.bytes);
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesRead } = await h.read(buf, done, Math.min(CHUNK_BYTES * 4, buf.length - done), done);
+      if (bytesRead === 0) throw new Error(`run file ${run.path} is shorter than written`);
+      done += bytesRead;
+    }
+    return { buffers: [buf], count: run.count };
+  } finally {
+    await h.close();
+  }
+}
+
+/** Streams a run file in chunks of whole rows (for splitting a run larger than memory). */
+async function* runChunks(run: Run): AsyncGenerator<Buffer> {
+  const h = await open(run.path, 'r');
+  try {
+    let carry = Buffer.alloc(0);
+    let position = 0;
+    while (position < run.bytes) {
+      const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+      const { bytesRead } = await h.read(buf, 0, CHUNK_BYTES, position);
+      if (bytesRead === 0) throw new Error(`run file ${run.path} is shorter than written`);
+      position += bytesRead;
+      const data = carry.length
+        ? Buffer.concat([carry, buf.subarray(0, bytesRead)])
+        : buf.subarray(0, bytesRead);
+      let whole = 0;
+      while (whole + ROW_PREFIX < data.length) {
+        const len = ROW_PREFIX + recordLength(data, whole + ROW_PREFIX);
+        if (whole + len > data.length) break;
+        whole += len;
+      }
+      yield data.subarray(0, whole);
+      carry = Buffer.from(data.subarray(whole));
+    }
+  } finally {
+    await h.close();
+  }
+}
+
+/** Accepts validated rows and writes one snapshot file. See the module comment for the memory bound. */
+export class SnapshotBuilder {
+  private chunks: Buffer[] = [];
+  private chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  private pos = 0;
+  private inMemory = 0;
+  private spill: Spill | undefined;
+  private rowsAdded = 0;
+  private readonly scratch = Buffer.allocUnsafe(MAX_ROW_BYTES);
+  /** Run files live in a directory of their own, removed whole by abort(). */
+  private readonly runDir: string;
+
+  constructor(readonly options: BuildOptions) {
+    this.runDir = join(options.tmpDir, `runs-${randomBytes(6).toString('hex')}`);
+    if (options.spillBuckets !== undefined && !isPowerOfTwo(options.spillBuckets)) {
+      throw new Error('spillBuckets must be a power of two');
+    }
+  }
+
+  get stats(): BuildStats {
+    return { rowsAdded: this.rowsAdded, spilled: this.spill !== undefined };
+  }
+
+  /** Adds one validated row. When it returns a promise, wait for it before the next call. */
+  add(p: Promotion): Promise<void> | undefined {
+    this.rowsAdded++;
+    if (this.spill !== undefined) {
+      const len = this.encode(p, this.scratch, 0);
+      return this.spill.append(this.scratch, 0, len);
+    }
+    if (this.pos + MAX_ROW_BYTES > CHUNK_BYTES) {
+      this.chunks.push(this.chunk.subarray(0, this.pos));
+      this.chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+      this.pos = 0;
+    }
+    this.pos += this.encode(p, this.chunk, this.pos);
+    this.inMemory++;
+    if ((this.chunks.length + 1) * CHUNK_BYTES > this.options.memoryBytes) return this.startSpill();
+    return undefined;
+  }
+
+  private encode(p: Promotion, buf: Buffer, off: number): number {
+    buf.writeUInt32LE(keyHash1(p.id), off);
+    buf.writeUInt32LE(keyHash2(p.id), off + 4);
+    return encodeRecord(p, buf, off + ROW_PREFIX) - off;
+  }
+
+  private takeMemoryRows(): RowSet {
+    const buffers = [...this.chunks, this.chunk.subarray(0, this.pos)].filter((b) => b.length > 0);
+    const set = { buffers, count: this.inMemory };
+    this.chunks = [];
+    this.chunk = Buffer.allocUnsafe(0);
+    this.pos = 0;
+    this.inMemory = 0;
+    return set;
+  }
+
+  private spillBits(): number {
+    if (this.options.spillBuckets !== undefined) return log2(this.options.spillBuckets);
+    // Aim for runs of half the budget; 256 runs when the size is unknown.
+    const hint = this.options.sizeHintBytes;
+    if (hint === undefined) return 8;
+    const runs = Math.ceil(hint / (this.options.memoryBytes / 2));
+    return Math.min(12, Math.max(4, Math.ceil(Math.log2(runs))));
+  }
+
+  private async startSpill(): Promise<void> {
+    await mkdir(this.runDir, { recursive: true });
+    this.spill = new Spill(this.runDir, 0, this.spillBits());
+    for (const b of this.takeMemoryRows().buffers) await this.spill.appendRows(b);
+  }
+
+  /** Writes the file (header last), fsyncs it and returns its header. Removes run files whatever happens. */
+  async finish(meta: BuildMeta): Promise<SnapshotHeader> {
+    const spill = this.spill;
+    const minBits = spill?.bits ?? 0;
+    const targetRows = this.options.targetPartitionRows ?? TARGET_PARTITION_ROWS;
+    const wanted = Math.ceil(Math.log2(Math.max(1, this.rowsAdded / targetRows)));
+    const partitionBits = Math.min(MAX_PARTITION_BITS, Math.max(minBits, wanted));
+    const handle = await open(this.options.path, 'w');
+    try {
+      const out = new Output(handle);
+      const writer = new PartitionWriter(out, partitionBits);
+      if (spill === undefined) {
+        await writer.writeRange(this.takeMemoryRows(), 0, 2 ** partitionBits);
+      } else {
+        await spill.close();
+        await this.writeSpill(writer, spill, 0);
+      }
+      const directoryOffset = out.offset;
+      await out.write(writer.directory);
+      const header = Buffer.allocUnsafe(HEADER_BYTES);
+      const fields = {
+        snapshotId: randomBytes(16).toString('hex'),
+        version: meta.version,
+        partitionBits,
+        rowCount: writer.rows,
+        duplicateCount: writer.duplicates,
+        badRowCount: meta.badRowCount,
+        buildTimeMs: Date.now(),
+        directoryOffset,
+        fileBytes: out.offset,
+        sourceSha256: meta.sourceSha256,
+        bodySha256: out.bodyHash.digest('hex'),
+      };
+      const checksum = encodeHeader(header, fields);
+      await handle.write(header, 0, HEADER_BYTES, 0);
+      await handle.sync();
+      return { ...fields, formatMajor: 1, formatMinor: 0, checksum };
+    } finally {
+      await handle.close();
+      await this.abort();
+    }
+  }
+
+  /** Builds every bucket of `spill` in partition order; `prefix` is the hash range the spill splits. */
+  private async writeSpill(writer: PartitionWriter, spill: Spill, prefix: number): Promise<void> {
+    const bits = writer.partitionBits;
+    for (let b = 0; b < spill.runs.length; b++) {
+      const run = spill.runs[b];
+      const depth = spill.depth + spill.bits;
+      const range = prefix * 2 ** spill.bits + b;
+      const partitions = 2 ** (bits - depth);
+      const first = range * partitions;
+      if (run.bytes > this.options.memoryBytes && partitions > 1) {
+        // Too large to load: split by the next hash bits, at most down to one partition per run.
+        const sub = new Spill(this.runDir, depth, Math.min(4, bits - depth));
+        for await (const chunk of runChunks(run)) await sub.appendRows(chunk);
+        await sub.close();
+        await rm(run.path, { force: true });
+        await this.writeSpill(writer, sub, range);
+        continue;
+      }
+      await writer.writeRange(await loadRun(run), first, partitions);
+      await rm(run.path, { force: true });
+    }
+  }
+
+  /** Drops buffered rows and removes run files. Safe to call more than once. */
+  async abort(): Promise<void> {
+    this.chunks = [];
+    this.chunk = Buffer.allocUnsafe(0);
+    const runs = this.spill?.runs ?? [];
+    this.spill = undefined;
+    await Promise.all(runs.map((r) => r.close().catch(() => undefined)));
+    await rm(this.runDir, { recursive: true, force: true });
+  }
+}

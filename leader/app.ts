@@ -1,0 +1,163 @@
+/**
+ * The leader's HTTP API (DESIGN §4): ingest, versions, rollback, replica status, and the file replicas pull.
+ * Built only from its dependencies; `main.ts` reads config and listens.
+ */
+import { createReadStream } from 'node:fs';
+import Router from '@koa/router';
+import Koa from 'koa';
+import type { LeaderConfig } from '../common/config.js';
+import { AppError } from '../common/errors.js';
+import { errorMiddleware, hasBearer, requestLogMiddleware, requireBearer } from '../common/http.js';
+import type { Logger } from '../common/logger.js';
+import { REPLICA_URL_HEADER, REPLICA_VERSION_HEADER, type SnapshotManifest } from '../common/protocol.js';
+import type { Ingestor } from './ingest.js';
+import type { ReplicaRegistry } from './replicas.js';
+import type { SnapshotStore } from './snapshot-store.js';
+
+export interface LeaderDeps {
+  readonly config: LeaderConfig;
+  readonly logger: Logger;
+  readonly store: SnapshotStore;
+  readonly ingestor: Ingestor;
+  readonly replicas: ReplicaRegistry;
+  /** Tells replicas about a version that just became current, and prunes old versions. */
+  readonly publish: (manifest: SnapshotManifest) => void;
+}
+
+function versionParam(raw: string | undefined): number {
+  if (raw === undefined || !/^\d{1,9}$/.test(raw)) {
+    throw new AppError('REQUEST_BAD', `"${raw}" is not a version number`);
+  }
+  return Number(raw);
+}
+
+/** Parses `Range: bytes=a-b` for a file of `size` bytes; undefined means the whole file. */
+export function parseRange(
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | undefined {
+  if (header === undefined || header === '') return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (m === null || (m[1] === '' && m[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    start = Math.max(0, size - Number(m[2]));
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || start > end) {
+    throw Object.assign(new AppError('REQUEST_BAD', `range ${header} is outside the file of ${size} bytes`), {
+      rangeNotSatisfiable: true,
+    });
+  }
+  return { start, end };
+}
+
+export function createLeaderApp(deps: LeaderDeps): Koa {
+  const { config, store, ingestor, replicas, logger, publish } = deps;
+  const app = new Koa();
+  app.proxy = false;
+  const router = new Router();
+  const writeAuth = requireBearer(config.leaderToken);
+  const pullAuth = requireBearer(config.replicaToken, config.leaderToken);
+
+  router.get('/healthz', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/readyz', (ctx) => {
+    ctx.body = { status: 'ready', version: store.current()?.version ?? null };
+  });
+
+  router.put('/promotions', writeAuth, async (ctx) => {
+    const length = Number(ctx.get('content-length') || Number.NaN);
+    if (length > config.maxUploadBytes) {
+      throw new AppError(
+        'REQUEST_TOO_LARGE',
+        `the file is larger than MAX_UPLOAD_BYTES (${config.maxUploadBytes} bytes)`,
+      );
+    }
+    const report = await ingestor.ingest(ctx.req, {
+      force: ctx.query.force === 'true' || ctx.query.force === '1',
+      sizeHintBytes: Number.isFinite(length) ? length : undefined,
+      source: 'PUT /promotions',
+    });
+    ctx.status = 201;
+    ctx.body = report;
+  });
+
+  router.get('/snapshots', (ctx) => {
+    const current = store.current()?.version ?? null;
+    ctx.body = { current, versions: store.list().map((m) => ({ ...m, current: m.version === current })) };
+  });
+
+  router.get('/snapshots/current', (ctx) => {
+    // A replica's poll registers it, so the leader can notify replicas whose addresses it was not given.
+    const url = ctx.get(REPLICA_URL_HEADER);
+    if (url !== '' && hasBearer(ctx.get('authorization') || undefined, [config.replicaToken])) {
+      const served = Number(ctx.get(REPLICA_VERSION_HEADER));
+      replicas.seen(url, Number.isSafeInteger(served) && served > 0 ? served : null);
+    }
+    const current = store.current();
+    if (current === undefined) throw new AppError('SNAPSHOT_NOT_FOUND', 'no version has been ingested yet');
+    ctx.body = current;
+  });
+
+  router.get('/snapshots/:version', (ctx) => {
+    const version = versionParam(ctx.params.version);
+    const m = store.get(version);
+    if (m === undefined) throw new AppError('SNAPSHOT_NOT_FOUND', `version ${version} is not kept here`);
+    ctx.body = { ...m, current: m.version === store.current()?.version };
+  });
+
+  router.get('/snapshots/:version/file', pullAuth, (ctx) => {
+    const version = versionParam(ctx.params.version);
+    const m = store.get(version);
+    if (m === undefined) throw new AppError('SNAPSHOT_NOT_FOUND', `version ${version} is not kept here`);
+    let range: { start: number; end: number } | undefined;
+    try {
+      range = parseRange(ctx.get('range') || undefined, m.bytes);
+    } catch (err) {
+      ctx.status = 416;
+      ctx.set('Content-Range', `bytes */${m.bytes}`);
+      ctx.body = { error: 'REQUEST_BAD', message: (err as Error).message };
+      return;
+    }
+    ctx.set('Accept-Ranges', 'bytes');
+    ctx.set('ETag', `"${m.checksum}"`);
+    ctx.type = 'application/octet-stream';
+    if (range === undefined) {
+      ctx.length = m.bytes;
+      ctx.body = createReadStream(store.filePath(version));
+      return;
+    }
+    ctx.status = 206;
+    ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${m.bytes}`);
+    ctx.length = range.end - range.start + 1;
+    ctx.body = createReadStream(store.filePath(version), { start: range.start, end: range.end });
+  });
+
+  router.post('/snapshots/:version/activate', writeAuth, async (ctx) => {
+    const version = versionParam(ctx.params.version);
+    if (ingestor.busy) throw new AppError('INGEST_BUSY', 'an ingest is running; activate when it ends');
+    const manifest = await store.activate(version);
+    logger.info({ version }, 'activated a kept version');
+    publish(manifest);
+    ctx.body = { ...manifest, current: true };
+  });
+
+  router.get('/replicas', (ctx) => {
+    ctx.body = {
+      current: store.current()?.version ?? null,
+      replicas: replicas.list(store.current()?.version),
+    };
+  });
+
+  app.use(requestLogMiddleware(logger));
+  app.use(errorMiddleware(logger));
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  return app;
+}

@@ -1,0 +1,195 @@
+/**
+ * Ingest: a CSV byte stream becomes a new current snapshot version, or is refused whole with a report.
+ * The live version is touched only by the final commit, so a refused or failed ingest changes nothing.
+ *
+ * Concurrency: one ingest at a time per leader; a second caller gets INGEST_BUSY (409) at once.
+ */
+import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { LeaderConfig } from '../common/config.js';
+import { AppError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import type { SnapshotManifest } from '../common/protocol.js';
+import { type BadRow, isBadRow, isHeader, parseRow } from '../common/record.js';
+import { SnapshotBuilder } from '../common/snapshot/writer.js';
+import { CsvSyntaxError, readCsv } from './csv-reader.js';
+import type { SnapshotStore } from './snapshot-store.js';
+
+/** Bad rows listed in a report; the rest are only counted. */
+export const REPORTED_BAD_ROWS = 100;
+
+export interface IngestOptions {
+  /** Replace the current version even when the new file is much smaller (DESIGN §2 shrink guard). */
+  readonly force?: boolean;
+  /** Expected size of the source in bytes, when known. */
+  readonly sizeHintBytes?: number;
+  /** Where the file came from, for logs and reports (an upload, an inbox file name). */
+  readonly source: string;
+}
+
+/** What an accepted ingest reports. */
+export interface IngestReport {
+  readonly version: number;
+  readonly snapshotId: string;
+  readonly checksum: string;
+  readonly rows: number;
+  readonly duplicates: number;
+  readonly badRowCount: number;
+  readonly badRows: readonly BadRow[];
+  readonly sourceBytes: number;
+  readonly sourceSha256: string;
+  readonly durationMs: number;
+  readonly rowsPerSecond: number;
+}
+
+export type IngestSettings = Pick<
+  LeaderConfig,
+  'maxBadRows' | 'minRowsRatio' | 'buildMemoryBytes' | 'maxUploadBytes'
+>;
+
+function describe(badRows: readonly BadRow[], count: number): string {
+  const first = badRows[0];
+  const more = count > 1 ? ` (and ${count - 1} more bad row${count > 2 ? 's' : ''})` : '';
+  return `line ${first.line}: ${first.reason}${more}`;
+}
+
+export class Ingestor {
+  private running: { source: string; startedAt: Date } | undefined;
+
+  constructor(
+    private readonly store: SnapshotStore,
+    private readonly settings: IngestSettings,
+    private readonly logger: Logger,
+    /** Called after a version becomes current (the leader notifies replicas). */
+    private readonly onCommitted: (manifest: SnapshotManifest) => void,
+    /** Overrides for tests: smaller partitions, forced spilling. */
+    private readonly buildTuning: { targetPartitionRows?: number; spillBuckets?: number } = {},
+  ) {}
+
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** Validates and builds `input` into a new version and makes it current; throws an AppError when refused. */
+  async ingest(input: Readable, options: IngestOptions): Promise<IngestReport> {
+    if (this.running !== undefined) {
+      input.resume();
+      throw new AppError(
+        'INGEST_BUSY',
+        `another ingest (${this.running.source}, started ${this.running.startedAt.toISOString()}) is running; retry when it ends`,
+      );
+    }
+    this.running = { source: options.source, startedAt: new Date() };
+    try {
+      return await this.run(input, options);
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  private async run(input: Readable, options: IngestOptions): Promise<IngestReport> {
+    const started = performance.now();
+    const version = this.store.nextVersion();
+    const path = join(this.store.tmpDir, `build-v${version}-${process.pid}.snap`);
+    const builder = new SnapshotBuilder({
+      path,
+      tmpDir: this.store.tmpDir,
+      memoryBytes: this.settings.buildMemoryBytes,
+      sizeHintBytes: options.sizeHintBytes,
+      ...this.buildTuning,
+    });
+    const sha = createHash('sha256');
+    let sourceBytes = 0;
+    const badRows: BadRow[] = [];
+    let badRowCount = 0;
+    let first = true;
+    const noteBad = (b: BadRow) => {
+      badRowCount++;
+      if (badRows.length < REPORTED_BAD_ROWS) badRows.push(b);
+    };
+    try {
+      try {
+        await readCsv(
+          input,
+          (fields, line) => {
+            if (first) {
+              first = false;
+              if (isHeader(fields)) return undefined;
+            }
+            const r = parseRow(fields, line);
+            if (isBadRow(r)) {
+              noteBad(r);
+              return undefined;
+            }
+            // Past the tolerance the file is refused: keep counting bad rows, stop building.
+            return badRowCount > this.settings.maxBadRows ? undefined : builder.add(r);
+          },
+          (chunk) => {
+            sha.update(chunk);
+            sourceBytes += chunk.length;
+            if (sourceBytes > this.settings.maxUploadBytes) {
+              throw new AppError(
+                'REQUEST_TOO_LARGE',
+                `the file is larger than MAX_UPLOAD_BYTES (${this.settings.maxUploadBytes} bytes)`,
+              );
+            }
+          },
+        );
+      } catch (err) {
+        if (!(err instanceof CsvSyntaxError)) throw err;
+        noteBad({ line: err.line, column: 'row', value: '', reason: `CSV syntax: ${err.message}` });
+        badRowCount = Math.max(badRowCount, this.settings.maxBadRows + 1);
+      }
+      if (badRowCount > this.settings.maxBadRows) {
+        throw new AppError('INGEST_BAD_ROWS', describe(badRows, badRowCount), { badRowCount, badRows });
+      }
+      if (builder.stats.rowsAdded === 0) {
+        throw new AppError(
+          'INGEST_EMPTY',
+          'the file has no rows: expected lines of id,price,expiration_date',
+        );
+      }
+      const header = await builder.finish({ version, sourceSha256: sha.digest('hex'), badRowCount });
+      const current = this.store.current();
+      if (
+        options.force !== true &&
+        current !== undefined &&
+        header.rowCount < current.rows * this.settings.minRowsRatio
+      ) {
+        throw new AppError(
+          'INGEST_SHRINK',
+          `the file has ${header.rowCount} rows, under ${Math.round(this.settings.minRowsRatio * 100)}% of the ` +
+            `current version's ${current.rows}; a truncated feed must not replace the data set. Upload again with force=true to replace it anyway`,
+        );
+      }
+      const manifest = await this.store.commit(path, header);
+      const durationMs = Math.round(performance.now() - started);
+      const report: IngestReport = {
+        version: manifest.version,
+        snapshotId: manifest.snapshotId,
+        checksum: manifest.checksum,
+        rows: manifest.rows,
+        duplicates: manifest.duplicates,
+        badRowCount,
+        badRows,
+        sourceBytes,
+        sourceSha256: manifest.sourceSha256,
+        durationMs,
+        rowsPerSecond: Math.round(builder.stats.rowsAdded / Math.max(durationMs / 1000, 0.001)),
+      };
+      this.logger.info({ ...report, badRows: undefined, source: options.source }, 'ingested a new version');
+      this.onCommitted(manifest);
+      return report;
+    } catch (err) {
+      if (err instanceof AppError && err.status < 500) {
+        this.logger.warn({ source: options.source, code: err.code, message: err.message }, 'ingest refused');
+      }
+      throw err;
+    } finally {
+      await builder.abort();
+      await rm(path, { force: true });
+    }
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The replica's HTTP surface: the lean read handler in front of a Koa app that serves everything else
+ * (health, readiness, the leader's notices). Built only from its dependencies; `main.ts` listens.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import Router from '@koa/router';
+import Koa from 'koa';
+import { koaBody } from 'koa-body';
+import type { ReplicaConfig } from '../common/config.js';
+import { AppError } from '../common/errors.js';
+import { errorMiddleware, requestLogMiddleware, requireBearer } from '../common/http.js';
+import type { Logger } from '../common/logger.js';
+import { parseManifest } from '../common/protocol.js';
+import type { LiveIndex } from './live-index.js';
+import { createReadHandler } from './read-handler.js';
+import type { Syncer } from './sync.js';
+
+export interface ReplicaDeps {
+  readonly config: Pick<ReplicaConfig, 'replicaToken'>;
+  readonly logger: Logger;
+  readonly index: LiveIndex;
+  readonly syncer: Syncer;
+}
+
+export interface ReplicaApp {
+  readonly koa: Koa;
+  /** The server's request handler: reads first, Koa for the rest. */
+  readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
+}
+
+export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
+  const { config, logger, index, syncer } = deps;
+  const koa = new Koa();
+  const router = new Router();
+
+  router.get('/healthz', (ctx) => {
+    // Liveness never depends on data: a replica loading a large version is alive.
+    ctx.body = { status: 'ok' };
+  });
+
+  router.get('/readyz', (ctx) => {
+    const live = index.current;
+    if (live === undefined) {
+      throw new AppError('REPLICA_NOT_READY', 'no verified version is loaded yet', { sync: syncer.status });
+    }
+    ctx.body = {
+      status: 'ready',
+      version: live.manifest.version,
+      rows: live.manifest.rows,
+      mode: live.snapshot.mode,
+      loadedAt: live.loadedAt.toISOString(),
+      sync: syncer.status,
+    };
+  });
+
+  router.post(
+    '/internal/snapshots',
+    requireBearer(config.replicaToken),
+    koaBody({ json: true, jsonLimit: '16kb', text: false, urlencoded: false, multipart: false }),
+    async (ctx) => {
+      const manifest = parseManifest(ctx.request.body);
+      if (typeof manifest === 'string') throw new AppError('REQUEST_BAD', manifest);
+      await syncer.follow(manifest);
+      const live = index.current;
+      ctx.body = { version: live?.manifest.version ?? null, checksum: live?.manifest.checksum ?? null };
+    },
+  );
+
+  koa.use(requestLogMiddleware(logger));
+  koa.use(errorMiddleware(logger));
+  koa.use(router.routes());
+  koa.use(router.allowedMethods());
+  return { koa, handler: createReadHandler(index, koa.callback()) };
+}

@@ -1,0 +1,40 @@
+/** Starts a replica from the environment; SIGTERM or SIGINT stops it gracefully. */
+import { ConfigError, loadReplicaConfig } from '../common/config.js';
+import { listen } from '../common/http.js';
+import { createLogger } from '../common/logger.js';
+import { createReplicaApp } from './app.js';
+import { LiveIndex } from './live-index.js';
+import { Syncer } from './sync.js';
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadReplicaConfig>;
+  try {
+    config = loadReplicaConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`replica: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel, 'replica');
+  const index = new LiveIndex();
+  const syncer = new Syncer(config, index, logger);
+  const app = createReplicaApp({ config, logger, index, syncer });
+  const server = await listen(app.handler, config.host, config.port);
+  syncer.advertiseUrl = config.advertiseUrl || server.url;
+  logger.info(
+    { port: server.port, url: server.url, leader: config.leaderUrl, serveMode: config.serveMode },
+    'listening',
+  );
+  const stop = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    syncer.stop();
+    server.close(config.shutdownTimeoutMs).then(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  await syncer.start();
+}
+
+void main();

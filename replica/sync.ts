@@ -1,0 +1,246 @@
+/**
+ * Keeps this replica on the leader's current version: pulls the file (resuming a cut transfer with Range), writes
+ * it under a temporary name, fsyncs, renames, verifies and loads it beside the live version, then swaps.
+ *
+ * Files: DATA_DIR/v000042.snap (verified versions; the newest two are kept), DATA_DIR/tmp/ (transfers in progress).
+ *
+ * Concurrency: at most one load runs at a time. `follow(manifest)` may be called any number of times (notices,
+ * polls): a newer request supersedes a pending older one, and every caller's promise settles when the wanted
+ * version (or a later one) is served, or with the error that stopped it.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReplicaConfig } from '../common/config.js';
+import { AppError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import {
+  manifestOf,
+  parseManifest,
+  REPLICA_URL_HEADER,
+  REPLICA_VERSION_HEADER,
+  type SnapshotManifest,
+  snapshotFileName,
+} from '../common/protocol.js';
+import { type LoadedSnapshot, loadSnapshot } from '../common/snapshot/reader.js';
+import type { LiveIndex } from './live-index.js';
+
+const FILE_RE = /^v(\d{6,})\.snap$/;
+/** Verified files kept on disk: the one served and the one before it (a quick way back). */
+const KEEP_FILES = 2;
+
+export interface SyncStatus {
+  readonly lastError: string | null;
+  readonly lastSyncAt: string | null;
+}
+
+export type SyncSettings = Pick<ReplicaConfig, 'dataDir' | 'leaderUrl' | 'replicaToken' | 'syncIntervalMs'>;
+
+export class Syncer {
+  /** The URL the leader should use to reach this replica; set once the server listens. */
+  advertiseUrl = '';
+  private wanted: SnapshotManifest | undefined;
+  private running: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private lastError: string | null = null;
+  private lastSyncAt: Date | null = null;
+  private readonly tmpDir: string;
+
+  constructor(
+    private readonly settings: SyncSettings,
+    private readonly index: LiveIndex,
+    private readonly logger: Logger,
+  ) {
+    this.tmpDir = join(settings.dataDir, 'tmp');
+  }
+
+  get status(): SyncStatus {
+    return { lastError: this.lastError, lastSyncAt: this.lastSyncAt?.toISOString() ?? null };
+  }
+
+  /** Serves the newest verified local file at once (if any), then follows the leader: now and periodically. */
+  async start(): Promise<void> {
+    await mkdir(this.tmpDir, { recursive: true });
+    await this.loadNewestLocal();
+    this.timer = setInterval(() => void this.poll(), this.settings.syncIntervalMs);
+    this.timer.unref();
+    void this.poll();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Asks the leader for its current version (registering this replica) and follows it. Never throws. */
+  async poll(): Promise<void> {
+    try {
+      const served = this.index.current?.manifest.version;
+      const res = await fetch(`${this.settings.leaderUrl}/snapshots/current`, {
+        headers: {
+          authorization: `Bearer ${this.settings.replicaToken}`,
+          [REPLICA_URL_HEADER]: this.advertiseUrl,
+          [REPLICA_VERSION_HEADER]: served === undefined ? '' : String(served),
+        },
+        signal: AbortSignal.timeout(10_000),
+      });
+      if (res.status === 404) {
+        await res.body?.cancel();
+        return;
+      }
+      if (!res.ok) throw new Error(`leader answered ${res.status} to GET /snapshots/current`);
+      const manifest = parseManifest(await res.json());
+      if (typeof manifest === 'string') throw new Error(`leader sent a bad manifest: ${manifest}`);
+      await this.follow(manifest);
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.logger.warn({ err: this.lastError }, 'sync with the leader failed; will retry');
+    }
+  }
+
+  /** Serves `manifest`'s version once it is pulled and verified (see the module comment). */
+  follow(manifest: SnapshotManifest): Promise<void> {
+    if (this.isServing(manifest) && this.running === undefined) return Promise.resolve();
+    this.wanted = manifest;
+    this.running ??= this.drive().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private isServing(m: SnapshotManifest): boolean {
+    return this.index.current?.manifest.checksum === m.checksum;
+  }
+
+  private async drive(): Promise<void> {
+    while (this.wanted !== undefined && !this.isServing(this.wanted)) {
+      const m = this.wanted;
+      try {
+        const snapshot = await this.fetchAndLoad(m);
+        this.index.swap(snapshot, m);
+        this.lastError = null;
+        this.lastSyncAt = new Date();
+        this.logger.info({ version: m.version, rows: m.rows, mode: snapshot.mode }, 'serving a new version');
+        await this.removeOldFiles();
+      } catch (err) {
+        this.lastError = (err as Error).message;
+        this.logger.error(
+          { version: m.version, err: this.lastError },
+          'could not load a version; still serving the previous one',
+        );
+        if (this.wanted === m) {
+          this.wanted = undefined;
+          throw err instanceof AppError
+            ? err
+            : new AppError('REPLICA_SYNC_FAILED', `version ${m.version}: ${this.lastError}`);
+        }
+      }
+    }
+  }
+
+  private filePath(version: number): string {
+    return join(this.settings.dataDir, snapshotFileName(version));
+  }
+
+  /** A verified file for `m`: the local one when it matches, else pulled from the leader. */
+  private async fetchAndLoad(m: SnapshotManifest): Promise<LoadedSnapshot> {
+    const path = this.filePath(m.version);
+    const expect = { snapshotId: m.snapshotId, checksum: m.checksum };
+    if (await exists(path)) {
+      try {
+        return await loadSnapshot(path, expect);
+      } catch (err) {
+        this.logger.warn(
+          { version: m.version, err: (err as Error).message },
+          'local file does not match; pulling again',
+        );
+        await rm(path, { force: true });
+      }
+    }
+    const part = join(this.tmpDir, `${snapshotFileName(m.version)}.${m.checksum.slice(0, 16)}.part`);
+    await this.download(m, part);
+    // Verify before the file takes its final name: a bad transfer never looks like a good version.
+    let snapshot: LoadedSnapshot;
+    try {
+      snapshot = await loadSnapshot(part, expect);
+    } catch (err) {
+      await rm(part, { force: true });
+      throw err;
+    }
+    await rename(part, path);
+    return snapshot;
+  }
+
+  /** Pulls the file into `part`, continuing from the bytes already there. */
+  private async download(m: SnapshotManifest, part: string): Promise<void> {
+    const have = (await exists(part)) ? (await stat(part)).size : 0;
+    const headers: Record<string, string> = { authorization: `Bearer ${this.settings.replicaToken}` };
+    if (have > 0 && have < m.bytes) headers.range = `bytes=${have}-`;
+    const res = await fetch(`${this.settings.leaderUrl}/snapshots/${m.version}/file`, { headers });
+    if (res.status !== 200 && res.status !== 206) {
+      await res.body?.cancel();
+      throw new AppError(
+        'REPLICA_SYNC_FAILED',
+        `leader answered ${res.status} for version ${m.version}'s file`,
+      );
+    }
+    if (res.body === null) throw new AppError('REPLICA_SYNC_FAILED', 'leader sent no file body');
+    const resume = res.status === 206;
+    await pipeline(
+      Readable.fromWeb(res.body as never),
+      createWriteStream(part, { flags: resume ? 'a' : 'w' }),
+    );
+    const h = await open(part, 'r+');
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  }
+
+  private async loadNewestLocal(): Promise<void> {
+    for (const v of await this.localVersions()) {
+      try {
+        const snapshot = await loadSnapshot(this.filePath(v));
+        this.index.swap(snapshot, manifestOf(snapshot.header));
+        this.logger.info(
+          { version: v, mode: snapshot.mode },
+          'serving the newest local version until the leader answers',
+        );
+        return;
+      } catch (err) {
+        this.logger.warn(
+          { version: v, err: (err as Error).message },
+          'local file failed verification; removing it',
+        );
+        await rm(this.filePath(v), { force: true });
+      }
+    }
+  }
+
+  private async removeOldFiles(): Promise<void> {
+    const served = this.index.current?.manifest.version;
+    const older = (await this.localVersions()).filter((v) => v !== served);
+    for (const v of older.slice(KEEP_FILES - 1)) await rm(this.filePath(v), { force: true });
+  }
+
+  /** Versions with a file in DATA_DIR, newest first. */
+  private async localVersions(): Promise<number[]> {
+    return (await readdir(this.settings.dataDir))
+      .map((n) => FILE_RE.exec(n))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => b - a);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
