@@ -77,27 +77,37 @@ export class Syncer {
   /** Asks the leader for its current version (registering this replica) and follows it. Never throws. */
   async poll(): Promise<void> {
     try {
-      const served = this.index.current?.manifest.version;
-      const res = await fetch(`${this.settings.leaderUrl}/snapshots/current`, {
-        headers: {
-          authorization: `Bearer ${this.settings.replicaToken}`,
-          [REPLICA_URL_HEADER]: this.advertiseUrl,
-          [REPLICA_VERSION_HEADER]: served === undefined ? '' : String(served),
-        },
-        signal: AbortSignal.timeout(10_000),
-      });
-      if (res.status === 404) {
-        await res.body?.cancel();
-        return;
-      }
-      if (!res.ok) throw new Error(`leader answered ${res.status} to GET /snapshots/current`);
-      const manifest = parseManifest(await res.json());
-      if (typeof manifest === 'string') throw new Error(`leader sent a bad manifest: ${manifest}`);
+      const before = this.index.current?.manifest.version;
+      const manifest = await this.askLeader();
+      if (manifest === undefined) return;
       await this.follow(manifest);
+      // Report the version now served, so the leader's view of this replica is current at once.
+      if (this.index.current?.manifest.version !== before) await this.askLeader();
     } catch (err) {
       this.lastError = (err as Error).message;
       this.logger.warn({ err: this.lastError }, 'sync with the leader failed; will retry');
     }
+  }
+
+  /** GET /snapshots/current, telling the leader where this replica is and what it serves. */
+  private async askLeader(): Promise<SnapshotManifest | undefined> {
+    const served = this.index.current?.manifest.version;
+    const res = await fetch(`${this.settings.leaderUrl}/snapshots/current`, {
+      headers: {
+        authorization: `Bearer ${this.settings.replicaToken}`,
+        [REPLICA_URL_HEADER]: this.advertiseUrl,
+        [REPLICA_VERSION_HEADER]: served === undefined ? '' : String(served),
+      },
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    if (!res.ok) throw new Error(`leader answered ${res.status} to GET /snapshots/current`);
+    const manifest = parseManifest(await res.json());
+    if (typeof manifest === 'string') throw new Error(`leader sent a bad manifest: ${manifest}`);
+    return manifest;
   }
 
   /** Serves `manifest`'s version once it is pulled and verified (see the module comment). */
@@ -152,11 +162,11 @@ export class Syncer {
       try {
         return await loadSnapshot(path, expect);
       } catch (err) {
+        // Pull again; the rename below replaces the local file only once the new one has verified.
         this.logger.warn(
           { version: m.version, err: (err as Error).message },
           'local file does not match; pulling again',
         );
-        await rm(path, { force: true });
       }
     }
     const part = join(this.tmpDir, `${snapshotFileName(m.version)}.${m.checksum.slice(0, 16)}.part`);

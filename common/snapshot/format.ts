@@ -22,8 +22,8 @@ export const TARGET_PARTITION_ROWS = 65536;
 /** Byte offsets of the header fields. */
 export const H = {
   magic: 0,
-  major: 8,
-  minor: 10,
+  formatMajor: 8,
+  formatMinor: 10,
   headerBytes: 12,
   snapshotId: 16,
   version: 32,
@@ -102,8 +102,8 @@ export function encodeHeader(
 ): string {
   buf.fill(0, 0, HEADER_BYTES);
   buf.write(MAGIC, H.magic, 'latin1');
-  buf.writeUInt16LE(FORMAT_MAJOR, H.major);
-  buf.writeUInt16LE(FORMAT_MINOR, H.minor);
+  buf.writeUInt16LE(FORMAT_MAJOR, H.formatMajor);
+  buf.writeUInt16LE(FORMAT_MINOR, H.formatMinor);
   buf.writeUInt32LE(HEADER_BYTES, H.headerBytes);
   buf.write(h.snapshotId, H.snapshotId, 16, 'hex');
   buf.writeUInt32LE(h.version, H.version);
@@ -135,7 +135,7 @@ export function decodeHeader(buf: Buffer, actualBytes: number): SnapshotHeader {
   if (buf.toString('latin1', H.magic, H.magic + MAGIC.length) !== MAGIC) {
     throw new SnapshotError('SNAPSHOT_BAD_MAGIC', `not a snapshot file: the first bytes are not "${MAGIC}"`);
   }
-  const major = buf.readUInt16LE(H.major);
+  const major = buf.readUInt16LE(H.formatMajor);
   if (major !== FORMAT_MAJOR) {
     throw new SnapshotError(
       'SNAPSHOT_BAD_VERSION',
@@ -151,7 +151,7 @@ export function decodeHeader(buf: Buffer, actualBytes: number): SnapshotHeader {
   }
   const header: SnapshotHeader = {
     formatMajor: major,
-    formatMinor: buf.readUInt16LE(H.minor),
+    formatMinor: buf.readUInt16LE(H.formatMinor),
     snapshotId: buf.toString('hex', H.snapshotId, H.snapshotId + 16),
     version: buf.readUInt32LE(H.version),
     partitionBits: buf.readUInt32LE(H.partitionBits),

@@ -1,0 +1,145 @@
+/**
+ * Test helpers: temporary directories, tokens, a silent logger, HTTP calls, and in-process leaders and replicas
+ * on ephemeral loopback ports. Everything a helper starts is registered for `cleanup()`, which tests call in
+ * `afterEach`/`after` so that servers stop and files go even when a test fails.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type LeaderConfig,
+  loadLeaderConfig,
+  loadReplicaConfig,
+  type ReplicaConfig,
+} from '../common/config.js';
+import { listen, type RunningServer } from '../common/http.js';
+import { createLogger, type Logger } from '../common/logger.js';
+import { createLeader, type Leader } from '../leader/leader.js';
+import { createReplicaApp } from '../replica/app.js';
+import { LiveIndex } from '../replica/live-index.js';
+import { Syncer } from '../replica/sync.js';
+
+export { waitFor } from '../scripts/lib/processes.js';
+
+export const LEADER_TOKEN = 'leader-token-for-tests-0123456789';
+export const REPLICA_TOKEN = 'replica-token-for-tests-0123456789';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+
+/** Registers work for `cleanup()`; returns its argument's result unchanged. */
+export function onCleanup(fn: () => Promise<unknown>): void {
+  cleanups.push(fn);
+}
+
+/** Runs every registered cleanup, newest first; call it from afterEach/after. */
+export async function cleanup(): Promise<void> {
+  while (cleanups.length > 0) {
+    const fn = cleanups.pop()!;
+    await fn().catch(() => undefined);
+  }
+}
+
+export async function tempDir(prefix = 'promotions-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  onCleanup(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function quietLogger(): Logger {
+  return createLogger('silent', 'test');
+}
+
+export interface HttpAnswer {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly text: string;
+  /** The body parsed as JSON; empty when it is not JSON. */
+  readonly json: Record<string, unknown>;
+}
+
+/** One HTTP request; never throws on a status code. */
+export async function http(url: string, init: RequestInit = {}): Promise<HttpAnswer> {
+  const res = await fetch(url, { ...init, signal: init.signal ?? AbortSignal.timeout(30_000) });
+  const text = await res.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // Not JSON: tests look at `text`.
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** PUTs a CSV body to a leader with the leader token. */
+export function putCsv(leaderUrl: string, csv: string, query = ''): Promise<HttpAnswer> {
+  return http(`${leaderUrl}/promotions${query}`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${LEADER_TOKEN}`, 'content-type': 'text/csv' },
+    body: csv,
+  });
+}
+
+export interface TestLeader extends Leader {
+  readonly server: RunningServer;
+  readonly url: string;
+  readonly config: LeaderConfig;
+}
+
+/** An in-process leader on an ephemeral port, with its data in a temp dir. */
+export async function startLeader(
+  env: Record<string, string> = {},
+  tuning: { targetPartitionRows?: number; spillBuckets?: number } = {},
+): Promise<TestLeader> {
+  const config = loadLeaderConfig({
+    PORT: '0',
+    DATA_DIR: await tempDir(),
+    LEADER_TOKEN,
+    REPLICA_TOKEN,
+    PUSH_TIMEOUT_MS: '10000',
+    ...env,
+  });
+  const leader = await createLeader(config, quietLogger(), tuning);
+  const server = await listen(leader.app.callback(), config.host, config.port);
+  onCleanup(() => server.close(100));
+  return { ...leader, server, url: server.url, config };
+}
+
+export interface TestReplica {
+  readonly server: RunningServer;
+  readonly url: string;
+  readonly index: LiveIndex;
+  readonly syncer: Syncer;
+  readonly config: ReplicaConfig;
+}
+
+/** An in-process replica on an ephemeral port following `leaderUrl`. */
+export async function startReplica(
+  leaderUrl: string,
+  env: Record<string, string> = {},
+): Promise<TestReplica> {
+  const config = loadReplicaConfig({
+    PORT: '0',
+    DATA_DIR: await tempDir(),
+    LEADER_URL: leaderUrl,
+    REPLICA_TOKEN,
+    SYNC_INTERVAL_MS: '60000',
+    ...env,
+  });
+  const logger = quietLogger();
+  const index = new LiveIndex();
+  const syncer = new Syncer(config, index, logger);
+  const app = createReplicaApp({ config, logger, index, syncer });
+  const server = await listen(app.handler, config.host, config.port);
+  syncer.advertiseUrl = server.url;
+  onCleanup(async () => {
+    syncer.stop();
+    await server.close(100);
+  });
+  await syncer.start();
+  return { server, url: server.url, index, syncer, config };
+}
+
+/** Rows as CSV text (one line per row, LF line ends). */
+export function csvOf(rows: readonly (readonly string[])[]): string {
+  return `${rows.map((r) => r.join(',')).join('\n')}\n`;
+}

@@ -1,0 +1,69 @@
+import { expect } from 'chai';
+import { ConfigError, DEFAULTS, loadLeaderConfig, loadReplicaConfig } from '../../../common/config.js';
+
+const TOKENS = { LEADER_TOKEN: 'l'.repeat(16), REPLICA_TOKEN: 'r'.repeat(16) };
+
+function refusal(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  return expect.fail('expected a ConfigError') as never;
+}
+
+describe('common/config', () => {
+  it('applies the defaults and freezes the result', () => {
+    const c = loadLeaderConfig(TOKENS);
+    expect(c).to.include({
+      port: DEFAULTS.leaderPort,
+      maxBadRows: 0,
+      minRowsRatio: 0.5,
+      keepVersions: 5,
+      host: '127.0.0.1',
+    });
+    expect(Object.isFrozen(c)).to.equal(true);
+    expect(loadReplicaConfig(TOKENS)).to.include({
+      port: 8081,
+      serveMode: 'auto',
+      leaderUrl: 'http://127.0.0.1:8080',
+    });
+  });
+
+  it('reads values with units and lists', () => {
+    const c = loadLeaderConfig({
+      ...TOKENS,
+      BUILD_MEMORY_BYTES: '512MiB',
+      REPLICAS: 'http://a:1/, http://b:2',
+      PORT: '0',
+    });
+    expect(c.buildMemoryBytes).to.equal(512 * 1024 * 1024);
+    expect(c.replicas).to.deep.equal(['http://a:1', 'http://b:2']);
+    expect(c.port).to.equal(0);
+  });
+
+  it('stops start-up on a malformed value, naming the variable', () => {
+    expect(refusal(() => loadLeaderConfig({ ...TOKENS, PORT: 'eighty' }))).to.match(
+      /^PORT must be a whole number/,
+    );
+    expect(refusal(() => loadLeaderConfig({ ...TOKENS, PORT: '70000' }))).to.match(/^PORT must be between/);
+    expect(refusal(() => loadLeaderConfig({ ...TOKENS, KEEP_VERSIONS: '1' }))).to.match(/^KEEP_VERSIONS/);
+    expect(refusal(() => loadLeaderConfig({ ...TOKENS, MIN_ROWS_RATIO: '2' }))).to.match(/^MIN_ROWS_RATIO/);
+    expect(refusal(() => loadLeaderConfig({ ...TOKENS, BUILD_MEMORY_BYTES: 'lots' }))).to.match(
+      /^BUILD_MEMORY_BYTES/,
+    );
+    expect(refusal(() => loadLeaderConfig({ ...TOKENS, REPLICAS: 'ftp://x' }))).to.match(
+      /^REPLICAS must be an http/,
+    );
+    expect(refusal(() => loadLeaderConfig({ ...TOKENS, LOG_LEVEL: 'loud' }))).to.match(/^LOG_LEVEL/);
+    expect(refusal(() => loadLeaderConfig({ REPLICA_TOKEN: 'r'.repeat(16) }))).to.match(
+      /^LEADER_TOKEN must be set/,
+    );
+    expect(refusal(() => loadReplicaConfig({ REPLICA_TOKEN: 'short' }))).to.match(
+      /^REPLICA_TOKEN must be set/,
+    );
+    expect(refusal(() => loadReplicaConfig({ ...TOKENS, SERVE_MODE: 'fast' }))).to.match(/^SERVE_MODE/);
+    expect(refusal(() => loadReplicaConfig({ ...TOKENS, LEADER_URL: 'nope' }))).to.match(/^LEADER_URL/);
+  });
+});

@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { expect } from 'chai';
+import { SnapshotError } from '../../../../common/errors.js';
+import { H, HEADER_BYTES } from '../../../../common/snapshot/format.js';
+import { loadSnapshot } from '../../../../common/snapshot/reader.js';
+import { cleanup, tempDir } from '../../../helpers.js';
+import { buildFile, expectedAnswers, type Row } from './snapshot-file.js';
+
+/** Deterministic rows: UUIDs, upper-case UUIDs, odd ids, and repeated ids with new values. */
+function mixedRows(n: number): Row[] {
+  const rows: Row[] = [];
+  for (let i = 0; i < n; i++) {
+    const kind = i % 5;
+    const id =
+      kind === 0
+        ? `id-${i}`
+        : kind === 1
+          ? randomUUID().toUpperCase()
+          : kind === 2
+            ? `"q\\${i}`
+            : randomUUID();
+    rows.push([
+      id,
+      `${i}.${i % 7}0`,
+      `2018-0${1 + (i % 9)}-1${i % 10} 0${i % 10}:1${i % 6}:0${i % 10} +0200 CEST`,
+    ]);
+  }
+  for (let i = 0; i < n; i += 9) rows.push([rows[i][0], `99.${i}`, '2019-01-01 00:00:00 +0100 CET']);
+  return rows;
+}
+
+async function expectRefused(path: string, code: string): Promise<void> {
+  try {
+    await loadSnapshot(path);
+  } catch (err) {
+    expect(err).to.be.instanceOf(SnapshotError);
+    expect((err as SnapshotError).code).to.equal(code);
+    return;
+  }
+  expect.fail(`expected ${code}`);
+}
+
+describe('common/snapshot reader and writer', () => {
+  afterEach(cleanup);
+
+  it('round-trips rows: every id answers its last row, absent ids answer nothing', async () => {
+    const dir = await tempDir();
+    const rows = mixedRows(3000);
+    const { path, header } = await buildFile(dir, rows, { targetPartitionRows: 100 });
+    const expected = expectedAnswers(rows);
+    expect(header.rowCount).to.equal(expected.size);
+    expect(header.duplicateCount).to.equal(rows.length - expected.size);
+    expect(header.partitionBits).to.be.greaterThan(3);
+    const snap = await loadSnapshot(path, { checksum: header.checksum, snapshotId: header.snapshotId });
+    expect(snap.header).to.deep.equal(header);
+    for (const [id, body] of expected) expect(snap.lookup(id), id).to.equal(body);
+    for (const id of ['absent', rows[1][0].toLowerCase(), `${rows[3][0]}x`, '', 'id-1']) {
+      expect(snap.lookup(id), id).to.equal(undefined);
+    }
+  });
+
+  it('builds the same answers through run files when rows exceed the memory budget', async () => {
+    const dir = await tempDir();
+    const rows = mixedRows(20_000);
+    // 64 KiB of memory forces the spill after a few hundred rows, and runs larger than that are split again.
+    const { path, header } = await buildFile(dir, rows, {
+      memoryBytes: 64 * 1024,
+      spillBuckets: 4,
+      targetPartitionRows: 50,
+    });
+    const expected = expectedAnswers(rows);
+    expect(header.rowCount).to.equal(expected.size);
+    const snap = await loadSnapshot(path);
+    for (const [id, body] of expected) expect(snap.lookup(id), id).to.equal(body);
+    expect((await readdir(dir)).sort()).to.deep.equal(['test.snap']);
+  });
+
+  it('builds an empty file that answers nothing', async () => {
+    const dir = await tempDir();
+    const { path, header } = await buildFile(dir, []);
+    expect(header.rowCount).to.equal(0);
+    expect((await loadSnapshot(path)).lookup('x')).to.equal(undefined);
+  });
+
+  describe('refuses a file it cannot trust, with a named error', () => {
+    let path: string;
+    let bytes: Buffer;
+    beforeEach(async () => {
+      const dir = await tempDir();
+      path = (await buildFile(dir, mixedRows(500), { targetPartitionRows: 64 })).path;
+      bytes = await readFile(path);
+    });
+
+    it('wrong magic', async () => {
+      const b = Buffer.from(bytes);
+      b.write('NOTASNAP', 0, 'latin1');
+      await writeFile(path, b);
+      await expectRefused(path, 'SNAPSHOT_BAD_MAGIC');
+    });
+
+    it('unknown major version', async () => {
+      const b = Buffer.from(bytes);
+      b.writeUInt16LE(2, H.formatMajor);
+      await writeFile(path, b);
+      await expectRefused(path, 'SNAPSHOT_BAD_VERSION');
+    });
+
+    it('a flipped byte in the header, a partition, or the directory', async () => {
+      for (const at of [H.rowCount, HEADER_BYTES + 5, bytes.length - 3]) {
+        const b = Buffer.from(bytes);
+        b[at] ^= 0x40;
+        await writeFile(path, b);
+        await expectRefused(path, 'SNAPSHOT_CHECKSUM_MISMATCH');
+      }
+    });
+
+    it('a truncated file', async () => {
+      await writeFile(path, bytes.subarray(0, bytes.length - 10));
+      await expectRefused(path, 'SNAPSHOT_TRUNCATED');
+      await writeFile(path, bytes.subarray(0, 100));
+      await expectRefused(path, 'SNAPSHOT_TRUNCATED');
+    });
+
+    it('extra bytes after the directory', async () => {
+      await writeFile(path, Buffer.concat([bytes, Buffer.from('x')]));
+      await expectRefused(path, 'SNAPSHOT_BAD_LAYOUT');
+    });
+
+    it('a file that is not the one the manifest names', async () => {
+      try {
+        await loadSnapshot(path, { checksum: '00'.repeat(32) });
+        expect.fail('expected a refusal');
+      } catch (err) {
+        expect((err as SnapshotError).code).to.equal('SNAPSHOT_ID_MISMATCH');
+      }
+    });
+  });
+
+  it('fuzz: every flipped or truncated variant is refused or answers exactly, never crashes or hangs', async () => {
+    const dir = await tempDir();
+    const rows = mixedRows(300);
+    const { path } = await buildFile(dir, rows, { targetPartitionRows: 32 });
+    const good = await readFile(path);
+    const expected = expectedAnswers(rows);
+    const size = (await stat(path)).size;
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    let refused = 0;
+    for (let i = 0; i < 300; i++) {
+      const b = Buffer.from(good);
+      let variant: Buffer = b;
+      if (i % 3 === 2) {
+        variant = b.subarray(0, rand(size));
+      } else {
+        for (let k = 0; k <= i % 4; k++) b[rand(size)] ^= 1 << rand(8);
+      }
+      await writeFile(path, variant);
+      try {
+        const snap = await loadSnapshot(path);
+        // Accepted only when the bytes are unchanged (a flip that flipped back): then it must answer exactly.
+        for (const [id, body] of expected) expect(snap.lookup(id)).to.equal(body);
+      } catch (err) {
+        expect(err, String(err)).to.be.instanceOf(SnapshotError);
+        refused++;
+      }
+    }
+    expect(refused).to.be.greaterThan(290);
+  });
+});

@@ -1,0 +1,40 @@
+/** Builds small snapshot files for tests from plain rows. */
+import { join } from 'node:path';
+import { isBadRow, type Promotion, parseFields, renderPromotion } from '../../../../common/record.js';
+import type { SnapshotHeader } from '../../../../common/snapshot/format.js';
+import { type BuildOptions, SnapshotBuilder } from '../../../../common/snapshot/writer.js';
+
+export type Row = readonly [id: string, price: string, date: string];
+
+export function promotion(row: Row, line = 1): Promotion {
+  const p = parseFields(row[0], row[1], row[2], line);
+  if (isBadRow(p)) throw new Error(`test row is bad: ${p.reason}`);
+  return p;
+}
+
+/** Writes `rows` (in order, duplicates allowed) to `dir/name` and returns its header. */
+export async function buildFile(
+  dir: string,
+  rows: readonly Row[],
+  options: Partial<BuildOptions> = {},
+  name = 'test.snap',
+): Promise<{ path: string; header: SnapshotHeader }> {
+  const path = join(dir, name);
+  const builder = new SnapshotBuilder({ path, tmpDir: dir, memoryBytes: 64 * 1024 * 1024, ...options });
+  for (const [i, row] of rows.entries()) {
+    const wait = builder.add(promotion(row, i + 1));
+    if (wait !== undefined) await wait;
+  }
+  const header = await builder.finish({ version: 3, sourceSha256: 'ab'.repeat(32), badRowCount: 0 });
+  return { path, header };
+}
+
+/** The expected answer for each id: the last row with that id wins. */
+export function expectedAnswers(rows: readonly Row[]): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const [id, price, date] of rows) {
+    const p = promotion([id, price, date]);
+    m.set(id, renderPromotion(p.id, p.price, p.expiresAt));
+  }
+  return m;
+}

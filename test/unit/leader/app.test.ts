@@ -1,0 +1,220 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { loadSnapshot } from '../../../common/snapshot/reader.js';
+import { SnapshotStore } from '../../../leader/snapshot-store.js';
+import {
+  cleanup,
+  csvOf,
+  http,
+  LEADER_TOKEN,
+  putCsv,
+  quietLogger,
+  REPLICA_TOKEN,
+  startLeader,
+} from '../../helpers.js';
+
+const A = [
+  ['d018ef0b-dbd9-48f1-ac1a-eb4d90e57118', '60.683466', '2018-08-04 05:32:31 +0200 CEST'],
+  ['a-plain-id', '1.5', '2018-01-04 06:01:20 +0100 CET'],
+  ['d018ef0b-dbd9-48f1-ac1a-eb4d90e57118', '61.000000', '2018-08-05 05:32:31 +0200 CEST'],
+];
+
+async function currentVersion(url: string): Promise<unknown> {
+  return (await http(`${url}/snapshots`)).json.current;
+}
+
+describe('leader app', () => {
+  afterEach(cleanup);
+
+  it('ingests a streamed CSV into version 1, current, with a report', async () => {
+    const leader = await startLeader();
+    const res = await putCsv(leader.url, csvOf(A));
+    expect(res.status).to.equal(201);
+    expect(res.json).to.deep.include({ version: 1, rows: 2, duplicates: 1, badRowCount: 0 });
+    const list = await http(`${leader.url}/snapshots`);
+    expect(list.json.current).to.equal(1);
+    const versions = list.json.versions as { version: number; current: boolean; rows: number }[];
+    expect(versions.map((v) => [v.version, v.current, v.rows])).to.deep.equal([[1, true, 2]]);
+    const snap = await loadSnapshot(leader.store.filePath(1));
+    expect(snap.lookup(A[0][0])).to.equal(
+      '{"id":"d018ef0b-dbd9-48f1-ac1a-eb4d90e57118","price":61.000000,"expiration_date":"2018-08-05 05:32:31"}',
+    );
+  });
+
+  it('accepts a header line, CRLF line ends, blank lines and no final newline', async () => {
+    const leader = await startLeader();
+    const body = `id,price,expiration_date\r\n${A[0].join(',')}\r\n\r\n${A[1].join(',')}`;
+    const res = await putCsv(leader.url, body);
+    expect(res.status, res.text).to.equal(201);
+    expect(res.json.rows).to.equal(2);
+  });
+
+  it('rejects a file with a bad row (422 naming the line) and keeps the current version', async () => {
+    const leader = await startLeader();
+    expect((await putCsv(leader.url, csvOf(A))).status).to.equal(201);
+    const bad = csvOf([A[0], A[1], ['x', 'abc', '2018-08-04 05:32:31'], A[1]]);
+    const res = await putCsv(leader.url, bad);
+    expect(res.status).to.equal(422);
+    expect(res.json.error).to.equal('INGEST_BAD_ROWS');
+    expect(res.json.message).to.match(/^line 3: price "abc" is not a finite decimal number/);
+    expect(res.json.badRows).to.deep.equal([
+      { line: 3, column: 'price', value: 'abc', reason: 'price "abc" is not a finite decimal number' },
+    ]);
+    expect(await currentVersion(leader.url)).to.equal(1);
+    expect(await readdir(leader.store.snapshotsDir)).to.deep.equal(['v000001.json', 'v000001.snap']);
+    expect(await readdir(leader.store.tmpDir)).to.deep.equal([]);
+  });
+
+  it('counts every bad row and lists the first 100', async () => {
+    const leader = await startLeader();
+    const rows = Array.from({ length: 150 }, (_, i) => [`id${i}`, 'x', '2018-08-04 05:32:31']);
+    const res = await putCsv(leader.url, csvOf(rows));
+    expect(res.status).to.equal(422);
+    expect(res.json.badRowCount).to.equal(150);
+    expect((res.json.badRows as unknown[]).length).to.equal(100);
+    expect(res.json.message).to.match(/^line 1: .*\(and 149 more bad rows\)$/);
+  });
+
+  it('reports a CSV syntax error with its line', async () => {
+    const leader = await startLeader();
+    const res = await putCsv(leader.url, `${A[0].join(',')}\nab"c,1,2018-08-04 05:32:31\n`);
+    expect(res.status).to.equal(422);
+    expect((res.json.badRows as { line: number; reason: string }[])[0]).to.include({ line: 2 });
+    expect(res.json.message).to.match(/^line 2: CSV syntax: /);
+  });
+
+  it('skips and reports bad rows within MAX_BAD_ROWS', async () => {
+    const leader = await startLeader({ MAX_BAD_ROWS: '1' });
+    const res = await putCsv(leader.url, csvOf([A[0], ['', '1', '2018-08-04 05:32:31'], A[1]]));
+    expect(res.status).to.equal(201);
+    expect(res.json).to.deep.include({ rows: 2, badRowCount: 1 });
+    expect((res.json.badRows as { line: number }[])[0].line).to.equal(2);
+  });
+
+  it('refuses an empty file', async () => {
+    const leader = await startLeader();
+    for (const body of ['', 'id,price,expiration_date\n', '\n\n']) {
+      const res = await putCsv(leader.url, body);
+      expect(res.status).to.equal(422);
+      expect(res.json.error).to.equal('INGEST_EMPTY');
+    }
+  });
+
+  it('refuses a file under half the current rows unless forced', async () => {
+    const leader = await startLeader();
+    const many = Array.from({ length: 10 }, (_, i) => [`id${i}`, '1', '2018-08-04 05:32:31']);
+    expect((await putCsv(leader.url, csvOf(many))).status).to.equal(201);
+    const small = await putCsv(leader.url, csvOf(many.slice(0, 4)));
+    expect(small.status).to.equal(422);
+    expect(small.json.error).to.equal('INGEST_SHRINK');
+    expect(small.json.message).to.match(/4 rows, under 50% of the current version's 10/);
+    expect(await currentVersion(leader.url)).to.equal(1);
+    const forced = await putCsv(leader.url, csvOf(many.slice(0, 4)), '?force=true');
+    expect(forced.status).to.equal(201);
+    expect(await currentVersion(leader.url)).to.equal(2);
+  });
+
+  it('answers 409 to a second ingest while one runs', async () => {
+    const leader = await startLeader();
+    let push: ((s: string | null) => void) | undefined;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        push = (s) => (s === null ? controller.close() : controller.enqueue(new TextEncoder().encode(s)));
+      },
+    });
+    const first = fetch(`${leader.url}/promotions`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${LEADER_TOKEN}` },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    push?.(`${A[0].join(',')}\n`);
+    await new Promise((r) => setTimeout(r, 200));
+    const second = await putCsv(leader.url, csvOf(A));
+    expect(second.status).to.equal(409);
+    expect(second.json.error).to.equal('INGEST_BUSY');
+    push?.(null);
+    expect((await first).status).to.equal(201);
+  });
+
+  it('refuses writes without the leader token, compared exactly', async () => {
+    const leader = await startLeader();
+    for (const authorization of [undefined, 'Bearer wrong', `Bearer ${REPLICA_TOKEN}`, LEADER_TOKEN]) {
+      const headers: Record<string, string> = authorization ? { authorization } : {};
+      const put = await http(`${leader.url}/promotions`, { method: 'PUT', headers, body: csvOf(A) });
+      expect(put.status, String(authorization)).to.equal(401);
+      expect(put.json.error).to.equal('AUTH_REQUIRED');
+      const act = await http(`${leader.url}/snapshots/1/activate`, { method: 'POST', headers });
+      expect(act.status).to.equal(401);
+    }
+  });
+
+  it('serves a version file to replicas with Range support, and only with a token', async () => {
+    const leader = await startLeader();
+    await putCsv(leader.url, csvOf(A));
+    const url = `${leader.url}/snapshots/1/file`;
+    expect((await http(url)).status).to.equal(401);
+    const auth = { authorization: `Bearer ${REPLICA_TOKEN}` };
+    const whole = Buffer.from(await (await fetch(url, { headers: auth })).arrayBuffer());
+    const m = (await http(`${leader.url}/snapshots/1`)).json as { bytes: number };
+    expect(whole.length).to.equal(m.bytes);
+    const part = await fetch(url, { headers: { ...auth, range: 'bytes=100-' } });
+    expect(part.status).to.equal(206);
+    expect(part.headers.get('content-range')).to.equal(`bytes 100-${m.bytes - 1}/${m.bytes}`);
+    expect(Buffer.from(await part.arrayBuffer()).equals(whole.subarray(100))).to.equal(true);
+    const beyond = await fetch(url, { headers: { ...auth, range: `bytes=${m.bytes}-` } });
+    expect(beyond.status).to.equal(416);
+    await beyond.arrayBuffer();
+  });
+
+  it('rolls back to a kept version and forward again', async () => {
+    const leader = await startLeader();
+    await putCsv(leader.url, csvOf(A));
+    await putCsv(leader.url, csvOf([...A, ['third', '3', '2018-08-04 05:32:31']]));
+    const auth = { authorization: `Bearer ${LEADER_TOKEN}` };
+    const back = await http(`${leader.url}/snapshots/1/activate`, { method: 'POST', headers: auth });
+    expect(back.status).to.equal(200);
+    expect(await currentVersion(leader.url)).to.equal(1);
+    expect(
+      (await http(`${leader.url}/snapshots/2/activate`, { method: 'POST', headers: auth })).status,
+    ).to.equal(200);
+    expect(await currentVersion(leader.url)).to.equal(2);
+    const missing = await http(`${leader.url}/snapshots/9/activate`, { method: 'POST', headers: auth });
+    expect(missing.status).to.equal(404);
+    expect(missing.json.error).to.equal('SNAPSHOT_NOT_FOUND');
+  });
+
+  it('keeps the current version across a restart and removes leftovers of an interrupted build', async () => {
+    const leader = await startLeader();
+    await putCsv(leader.url, csvOf(A));
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(join(leader.store.tmpDir, 'build-v2.snap'), 'partial');
+    await writeFile(join(leader.store.snapshotsDir, 'v000002.snap'), 'renamed but no manifest');
+    const reopened = await SnapshotStore.open(leader.config.dataDir, quietLogger());
+    expect(reopened.current()?.version).to.equal(1);
+    expect(await readdir(leader.store.tmpDir)).to.deep.equal([]);
+    expect(await readdir(leader.store.snapshotsDir)).to.deep.equal(['v000001.json', 'v000001.snap']);
+  });
+
+  it('builds through run files when the build memory is small', async () => {
+    const leader = await startLeader(
+      { BUILD_MEMORY_BYTES: '65536' },
+      { spillBuckets: 8, targetPartitionRows: 64 },
+    );
+    const rows = Array.from({ length: 5000 }, (_, i) => [
+      `id-${i}`,
+      `${i}.25`,
+      '2018-08-04 05:32:31 +0200 CEST',
+    ]);
+    const res = await putCsv(leader.url, csvOf(rows));
+    expect(res.status, res.text).to.equal(201);
+    const snap = await loadSnapshot(leader.store.filePath(1));
+    expect(snap.header.partitionBits).to.be.at.least(3);
+    for (const i of [0, 1234, 4999]) {
+      expect(snap.lookup(`id-${i}`)).to.equal(
+        `{"id":"id-${i}","price":${i}.25,"expiration_date":"2018-08-04 05:32:31"}`,
+      );
+    }
+  });
+});
