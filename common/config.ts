@@ -3,6 +3,7 @@
  * A malformed value stops start-up with a message naming the variable; nothing else reads `process.env`.
  * Every variable is listed with its default in the README (a unit test checks it).
  */
+import { availableParallelism } from 'node:os';
 
 type Env = Record<string, string | undefined>;
 
@@ -40,6 +41,8 @@ export interface LeaderConfig extends CommonConfig {
   readonly keepVersions: number;
   /** PUSH_TIMEOUT_MS: how long the leader waits for one replica to answer a notice. */
   readonly pushTimeoutMs: number;
+  /** INGEST_WORKERS: parse worker threads for the CSV fast path; 0 parses on the main thread. */
+  readonly ingestWorkers: number;
 }
 
 export type ServeMode = 'auto' | 'memory' | 'disk';
@@ -75,6 +78,7 @@ export const DEFAULTS = Object.freeze({
   maxUploadBytes: 1024 * 1024 * MiB,
   keepVersions: 5,
   pushTimeoutMs: 60_000,
+  ingestWorkers: Math.min(8, availableParallelism()),
   leaderUrl: 'http://127.0.0.1:8080',
   syncIntervalMs: 10_000,
   serveMode: 'auto' as ServeMode,
@@ -188,6 +192,7 @@ export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
     maxUploadBytes: bytes(env, 'MAX_UPLOAD_BYTES', DEFAULTS.maxUploadBytes, 1),
     keepVersions: int(env, 'KEEP_VERSIONS', DEFAULTS.keepVersions, 2, 1000),
     pushTimeoutMs: int(env, 'PUSH_TIMEOUT_MS', DEFAULTS.pushTimeoutMs, 1),
+    ingestWorkers: int(env, 'INGEST_WORKERS', DEFAULTS.ingestWorkers, 0, 64),
   });
 }
 

@@ -66,6 +66,12 @@ const PRICE_RE = /^([+-]?)(\d*)(?:\.(\d*))?((?:[eE][+-]?\d+)?)$/;
  */
 export function canonicalPrice(text: string): string | undefined {
   if (text.length === 0 || text.length > MAX_PRICE_LENGTH) return undefined;
+  return isPlainDecimal(text) ? text : canonicalPriceGeneral(text);
+}
+
+/** The general route of canonicalPrice (exported so a test can prove the hot path agrees with it). */
+export function canonicalPriceGeneral(text: string): string | undefined {
+  if (text.length === 0 || text.length > MAX_PRICE_LENGTH) return undefined;
   const m = PRICE_RE.exec(text);
   if (m === null) return undefined;
   const [, sign, intDigits, fracDigits, exponent] = m;
@@ -74,6 +80,30 @@ export function canonicalPrice(text: string): string | undefined {
   const int = intDigits.replace(/^0+(?=\d)/, '') || '0';
   const frac = fracDigits ? `.${fracDigits}` : '';
   return `${sign === '-' ? '-' : ''}${int}${frac}${exponent}`;
+}
+
+/**
+ * True for the common shape that is already a canonical JSON number: `-?(0|[1-9][0-9]*)(.[0-9]+)?`, at most
+ * MAX_PRICE_LENGTH characters (so always finite). A hot-path shortcut: anything else takes the general route.
+ */
+function isPlainDecimal(t: string): boolean {
+  const n = t.length;
+  let i = t.charCodeAt(0) === 45 ? 1 : 0;
+  const first = i;
+  while (i < n) {
+    const c = t.charCodeAt(i);
+    if (c < 48 || c > 57) break;
+    i++;
+  }
+  const intLen = i - first;
+  if (intLen === 0 || (intLen > 1 && t.charCodeAt(first) === 48)) return false;
+  if (i === n) return true;
+  if (t.charCodeAt(i) !== 46 || i + 1 === n) return false;
+  for (i++; i < n; i++) {
+    const c = t.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
 
 // Go's default time format: "2006-01-02 15:04:05.999999999 -0700 MST"; fraction, offset and zone are optional.
@@ -100,6 +130,12 @@ const DAYS_0000_TO_1970 = 719528;
 
 /** Seconds since 0000-01-01 00:00:00 of the date's own clock time, or a reason it is not a date. */
 export function parseExpiration(text: string): number | string {
+  const fast = parsePlainExpiration(text);
+  return fast >= 0 ? fast : parseExpirationGeneral(text);
+}
+
+/** The general route of parseExpiration (exported so a test can prove the hot path agrees with it). */
+export function parseExpirationGeneral(text: string): number | string {
   const m = DATE_RE.exec(text);
   if (m === null)
     return 'expected YYYY-MM-DD HH:MM:SS, optionally followed by an offset like +0200 and a zone name';
@@ -116,6 +152,47 @@ export function parseExpiration(text: string): number | string {
   if (m[7] !== undefined && (Number(m[8]) > 23 || Number(m[9]) > 59)) {
     return `offset ${m[7]}${m[8]}${m[9]} does not exist`;
   }
+  return (daysFromCivil(y, mo, d) + DAYS_0000_TO_1970) * 86400 + h * 3600 + mi * 60 + s;
+}
+
+function digit(t: string, i: number): number {
+  const d = t.charCodeAt(i) - 48;
+  // A non-digit is so negative that any field containing one comes out negative.
+  return d >= 0 && d <= 9 ? d : -1e6;
+}
+
+/**
+ * The hot-path shape `YYYY-MM-DD HH:MM:SS` optionally followed by ` +HHMM` and ` ZONE` (letters), or -1 when the
+ * text has another shape or an impossible value; the general route then gives the answer or the reason.
+ */
+function parsePlainExpiration(t: string): number {
+  const n = t.length;
+  if (n < 19 || t.charCodeAt(4) !== 45 || t.charCodeAt(7) !== 45 || t.charCodeAt(10) !== 32) return -1;
+  if (t.charCodeAt(13) !== 58 || t.charCodeAt(16) !== 58) return -1;
+  if (n > 19) {
+    const sign = t.charCodeAt(20);
+    if (n < 25 || t.charCodeAt(19) !== 32 || (sign !== 43 && sign !== 45)) return -1;
+    const oh = digit(t, 21) * 10 + digit(t, 22);
+    const om = digit(t, 23) * 10 + digit(t, 24);
+    if (oh < 0 || om < 0 || oh > 23 || om > 59) return -1;
+    if (n > 25) {
+      if (t.charCodeAt(25) !== 32 || n > 36) return -1;
+      for (let i = 26; i < n; i++) {
+        const c = t.charCodeAt(i) | 0x20;
+        if (c < 97 || c > 122) return -1;
+      }
+      if (n === 26) return -1;
+    }
+  }
+  const y = digit(t, 0) * 1000 + digit(t, 1) * 100 + digit(t, 2) * 10 + digit(t, 3);
+  const mo = digit(t, 5) * 10 + digit(t, 6);
+  const d = digit(t, 8) * 10 + digit(t, 9);
+  const h = digit(t, 11) * 10 + digit(t, 12);
+  const mi = digit(t, 14) * 10 + digit(t, 15);
+  const s = digit(t, 17) * 10 + digit(t, 18);
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59)
+    return -1;
+  if (d > (mo === 2 && isLeap(y) ? 29 : DAYS_IN_MONTH[mo - 1])) return -1;
   return (daysFromCivil(y, mo, d) + DAYS_0000_TO_1970) * 86400 + h * 3600 + mi * 60 + s;
 }
 

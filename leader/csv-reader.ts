@@ -1,16 +1,41 @@
 /**
- * Turns a stream of CSV bytes into rows of fields with their line numbers, through csv-parse (the reference
- * parser): RFC 4180 quoting, LF or CRLF line ends, an optional UTF-8 BOM. Blank lines carry no data and are skipped.
- * A malformed quote cannot be recovered from, so it ends the file as a bad row naming its line.
+ * Turns a stream of CSV bytes into validated rows with their line numbers.
+ *
+ * The common shape (no quote character anywhere) takes the fast path: the main thread cuts the stream into blocks
+ * of whole lines and parse workers split, validate and encode them (parse-chunk.ts); results are applied in input
+ * order. Anything unusual goes through csv-parse, the reference parser: from the first block that holds a quote
+ * character to the end of the file (RFC 4180 quoting, quoted newlines). Both paths accept LF or CRLF line ends and
+ * an optional UTF-8 BOM, and skip blank lines, which carry no data.
+ *
+ * Memory is bounded: at most MAX_IN_FLIGHT blocks of BLOCK_BYTES are parsed at once, and a line longer than
+ * MAX_LINE_BYTES ends the file as a bad row.
  */
-import { type Readable, Transform } from 'node:stream';
+import { once } from 'node:events';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CsvError, parse } from 'csv-parse';
+import type { ParsedBlock } from './parse-chunk.js';
+import type { ParsePool } from './parse-pool.js';
 
-/** Receives each row; a returned promise is awaited before the next row (backpressure). */
+/** Receives one row from the reference parser; a returned promise is awaited before the next row. */
 export type RowSink = (fields: string[], line: number) => Promise<void> | undefined;
+/** Receives one parsed block; `baseLine` is the number of lines before it. Awaited like RowSink. */
+export type BlockSink = (block: ParsedBlock, baseLine: number) => Promise<void> | undefined;
 
-/** A CSV syntax error that stops parsing; `line` is where csv-parse found it. */
+export interface ReadCsvOptions {
+  /** Sees every chunk of bytes first (checksum, size limit); an error it throws ends the read with that error. */
+  readonly onBytes: (chunk: Buffer) => void;
+  readonly onBlock: BlockSink;
+  readonly onRow: RowSink;
+  /** Workers for the fast path; undefined parses every block through csv-parse (the reference). */
+  readonly pool: ParsePool | undefined;
+  /** Bad rows each block lists in full (the rest it counts). */
+  readonly reportLimit: number;
+  /** Bytes of lines per block sent to a worker; tests make it small to get many blocks. */
+  readonly blockBytes?: number;
+}
+
+/** A CSV syntax error that stops parsing; `line` is where it was found. */
 export class CsvSyntaxError extends Error {
   constructor(
     readonly line: number,
@@ -21,41 +46,124 @@ export class CsvSyntaxError extends Error {
   }
 }
 
+export const BLOCK_BYTES = 1 << 20;
+export const MAX_LINE_BYTES = 16 << 20;
+const QUOTE = 0x22;
+const NEWLINE = 0x0a;
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
 interface ParsedRecord {
   record: string[];
   info: { lines: number };
 }
 
-/**
- * Reads every row of `source` into `sink`; resolves when the input ends. `onBytes` sees every chunk first
- * (checksum, size limit); an error it throws ends the read with that error.
- */
-export async function readCsv(
-  source: Readable,
-  sink: RowSink,
-  onBytes: (chunk: Buffer) => void,
-): Promise<void> {
-  const parser = parse({
-    bom: true,
-    relax_column_count: true,
-    info: true,
-    record_delimiter: ['\r\n', '\n'],
-  });
+/** Reads every row of `source`; resolves when the input ends and every row was delivered. */
+export async function readCsv(source: Readable, options: ReadCsvOptions): Promise<void> {
+  const maxInFlight = 2 * Math.max(1, options.pool?.size ?? 1) + 1;
+  const blockBytes = options.blockBytes ?? BLOCK_BYTES;
+  const inFlight: Promise<ParsedBlock>[] = [];
+  let lines = 0;
+  let blocks = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let carry: Buffer = Buffer.alloc(0);
+  let head: Buffer | undefined = Buffer.alloc(0);
+  let slow: { input: PassThrough; done: Promise<void> } | undefined;
+
+  const applyNext = async () => {
+    const block = await (inFlight.shift() as Promise<ParsedBlock>);
+    const base = lines;
+    lines += block.lines;
+    const wait = options.onBlock(block, base);
+    if (wait !== undefined) await wait;
+  };
+  const drain = async () => {
+    while (inFlight.length > 0) await applyNext();
+  };
+  const dispatch = async () => {
+    if (pendingBytes === 0) return;
+    // A fresh buffer owned by the block, so it can move to a worker.
+    const bytes = Buffer.allocUnsafeSlow(pendingBytes);
+    let at = 0;
+    for (const p of pending) at += p.copy(bytes, at);
+    pending = [];
+    pendingBytes = 0;
+    inFlight.push((options.pool as ParsePool).parse(bytes, blocks++ === 0, options.reportLimit));
+    if (inFlight.length >= maxInFlight) await applyNext();
+  };
+  const writeSlow = async (data: Buffer) => {
+    const s = slow as { input: PassThrough; done: Promise<void> };
+    if (!s.input.write(data)) await Promise.race([once(s.input, 'drain'), s.done]);
+  };
+  const toSlow = async (data: Buffer) => {
+    // Everything not yet dispatched, in order, goes to csv-parse after the blocks already in flight.
+    await drain();
+    const input = new PassThrough();
+    slow = { input, done: readWithCsvParse(input, options.onRow, lines) };
+    slow.done.catch(() => undefined);
+    for (const b of [...pending, carry, data]) if (b.length > 0) await writeSlow(b);
+    pending = [];
+    pendingBytes = 0;
+    carry = Buffer.alloc(0);
+  };
+  const take = async (data: Buffer) => {
+    if (slow !== undefined) return writeSlow(data);
+    if (options.pool === undefined || data.indexOf(QUOTE) !== -1) return toSlow(data);
+    const cut = data.lastIndexOf(NEWLINE);
+    if (cut === -1) {
+      carry = Buffer.concat([carry, data]);
+      if (carry.length > MAX_LINE_BYTES) {
+        await dispatch();
+        await drain();
+        throw new CsvSyntaxError(
+          lines + 1,
+          `line is longer than ${MAX_LINE_BYTES} bytes; a row is a few hundred`,
+        );
+      }
+      return;
+    }
+    if (carry.length > 0) pending.push(carry);
+    pending.push(data.subarray(0, cut + 1));
+    pendingBytes += carry.length + cut + 1;
+    carry = data.subarray(cut + 1);
+    if (pendingBytes >= blockBytes) await dispatch();
+  };
+
+  for await (const chunk of source as AsyncIterable<Buffer>) {
+    options.onBytes(chunk);
+    if (head === undefined) {
+      await take(chunk);
+      continue;
+    }
+    // Hold the first bytes until a BOM can be recognised and dropped.
+    head = Buffer.concat([head, chunk]);
+    if (head.length < BOM.length) continue;
+    const start = head.subarray(0, BOM.length).equals(BOM) ? head.subarray(BOM.length) : head;
+    head = undefined;
+    await take(start);
+  }
+  if (head !== undefined && head.length > 0) await take(head);
+  if (slow !== undefined) {
+    slow.input.end();
+    await slow.done;
+    return;
+  }
+  if (carry.length > 0) {
+    pending.push(carry);
+    pendingBytes += carry.length;
+  }
+  await dispatch();
+  await drain();
+}
+
+/** The reference path: csv-parse, with line numbers continuing after `lineOffset` lines. */
+async function readWithCsvParse(input: Readable, sink: RowSink, lineOffset: number): Promise<void> {
+  const parser = parse({ bom: true, relax_column_count: true, info: true, record_delimiter: ['\r\n', '\n'] });
   let lastLine = 0;
   try {
-    const meter = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        try {
-          onBytes(chunk);
-          done(null, chunk);
-        } catch (err) {
-          done(err as Error);
-        }
-      },
-    });
-    await pipeline(source, meter, parser, async (records: AsyncIterable<ParsedRecord>) => {
+    await pipeline(input, parser, async (records: AsyncIterable<ParsedRecord>) => {
       for await (const { record, info } of records) {
-        const line = lastLine + 1;
+        const line = lineOffset + lastLine + 1;
         lastLine = info.lines;
         if (record.length === 1 && record[0] === '') continue;
         const wait = sink(record, line);
@@ -64,7 +172,10 @@ export async function readCsv(
     });
   } catch (err) {
     if (err instanceof CsvError) {
-      throw new CsvSyntaxError(typeof err.lines === 'number' ? err.lines : lastLine + 1, err.message);
+      throw new CsvSyntaxError(
+        lineOffset + (typeof err.lines === 'number' ? err.lines : lastLine + 1),
+        err.message,
+      );
     }
     throw err;
   }

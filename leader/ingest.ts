@@ -15,6 +15,7 @@ import type { SnapshotManifest } from '../common/protocol.js';
 import { type BadRow, isBadRow, isHeader, parseRow } from '../common/record.js';
 import { SnapshotBuilder } from '../common/snapshot/writer.js';
 import { CsvSyntaxError, readCsv } from './csv-reader.js';
+import type { ParsePool } from './parse-pool.js';
 import type { SnapshotStore } from './snapshot-store.js';
 
 /** Bad rows listed in a report; the rest are only counted. */
@@ -64,6 +65,8 @@ export class Ingestor {
     private readonly logger: Logger,
     /** Called after a version becomes current (the leader notifies replicas). */
     private readonly onCommitted: (manifest: SnapshotManifest) => void,
+    /** Parse workers for the fast path; undefined sends every file through csv-parse. */
+    private readonly pool: ParsePool | undefined,
     /** Overrides for tests: smaller partitions, forced spilling. */
     private readonly buildTuning: { targetPartitionRows?: number; spillBuckets?: number } = {},
   ) {}
@@ -111,22 +114,10 @@ export class Ingestor {
     };
     try {
       try {
-        await readCsv(
-          input,
-          (fields, line) => {
-            if (first) {
-              first = false;
-              if (isHeader(fields)) return undefined;
-            }
-            const r = parseRow(fields, line);
-            if (isBadRow(r)) {
-              noteBad(r);
-              return undefined;
-            }
-            // Past the tolerance the file is refused: keep counting bad rows, stop building.
-            return badRowCount > this.settings.maxBadRows ? undefined : builder.add(r);
-          },
-          (chunk) => {
+        await readCsv(input, {
+          pool: this.pool,
+          reportLimit: REPORTED_BAD_ROWS,
+          onBytes: (chunk) => {
             sha.update(chunk);
             sourceBytes += chunk.length;
             if (sourceBytes > this.settings.maxUploadBytes) {
@@ -136,7 +127,28 @@ export class Ingestor {
               );
             }
           },
-        );
+          onBlock: (block, baseLine) => {
+            if (block.lines > 0) first = false;
+            for (const b of block.badRows) noteBad({ ...b, line: b.line + baseLine });
+            badRowCount += block.badRowCount - block.badRows.length;
+            // Past the tolerance the file is refused: keep counting bad rows, stop building.
+            return badRowCount > this.settings.maxBadRows
+              ? undefined
+              : builder.addEncoded(block.encoded, block.rows);
+          },
+          onRow: (fields, line) => {
+            if (first) {
+              first = false;
+              if (isHeader(fields)) return undefined;
+            }
+            const r = parseRow(fields, line);
+            if (isBadRow(r)) {
+              noteBad(r);
+              return undefined;
+            }
+            return badRowCount > this.settings.maxBadRows ? undefined : builder.add(r);
+          },
+        });
       } catch (err) {
         if (!(err instanceof CsvSyntaxError)) throw err;
         noteBad({ line: err.line, column: 'row', value: '', reason: `CSV syntax: ${err.message}` });

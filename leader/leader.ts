@@ -8,6 +8,7 @@ import type { Logger } from '../common/logger.js';
 import type { SnapshotManifest } from '../common/protocol.js';
 import { createLeaderApp } from './app.js';
 import { Ingestor } from './ingest.js';
+import { ParsePool } from './parse-pool.js';
 import { ReplicaRegistry } from './replicas.js';
 import { SnapshotStore } from './snapshot-store.js';
 
@@ -16,6 +17,8 @@ export interface Leader {
   readonly store: SnapshotStore;
   readonly ingestor: Ingestor;
   readonly replicas: ReplicaRegistry;
+  /** Stops the parse workers (at shutdown). */
+  close(): Promise<void>;
 }
 
 export async function createLeader(
@@ -31,7 +34,8 @@ export async function createLeader(
       .prune(config.keepVersions, replicas.versionsInUse())
       .catch((err) => logger.error({ err }, 'prune failed'));
   };
-  const ingestor = new Ingestor(store, config, logger, publish, buildTuning);
+  const pool = new ParsePool(config.ingestWorkers);
+  const ingestor = new Ingestor(store, config, logger, publish, pool, buildTuning);
   const app = createLeaderApp({ config, logger, store, ingestor, replicas, publish });
-  return { app, store, ingestor, replicas };
+  return { app, store, ingestor, replicas, close: () => pool.close() };
 }

@@ -24,7 +24,10 @@ async function main(): Promise<void> {
   );
   const stop = (signal: string) => {
     logger.info({ signal }, 'shutting down');
-    server.close(config.shutdownTimeoutMs).then(() => process.exit(0));
+    server
+      .close(config.shutdownTimeoutMs)
+      .then(() => leader.close())
+      .then(() => process.exit(0));
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

@@ -96,9 +96,12 @@ export async function startLeader(
     LEADER_TOKEN,
     REPLICA_TOKEN,
     PUSH_TIMEOUT_MS: '10000',
+    // Inline fast path: quick to start. Worker threads are exercised by the csv-reader and integration tests.
+    INGEST_WORKERS: '0',
     ...env,
   });
   const leader = await createLeader(config, quietLogger(), tuning);
+  onCleanup(() => leader.close());
   const server = await listen(leader.app.callback(), config.host, config.port);
   onCleanup(() => server.close(100));
   return { ...leader, server, url: server.url, config };

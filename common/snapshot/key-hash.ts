@@ -1,6 +1,6 @@
 /**
  * The two 32-bit hashes of an id that place it in the snapshot: h1 picks the partition (its top bits) and is the
- * slot's fingerprint; h2 picks the home slot inside the partition. Ids are printable ASCII, so a character code is
+ * slot's fingerprint; h2 (from h1) picks the home slot inside the partition. Ids are printable ASCII, so a character code is
  * the byte the file holds. The functions are specified in FORMAT.md; changing them is a new major format version.
  */
 
@@ -42,11 +42,11 @@ export function keyHash1(id: string): number {
   return fmix(h ^ n);
 }
 
-/** Second hash: FNV-1a 32 of the id's bytes, finished with MurmurHash3's mixer so that every bit counts. */
-export function keyHash2(id: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < id.length; i++) {
-    h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
-  }
-  return fmix(h);
+/**
+ * Second hash, derived from the first: MurmurHash3's fmix32 of (h1 XOR 0x9E3779B9). The partition takes h1's top
+ * bits, and this mixes all of h1's bits again, so home slots spread evenly inside a partition; keys with the same
+ * h1 share a home slot and are told apart by comparing ids. One pass over the id serves both hashes.
+ */
+export function slotHash(h1: number): number {
+  return fmix((h1 ^ 0x9e3779b9) >>> 0);
 }

@@ -21,7 +21,7 @@ import {
   SLOT_BYTES,
   type SnapshotHeader,
 } from './format.js';
-import { keyHash1, keyHash2 } from './key-hash.js';
+import { keyHash1, slotHash } from './key-hash.js';
 import { recordHasId, renderRecord } from './record-codec.js';
 
 const READ_CHUNK_BYTES = 1 << 20;
@@ -153,7 +153,7 @@ class MemorySnapshot implements LoadedSnapshot {
     const p = partitionOf(h1, this.header.partitionBits);
     const slots = this.slots[p];
     const count = this.slotCount[p];
-    let s = homeSlot(keyHash2(id), this.homeSlots[p]);
+    let s = homeSlot(slotHash(h1), this.homeSlots[p]);
     const end = Math.min(s + this.maxProbe[p], count);
     const buf = this.buffers[p];
     const records = count * SLOT_BYTES;

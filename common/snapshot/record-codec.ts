@@ -31,24 +31,59 @@ export function isCanonicalUuid(id: string): boolean {
 /** Position in the 36-character form of the first character of each of the 16 bytes. */
 const UUID_POS = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 
+/**
+ * Writes the 16 bytes of `id` at `off` when it is a canonical UUID and returns true; otherwise returns false
+ * (the bytes written so far are overwritten by the caller). One pass: checks and converts together.
+ */
+function writeUuid(id: string, buf: Buffer, off: number): boolean {
+  if (id.length !== 36) return false;
+  if (
+    id.charCodeAt(8) !== 45 ||
+    id.charCodeAt(13) !== 45 ||
+    id.charCodeAt(18) !== 45 ||
+    id.charCodeAt(23) !== 45
+  ) {
+    return false;
+  }
+  for (let i = 0; i < 16; i++) {
+    const c = UUID_POS[i];
+    const hi = id.charCodeAt(c);
+    const lo = id.charCodeAt(c + 1);
+    if (hi >= 128 || lo >= 128) return false;
+    const h = HEX[hi];
+    const l = HEX[lo];
+    if (h < 0 || l < 0) return false;
+    buf[off + i] = (h << 4) | l;
+  }
+  return true;
+}
+
+/** Writes an ASCII string byte by byte (short strings: cheaper than Buffer.write's call). */
+function writeAscii(s: string, buf: Buffer, off: number): number {
+  for (let i = 0; i < s.length; i++) buf[off + i] = s.charCodeAt(i);
+  return off + s.length;
+}
+
 /** Writes `p` at `off`; returns the offset after it. The caller leaves MAX_RECORD_BYTES of room. */
 export function encodeRecord(p: Promotion, buf: Buffer, off: number): number {
   const id = p.id;
-  if (isCanonicalUuid(id)) {
-    buf[off++] = RECORD_KIND_UUID;
-    for (let i = 0; i < 16; i++) {
-      const c = UUID_POS[i];
-      buf[off++] = (HEX[id.charCodeAt(c)] << 4) | HEX[id.charCodeAt(c + 1)];
-    }
+  if (writeUuid(id, buf, off + 1)) {
+    buf[off] = RECORD_KIND_UUID;
+    off += 17;
   } else {
-    buf[off++] = RECORD_KIND_RAW;
-    buf[off++] = id.length;
-    off += buf.write(id, off, 'latin1');
+    buf[off] = RECORD_KIND_RAW;
+    buf[off + 1] = id.length;
+    off = writeAscii(id, buf, off + 2);
   }
-  buf[off++] = p.price.length;
-  off += buf.write(p.price, off, 'latin1');
-  buf.writeUInt32LE(p.expiresAt % 4294967296, off);
-  buf[off + 4] = Math.floor(p.expiresAt / 4294967296);
+  buf[off] = p.price.length;
+  off = writeAscii(p.price, buf, off + 1);
+  const t = p.expiresAt;
+  const low = t % 4294967296;
+  buf[off] = low & 0xff;
+  buf[off + 1] = (low >>> 8) & 0xff;
+  buf[off + 2] = (low >>> 16) & 0xff;
+  buf[off + 3] = low >>> 24;
+  buf[off + 4] = Math.floor(t / 4294967296);
   return off + 5;
 }
 

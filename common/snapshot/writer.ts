@@ -27,12 +27,24 @@ import {
   type SnapshotHeader,
   TARGET_PARTITION_ROWS,
 } from './format.js';
-import { keyHash1, keyHash2 } from './key-hash.js';
+import { keyHash1, slotHash } from './key-hash.js';
 import { encodeRecord, MAX_RECORD_BYTES, recordLength, sameRecordId } from './record-codec.js';
 
 /** A row in memory or in a run file: h1 u32, h2 u32, then the record. */
 const ROW_PREFIX = 8;
-const MAX_ROW_BYTES = ROW_PREFIX + MAX_RECORD_BYTES;
+/** Room one encoded row may need. */
+export const MAX_ROW_BYTES = ROW_PREFIX + MAX_RECORD_BYTES;
+
+/**
+ * Encodes one row as the builder keeps it (h1, h2, record) at `off`; returns its length. Parsing workers call this
+ * so that the builder takes their output whole (`addEncoded`).
+ */
+export function encodeRow(p: Promotion, buf: Buffer, off: number): number {
+  const h1 = keyHash1(p.id);
+  buf.writeUInt32LE(h1, off);
+  buf.writeUInt32LE(slotHash(h1), off + 4);
+  return encodeRecord(p, buf, off + ROW_PREFIX) - off;
+}
 const CHUNK_BYTES = 1 << 20;
 const RUN_BUFFER_BYTES = 64 * 1024;
 /** Spill writes allowed in flight before `add` makes its caller wait. */
@@ -64,6 +76,13 @@ export interface BuildStats {
   readonly rowsAdded: number;
   /** True when rows went through run files. */
   readonly spilled: boolean;
+}
+
+/** Where each row of a row set is: its buffer, its offset there, and its record's length. */
+interface RowRefs {
+  readonly bufIndex: Uint32Array;
+  readonly offsets: Uint32Array;
+  readonly lengths: Uint16Array;
 }
 
 /** Rows of one hash range: encoded rows in memory buffers, each buffer holding whole rows. */
@@ -221,14 +240,16 @@ class PartitionWriter {
     const n = set.count;
     const bufIndex = new Uint32Array(n);
     const offsets = new Uint32Array(n);
+    const lengths = new Uint16Array(n);
     const partOf = new Uint32Array(n);
     const starts = new Uint32Array(count + 1);
     let i = 0;
     set.buffers.forEach((b, bi) => {
-      forEachRow(b, (off) => {
+      forEachRow(b, (off, len) => {
         const p = partitionOf(b.readUInt32LE(off), this.partitionBits) - first;
         bufIndex[i] = bi;
         offsets[i] = off;
+        lengths[i] = len - ROW_PREFIX;
         partOf[i++] = p;
         starts[p + 1]++;
       });
@@ -241,9 +262,8 @@ class PartitionWriter {
     for (let p = 0; p < count; p++) {
       await this.writePartition(
         first + p,
-        set.buffers,
-        bufIndex,
-        offsets,
+        set,
+        { bufIndex, offsets, lengths },
         order.subarray(starts[p], starts[p + 1]),
       );
     }
@@ -251,11 +271,12 @@ class PartitionWriter {
 
   private async writePartition(
     index: number,
-    buffers: Buffer[],
-    bufIndex: Uint32Array,
-    offsets: Uint32Array,
+    set: RowSet,
+    refsOf: RowRefs,
     rows: Uint32Array,
   ): Promise<void> {
+    const { buffers } = set;
+    const { bufIndex, offsets, lengths } = refsOf;
     const homeSlots = Math.max(1, Math.ceil(rows.length / LOAD_FACTOR));
     let cap = homeSlots + 64;
     let fps = new Uint32Array(cap);
@@ -282,7 +303,7 @@ class PartitionWriter {
         if (other === -1) {
           fps[s] = h1;
           refs[s] = r;
-          used = Math.max(used, s + 1);
+          if (s >= used) used = s + 1;
           break;
         }
         if (
@@ -302,24 +323,27 @@ class PartitionWriter {
       const r = refs[s];
       if (r === -1) continue;
       live++;
-      recordBytes += recordLength(buffers[bufIndex[r]], offsets[r] + ROW_PREFIX);
+      recordBytes += lengths[r];
     }
     const slotBytes = used * SLOT_BYTES;
-    const part = Buffer.allocUnsafe(slotBytes + recordBytes);
-    let rec = 0;
+    // allocUnsafeSlow: offset 0 of its own ArrayBuffer, so the slot table can be written through a Uint32Array.
+    const part = Buffer.allocUnsafeSlow(slotBytes + recordBytes);
+    const slots = new Uint32Array(part.buffer, 0, used * 2);
+    let rec = slotBytes;
     for (let s = 0; s < used; s++) {
       const r = refs[s];
       if (r === -1) {
-        part.writeUInt32LE(0, s * SLOT_BYTES);
-        part.writeUInt32LE(EMPTY_SLOT, s * SLOT_BYTES + 4);
+        slots[2 * s] = 0;
+        slots[2 * s + 1] = EMPTY_SLOT;
         continue;
       }
       const b = buffers[bufIndex[r]];
       const o = offsets[r] + ROW_PREFIX;
-      const len = recordLength(b, o);
-      part.writeUInt32LE(fps[s], s * SLOT_BYTES);
-      part.writeUInt32LE(rec, s * SLOT_BYTES + 4);
-      b.copy(part, slotBytes + rec, o, o + len);
+      const len = lengths[r];
+      slots[2 * s] = fps[s];
+      slots[2 * s + 1] = rec - slotBytes;
+      // Records are a few dozen bytes: a plain loop beats Buffer.copy's per-call cost.
+      for (let k = 0; k < len; k++) part[rec + k] = b[o + k];
       rec += len;
     }
     encodeEntry(this.directory, index, {
@@ -388,6 +412,8 @@ export class SnapshotBuilder {
   private chunk = Buffer.allocUnsafe(CHUNK_BYTES);
   private pos = 0;
   private inMemory = 0;
+  /** Bytes of encoded rows held in memory (the chunks plus the part of `chunk` in use). */
+  private memoryRowBytes = 0;
   private spill: Spill | undefined;
   private rowsAdded = 0;
   private readonly scratch = Buffer.allocUnsafe(MAX_ROW_BYTES);
@@ -409,24 +435,38 @@ export class SnapshotBuilder {
   add(p: Promotion): Promise<void> | undefined {
     this.rowsAdded++;
     if (this.spill !== undefined) {
-      const len = this.encode(p, this.scratch, 0);
-      return this.spill.append(this.scratch, 0, len);
+      return this.spill.append(this.scratch, 0, encodeRow(p, this.scratch, 0));
     }
     if (this.pos + MAX_ROW_BYTES > CHUNK_BYTES) {
       this.chunks.push(this.chunk.subarray(0, this.pos));
       this.chunk = Buffer.allocUnsafe(CHUNK_BYTES);
       this.pos = 0;
     }
-    this.pos += this.encode(p, this.chunk, this.pos);
+    const len = encodeRow(p, this.chunk, this.pos);
+    this.pos += len;
     this.inMemory++;
-    if ((this.chunks.length + 1) * CHUNK_BYTES > this.options.memoryBytes) return this.startSpill();
-    return undefined;
+    this.memoryRowBytes += len;
+    return this.memoryRowBytes + CHUNK_BYTES > this.options.memoryBytes ? this.startSpill() : undefined;
   }
 
-  private encode(p: Promotion, buf: Buffer, off: number): number {
-    buf.writeUInt32LE(keyHash1(p.id), off);
-    buf.writeUInt32LE(keyHash2(p.id), off + 4);
-    return encodeRecord(p, buf, off + ROW_PREFIX) - off;
+  /**
+   * Adds `count` rows already encoded by `encodeRow`, in input order, as one buffer of whole rows. The builder
+   * keeps the buffer (the caller must not reuse it). When it returns a promise, wait for it before the next call.
+   */
+  addEncoded(rows: Buffer, count: number): Promise<void> | undefined {
+    if (count === 0) return undefined;
+    this.rowsAdded += count;
+    if (this.spill !== undefined) return this.spill.appendRows(rows);
+    if (this.pos > 0) {
+      // Rows added one by one before these keep their place in input order.
+      this.chunks.push(this.chunk.subarray(0, this.pos));
+      this.chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+      this.pos = 0;
+    }
+    this.chunks.push(rows);
+    this.inMemory += count;
+    this.memoryRowBytes += rows.length;
+    return this.memoryRowBytes + CHUNK_BYTES > this.options.memoryBytes ? this.startSpill() : undefined;
   }
 
   private takeMemoryRows(): RowSet {
@@ -436,6 +476,7 @@ export class SnapshotBuilder {
     this.chunk = Buffer.allocUnsafe(0);
     this.pos = 0;
     this.inMemory = 0;
+    this.memoryRowBytes = 0;
     return set;
   }
 

@@ -32,6 +32,11 @@ export interface StartOptions {
 
 /** Spawns `node --import tsx {role}/main.ts` and resolves once it listens. */
 export function startRole(role: 'leader' | 'replica', options: StartOptions): Promise<RoleProcess> {
+  const level = options.env.LOG_LEVEL;
+  if (level !== undefined && !['info', 'debug', 'trace'].includes(level)) {
+    // The address is learned from the `listening` line, logged at info.
+    return Promise.reject(new Error(`startRole needs LOG_LEVEL info, debug or trace, got ${level}`));
+  }
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, role, 'main.ts')], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env },

@@ -1,13 +1,16 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
 import {
   type BadRow,
   canonicalPrice,
+  canonicalPriceGeneral,
   formatExpiration,
   idProblem,
   isBadRow,
   isHeader,
   type Promotion,
   parseExpiration,
+  parseExpirationGeneral,
   parseRow,
   renderPromotion,
 } from '../../../common/record.js';
@@ -186,5 +189,51 @@ describe('common/record', () => {
       const s = days * 86400 + 3723;
       expect(parseExpiration(formatExpiration(s))).to.equal(s);
     }
+  });
+
+  describe('the hot-path shortcuts agree with the general rules', () => {
+    const chars = fc.constantFrom(...'0123456789-+. :eEaZC'.split(''));
+    const mutate = (base: string) =>
+      fc
+        .array(fc.tuple(fc.nat(base.length + 2), chars, fc.constantFrom('set', 'insert', 'delete')), {
+          maxLength: 3,
+        })
+        .map((edits) => {
+          let t = base;
+          for (const [i, c, op] of edits) {
+            const at = Math.min(i, t.length);
+            t =
+              op === 'set'
+                ? t.slice(0, at) + c + t.slice(at + 1)
+                : op === 'insert'
+                  ? t.slice(0, at) + c + t.slice(at)
+                  : t.slice(0, at) + t.slice(at + 1);
+          }
+          return t;
+        });
+
+    it('for prices', () => {
+      const bases = fc.constantFrom('60.683466', '0.5', '-12', '100', '7.0', '0');
+      fc.assert(
+        fc.property(bases.chain(mutate), (t) => {
+          expect(canonicalPrice(t), t).to.equal(canonicalPriceGeneral(t));
+        }),
+        { numRuns: 5000 },
+      );
+    });
+
+    it('for dates', () => {
+      const bases = fc.constantFrom(
+        '2018-08-04 05:32:31 +0200 CEST',
+        '2020-02-29 23:59:59',
+        '2018-01-01 00:00:00 -0130 X',
+      );
+      fc.assert(
+        fc.property(bases.chain(mutate), (t) => {
+          expect(parseExpiration(t), t).to.equal(parseExpirationGeneral(t));
+        }),
+        { numRuns: 5000 },
+      );
+    });
   });
 });

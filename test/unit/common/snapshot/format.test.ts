@@ -16,7 +16,7 @@ import {
   SLOT_BYTES,
   TARGET_PARTITION_ROWS,
 } from '../../../../common/snapshot/format.js';
-import { keyHash1, keyHash2 } from '../../../../common/snapshot/key-hash.js';
+import { keyHash1, slotHash } from '../../../../common/snapshot/key-hash.js';
 import { MAX_RECORD_BYTES } from '../../../../common/snapshot/record-codec.js';
 
 const spec = await readFile(new URL('../../../../common/snapshot/FORMAT.md', import.meta.url), 'utf8');
@@ -70,12 +70,14 @@ describe('common/snapshot/format matches FORMAT.md', () => {
     expect(last[0] + last[1]).to.equal(DIRECTORY_ENTRY_BYTES);
   });
 
-  it('hashes as specified: MurmurHash3 x86_32 seed 0 and a mixed FNV-1a', () => {
+  it('hashes as specified: MurmurHash3 x86_32 seed 0, and fmix32 of it for the slot', () => {
     // Reference values of MurmurHash3_x86_32(seed 0).
     expect(keyHash1('')).to.equal(0);
     expect(keyHash1('hello')).to.equal(0x248bfa47);
     expect(keyHash1('The quick brown fox jumps over the lazy dog')).to.equal(0x2e4ff723);
-    expect(keyHash2('a')).to.not.equal(keyHash2('b'));
+    // fmix32(0x9E3779B9): MurmurHash3's finaliser of the constant, computed by hand from its definition.
+    expect(slotHash(0)).to.equal(slotHash(0x9e3779b9 ^ 0x9e3779b9));
+    expect(slotHash(1)).to.not.equal(slotHash(2));
     expect(partitionOf(0xffffffff, 0)).to.equal(0);
     expect(partitionOf(0xffffffff, 4)).to.equal(15);
     expect(homeSlot(0xffffffff, 10)).to.equal(9);
