@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppError, errorBody } from '../common/errors.js';
 import { SNAPSHOT_VERSION_HEADER } from '../common/protocol.js';
 import { idProblem } from '../common/record.js';
-import type { LiveIndex } from './live-index.js';
+import type { LiveIndex, LiveVersion } from './live-index.js';
 
 const PREFIX = '/promotions/';
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -52,7 +52,19 @@ function serveRead(index: LiveIndex, req: IncomingMessage, res: ServerResponse):
     res.end();
     return;
   }
-  const body = live.snapshot.lookup(id);
+  const answer = live.snapshot.lookup(id);
+  if (typeof answer === 'object') {
+    // Disk mode: the answer arrives after one or two positional reads.
+    answer.then(
+      (body) => respond(res, live, id, body),
+      () => sendError(res, new AppError('INTERNAL', 'the snapshot could not be read')),
+    );
+    return;
+  }
+  respond(res, live, id, answer);
+}
+
+function respond(res: ServerResponse, live: LiveVersion, id: string, body: string | undefined): void {
   if (body === undefined) {
     sendError(res, new AppError('PROMOTION_NOT_FOUND', `no promotion with id ${JSON.stringify(id)}`), {
       [SNAPSHOT_VERSION_HEADER]: live.versionHeader,

@@ -24,8 +24,8 @@ import {
   type SnapshotManifest,
   snapshotFileName,
 } from '../common/protocol.js';
-import { type LoadedSnapshot, loadSnapshot } from '../common/snapshot/reader.js';
-import type { LiveIndex } from './live-index.js';
+import { type LoadedSnapshot, loadSnapshot, type SnapshotMode } from '../common/snapshot/reader.js';
+import type { LiveIndex, LiveVersion } from './live-index.js';
 
 const FILE_RE = /^v(\d{6,})\.snap$/;
 /** Verified files kept on disk: the one served and the one before it (a quick way back). */
@@ -36,7 +36,10 @@ export interface SyncStatus {
   readonly lastSyncAt: string | null;
 }
 
-export type SyncSettings = Pick<ReplicaConfig, 'dataDir' | 'leaderUrl' | 'replicaToken' | 'syncIntervalMs'>;
+export type SyncSettings = Pick<
+  ReplicaConfig,
+  'dataDir' | 'leaderUrl' | 'replicaToken' | 'syncIntervalMs' | 'serveMode' | 'memoryBudgetBytes'
+>;
 
 export class Syncer {
   /** The URL the leader should use to reach this replica; set once the server listens. */
@@ -129,7 +132,7 @@ export class Syncer {
       const m = this.wanted;
       try {
         const snapshot = await this.fetchAndLoad(m);
-        this.index.swap(snapshot, m);
+        this.retire(this.index.swap(snapshot, m));
         this.lastError = null;
         this.lastSyncAt = new Date();
         this.logger.info({ version: m.version, rows: m.rows, mode: snapshot.mode }, 'serving a new version');
@@ -150,6 +153,17 @@ export class Syncer {
     }
   }
 
+  /** Releases a version no longer served, once the requests still reading it are done. */
+  private retire(previous: LiveVersion | undefined): void {
+    previous?.snapshot.close().catch((err) => this.logger.warn({ err }, 'closing an old version failed'));
+  }
+
+  /** Memory mode when the file fits the budget (or is forced), else disk mode. */
+  private modeFor(bytes: number): SnapshotMode {
+    if (this.settings.serveMode !== 'auto') return this.settings.serveMode;
+    return bytes <= this.settings.memoryBudgetBytes ? 'memory' : 'disk';
+  }
+
   private filePath(version: number): string {
     return join(this.settings.dataDir, snapshotFileName(version));
   }
@@ -160,7 +174,7 @@ export class Syncer {
     const expect = { snapshotId: m.snapshotId, checksum: m.checksum };
     if (await exists(path)) {
       try {
-        return await loadSnapshot(path, expect);
+        return await loadSnapshot(path, expect, this.modeFor(m.bytes));
       } catch (err) {
         // Pull again; the rename below replaces the local file only once the new one has verified.
         this.logger.warn(
@@ -174,7 +188,7 @@ export class Syncer {
     // Verify before the file takes its final name: a bad transfer never looks like a good version.
     let snapshot: LoadedSnapshot;
     try {
-      snapshot = await loadSnapshot(part, expect);
+      snapshot = await loadSnapshot(part, expect, this.modeFor(m.bytes));
     } catch (err) {
       await rm(part, { force: true });
       throw err;
@@ -213,8 +227,9 @@ export class Syncer {
   private async loadNewestLocal(): Promise<void> {
     for (const v of await this.localVersions()) {
       try {
-        const snapshot = await loadSnapshot(this.filePath(v));
-        this.index.swap(snapshot, manifestOf(snapshot.header));
+        const path = this.filePath(v);
+        const snapshot = await loadSnapshot(path, {}, this.modeFor((await stat(path)).size));
+        this.retire(this.index.swap(snapshot, manifestOf(snapshot.header)));
         this.logger.info(
           { version: v, mode: snapshot.mode },
           'serving the newest local version until the leader answers',

@@ -137,6 +137,7 @@ export async function startReplica(
   onCleanup(async () => {
     syncer.stop();
     await server.close(100);
+    await index.current?.snapshot.close();
   });
   await syncer.start();
   return { server, url: server.url, index, syncer, config };

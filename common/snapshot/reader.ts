@@ -9,20 +9,16 @@
 import { createHash } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
 import { SnapshotError } from '../errors.js';
+import { DiskSnapshot } from './disk-snapshot.js';
 import {
   DIRECTORY_ENTRY_BYTES,
   decodeDirectory,
   decodeHeader,
-  EMPTY_SLOT,
   HEADER_BYTES,
-  homeSlot,
   type PartitionEntry,
-  partitionOf,
-  SLOT_BYTES,
   type SnapshotHeader,
 } from './format.js';
-import { keyHash1, slotHash } from './key-hash.js';
-import { recordHasId, renderRecord } from './record-codec.js';
+import { MemorySnapshot } from './memory-snapshot.js';
 
 const READ_CHUNK_BYTES = 1 << 20;
 
@@ -35,11 +31,15 @@ export interface ExpectedSnapshot {
 /** A verified snapshot, ready to answer lookups. */
 export interface LoadedSnapshot {
   readonly header: SnapshotHeader;
-  readonly mode: 'memory';
-  /** Resident bytes this snapshot holds. */
+  readonly mode: SnapshotMode;
+  /** Bytes of the file this snapshot holds in memory. */
   readonly residentBytes: number;
-  /** The JSON body for `id`, or undefined when the snapshot has no such id. */
-  lookup(id: string): string | undefined;
+  /**
+   * The JSON body for `id`, or undefined when the snapshot has no such id: at once in memory mode, as a promise
+   * in disk mode (at most two positional reads).
+   */
+  lookup(id: string): string | undefined | Promise<string | undefined>;
+  /** Releases the snapshot once lookups in progress are done; later lookups are not allowed. */
   close(): Promise<void>;
 }
 
@@ -88,85 +88,68 @@ export async function readLayout(
   return { header, directory, partitions: decodeDirectory(directory, header) };
 }
 
-function checkPartition(index: number, entry: PartitionEntry, bytes: Buffer): void {
-  const sha = createHash('sha256').update(bytes).digest();
-  if (!sha.subarray(0, entry.sha256.length).equals(entry.sha256)) {
-    throw new SnapshotError(
-      'SNAPSHOT_CHECKSUM_MISMATCH',
-      `snapshot partition ${index} does not match its checksum`,
-    );
+export type SnapshotMode = 'memory' | 'disk';
+
+/**
+ * Reads every partition in chunks of at most READ_CHUNK_BYTES, checking each partition's checksum and the body's,
+ * and returns the partitions' bytes when `keep` (memory mode). Throws SNAPSHOT_CHECKSUM_MISMATCH on any difference.
+ */
+async function verifyBody(
+  h: FileHandle,
+  header: SnapshotHeader,
+  directory: Buffer,
+  partitions: PartitionEntry[],
+  keep: boolean,
+): Promise<Buffer[]> {
+  const body = createHash('sha256');
+  const kept: Buffer[] = [];
+  const scratch = keep ? undefined : Buffer.allocUnsafe(READ_CHUNK_BYTES);
+  for (let i = 0; i < partitions.length; i++) {
+    const e = partitions[i];
+    const part = createHash('sha256');
+    const whole = keep ? Buffer.allocUnsafeSlow(e.bytes) : undefined;
+    for (let done = 0; done < e.bytes; ) {
+      const n = Math.min(READ_CHUNK_BYTES, e.bytes - done);
+      const target = whole ? whole.subarray(done, done + n) : (scratch as Buffer).subarray(0, n);
+      await readFully(h, target, e.offset + done);
+      body.update(target);
+      part.update(target);
+      done += n;
+    }
+    if (!part.digest().subarray(0, e.sha256.length).equals(e.sha256)) {
+      throw new SnapshotError(
+        'SNAPSHOT_CHECKSUM_MISMATCH',
+        `snapshot partition ${i} does not match its checksum`,
+      );
+    }
+    if (whole) kept.push(whole);
   }
+  body.update(directory);
+  if (body.digest('hex') !== header.bodySha256) {
+    throw new SnapshotError('SNAPSHOT_CHECKSUM_MISMATCH', 'snapshot body does not match its checksum');
+  }
+  return kept;
 }
 
 /**
- * Loads a whole snapshot into memory, verifying every checksum on the way. Throws a SnapshotError (and holds
- * nothing) when the file is not exactly what its header, directory and `expect` say.
+ * Verifies a snapshot file completely (header, layout, every checksum, identity against `expect`) and opens it for
+ * lookups: `memory` holds every partition in memory; `disk` keeps only the directory and reads at lookup time.
+ * Throws a SnapshotError (and holds nothing) when the file is not exactly what it claims.
  */
-export async function loadSnapshot(path: string, expect: ExpectedSnapshot = {}): Promise<LoadedSnapshot> {
+export async function loadSnapshot(
+  path: string,
+  expect: ExpectedSnapshot = {},
+  mode: SnapshotMode = 'memory',
+): Promise<LoadedSnapshot> {
   const h = await open(path, 'r');
+  let keepOpen = false;
   try {
     const { header, directory, partitions } = await readLayout(h, expect);
-    const body = createHash('sha256');
-    const buffers: Buffer[] = [];
-    for (let i = 0; i < partitions.length; i++) {
-      const e = partitions[i];
-      const buf = Buffer.allocUnsafeSlow(e.bytes);
-      await readFully(h, buf, e.offset);
-      body.update(buf);
-      checkPartition(i, e, buf);
-      buffers.push(buf);
-    }
-    body.update(directory);
-    if (body.digest('hex') !== header.bodySha256) {
-      throw new SnapshotError('SNAPSHOT_CHECKSUM_MISMATCH', 'snapshot body does not match its checksum');
-    }
-    return new MemorySnapshot(header, partitions, buffers);
+    const kept = await verifyBody(h, header, directory, partitions, mode === 'memory');
+    if (mode === 'memory') return new MemorySnapshot(header, partitions, kept);
+    keepOpen = true;
+    return new DiskSnapshot(header, partitions, h);
   } finally {
-    await h.close();
-  }
-}
-
-/** Every partition held in memory; lookups are synchronous and allocate only the answer. */
-class MemorySnapshot implements LoadedSnapshot {
-  readonly mode = 'memory' as const;
-  readonly residentBytes: number;
-  private readonly slots: Uint32Array[];
-  private readonly homeSlots: Uint32Array;
-  private readonly maxProbe: Uint32Array;
-  private readonly slotCount: Uint32Array;
-
-  constructor(
-    readonly header: SnapshotHeader,
-    partitions: PartitionEntry[],
-    private readonly buffers: Buffer[],
-  ) {
-    this.residentBytes = buffers.reduce((n, b) => n + b.length, 0);
-    this.homeSlots = Uint32Array.from(partitions, (p) => p.homeSlots);
-    this.maxProbe = Uint32Array.from(partitions, (p) => p.maxProbe);
-    this.slotCount = Uint32Array.from(partitions, (p) => p.slotCount);
-    // allocUnsafeSlow buffers start at offset 0 of their own ArrayBuffer, so a Uint32Array view is aligned.
-    this.slots = buffers.map((b, i) => new Uint32Array(b.buffer, b.byteOffset, partitions[i].slotCount * 2));
-  }
-
-  lookup(id: string): string | undefined {
-    const h1 = keyHash1(id);
-    const p = partitionOf(h1, this.header.partitionBits);
-    const slots = this.slots[p];
-    const count = this.slotCount[p];
-    let s = homeSlot(slotHash(h1), this.homeSlots[p]);
-    const end = Math.min(s + this.maxProbe[p], count);
-    const buf = this.buffers[p];
-    const records = count * SLOT_BYTES;
-    for (; s < end; s++) {
-      const off = slots[2 * s + 1];
-      if (off === EMPTY_SLOT) return undefined;
-      if (slots[2 * s] === h1 && recordHasId(buf, records + off, id))
-        return renderRecord(buf, records + off, id);
-    }
-    return undefined;
-  }
-
-  async close(): Promise<void> {
-    // Memory is released when the last reference goes; nothing to close.
+    if (!keepOpen) await h.close();
   }
 }

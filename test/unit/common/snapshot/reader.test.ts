@@ -30,9 +30,9 @@ function mixedRows(n: number): Row[] {
   return rows;
 }
 
-async function expectRefused(path: string, code: string): Promise<void> {
+async function expectRefused(path: string, code: string, mode: 'memory' | 'disk' = 'memory'): Promise<void> {
   try {
-    await loadSnapshot(path);
+    await loadSnapshot(path, {}, mode);
   } catch (err) {
     expect(err).to.be.instanceOf(SnapshotError);
     expect((err as SnapshotError).code).to.equal(code);
@@ -74,6 +74,33 @@ describe('common/snapshot reader and writer', () => {
     const snap = await loadSnapshot(path);
     for (const [id, body] of expected) expect(snap.lookup(id), id).to.equal(body);
     expect((await readdir(dir)).sort()).to.deep.equal(['test.snap']);
+  });
+
+  it('answers the same in disk mode, with the file read at lookup time', async () => {
+    const dir = await tempDir();
+    const rows = mixedRows(3000);
+    const { path } = await buildFile(dir, rows, { targetPartitionRows: 100 });
+    const snap = await loadSnapshot(path, {}, 'disk');
+    expect(snap.mode).to.equal('disk');
+    expect(snap.residentBytes).to.be.lessThan(10_000);
+    const expected = expectedAnswers(rows);
+    const answers = await Promise.all([...expected.keys()].map((id) => snap.lookup(id)));
+    expect(answers).to.deep.equal([...expected.values()]);
+    for (const id of ['absent', rows[1][0].toLowerCase(), ''])
+      expect(await snap.lookup(id), id).to.equal(undefined);
+    // Closing waits for lookups in progress, which still answer.
+    const pending = snap.lookup(rows[0][0]);
+    await snap.close();
+    expect(await pending).to.equal(expected.get(rows[0][0]));
+  });
+
+  it('refuses a corrupted file in disk mode too, before serving anything', async () => {
+    const dir = await tempDir();
+    const { path } = await buildFile(dir, mixedRows(300), { targetPartitionRows: 32 });
+    const b = await readFile(path);
+    b[HEADER_BYTES + 40] ^= 1;
+    await writeFile(path, b);
+    await expectRefused(path, 'SNAPSHOT_CHECKSUM_MISMATCH', 'disk');
   });
 
   it('builds an empty file that answers nothing', async () => {

@@ -1,0 +1,88 @@
+/**
+ * Disk mode, for data larger than memory: only the directory lives in memory. A lookup reads the probe window of
+ * the id's slot table (one positional read of at most maxProbe slots), then the record (a second read), with
+ * callback `fs.read` on libuv's pool so the event loop never waits. Memory does not grow with the row count.
+ *
+ * Concurrency: any number of lookups at once. `close` waits for the lookups in progress, then closes the file; the
+ * owner calls it once, after the version stopped being served.
+ */
+import { read } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import {
+  EMPTY_SLOT,
+  homeSlot,
+  type PartitionEntry,
+  partitionOf,
+  SLOT_BYTES,
+  type SnapshotHeader,
+} from './format.js';
+import { keyHash1, slotHash } from './key-hash.js';
+import type { LoadedSnapshot } from './reader.js';
+import { MAX_RECORD_BYTES, recordHasId, renderRecord } from './record-codec.js';
+
+function readAt(fd: number, length: number, position: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const buf = Buffer.allocUnsafe(length);
+    read(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(buf.subarray(0, n))));
+  });
+}
+
+export class DiskSnapshot implements LoadedSnapshot {
+  readonly mode = 'disk' as const;
+  readonly residentBytes: number;
+  private readonly offsets: Float64Array;
+  private readonly ends: Float64Array;
+  private readonly homeSlots: Uint32Array;
+  private readonly slotCount: Uint32Array;
+  private readonly maxProbe: Uint32Array;
+  private readonly fd: number;
+  private inFlight = 0;
+  private closing: (() => void) | undefined;
+
+  constructor(
+    readonly header: SnapshotHeader,
+    partitions: PartitionEntry[],
+    private readonly handle: FileHandle,
+  ) {
+    this.fd = handle.fd;
+    this.offsets = Float64Array.from(partitions, (p) => p.offset);
+    this.ends = Float64Array.from(partitions, (p) => p.offset + p.bytes);
+    this.homeSlots = Uint32Array.from(partitions, (p) => p.homeSlots);
+    this.slotCount = Uint32Array.from(partitions, (p) => p.slotCount);
+    this.maxProbe = Uint32Array.from(partitions, (p) => p.maxProbe);
+    this.residentBytes = partitions.length * 28;
+  }
+
+  lookup(id: string): Promise<string | undefined> {
+    this.inFlight++;
+    return this.find(id).finally(() => {
+      if (--this.inFlight === 0 && this.closing !== undefined) this.closing();
+    });
+  }
+
+  private async find(id: string): Promise<string | undefined> {
+    const h1 = keyHash1(id);
+    const p = partitionOf(h1, this.header.partitionBits);
+    const count = this.slotCount[p];
+    const home = homeSlot(slotHash(h1), this.homeSlots[p]);
+    const end = Math.min(home + this.maxProbe[p], count);
+    if (home >= end) return undefined;
+    const slots = await readAt(this.fd, (end - home) * SLOT_BYTES, this.offsets[p] + home * SLOT_BYTES);
+    const records = this.offsets[p] + count * SLOT_BYTES;
+    for (let s = 0; s + SLOT_BYTES <= slots.length; s += SLOT_BYTES) {
+      const off = slots.readUInt32LE(s + 4);
+      if (off === EMPTY_SLOT) return undefined;
+      if (slots.readUInt32LE(s) !== h1) continue;
+      // A second read for the record; another only on a 32-bit fingerprint collision inside the window.
+      const at = records + off;
+      const rec = await readAt(this.fd, Math.min(MAX_RECORD_BYTES, this.ends[p] - at), at);
+      if (recordHasId(rec, 0, id)) return renderRecord(rec, 0, id);
+    }
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.closing = resolve));
+    await this.handle.close();
+  }
+}
