@@ -59,6 +59,10 @@ export interface ReplicaConfig extends CommonConfig {
   readonly serveMode: ServeMode;
   /** MEMORY_BUDGET_BYTES: largest snapshot served in memory mode when SERVE_MODE is auto. */
   readonly memoryBudgetBytes: number;
+  /** MAX_IN_FLIGHT: reads answered at once; more wait in the queue. */
+  readonly maxInFlight: number;
+  /** MAX_QUEUE: reads that may wait for a slot; past it, 503 at once. */
+  readonly maxQueue: number;
 }
 
 const MiB = 1024 * 1024;
@@ -83,6 +87,8 @@ export const DEFAULTS = Object.freeze({
   syncIntervalMs: 10_000,
   serveMode: 'auto' as ServeMode,
   memoryBudgetBytes: 4096 * MiB,
+  maxInFlight: 1024,
+  maxQueue: 256,
 });
 
 /** Thrown at start-up for a malformed setting; the message names the variable. */
@@ -211,5 +217,7 @@ export function loadReplicaConfig(env: Env = process.env): ReplicaConfig {
     syncIntervalMs: int(env, 'SYNC_INTERVAL_MS', DEFAULTS.syncIntervalMs, 10),
     serveMode,
     memoryBudgetBytes: bytes(env, 'MEMORY_BUDGET_BYTES', DEFAULTS.memoryBudgetBytes, 0),
+    maxInFlight: int(env, 'MAX_IN_FLIGHT', DEFAULTS.maxInFlight, 1),
+    maxQueue: int(env, 'MAX_QUEUE', DEFAULTS.maxQueue, 0),
   });
 }

@@ -9,6 +9,7 @@ import type { LeaderConfig } from '../common/config.js';
 import { AppError } from '../common/errors.js';
 import { errorMiddleware, hasBearer, requestLogMiddleware, requireBearer } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
+import { type HttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
 import { REPLICA_URL_HEADER, REPLICA_VERSION_HEADER, type SnapshotManifest } from '../common/protocol.js';
 import type { Ingestor } from './ingest.js';
 import type { ReplicaRegistry } from './replicas.js';
@@ -22,6 +23,7 @@ export interface LeaderDeps {
   readonly replicas: ReplicaRegistry;
   /** Tells replicas about a version that just became current, and prunes old versions. */
   readonly publish: (manifest: SnapshotManifest) => void;
+  readonly metrics: HttpMetrics;
 }
 
 function versionParam(raw: string | undefined): number {
@@ -57,13 +59,14 @@ export function parseRange(
 }
 
 export function createLeaderApp(deps: LeaderDeps): Koa {
-  const { config, store, ingestor, replicas, logger, publish } = deps;
+  const { config, store, ingestor, replicas, logger, publish, metrics } = deps;
   const app = new Koa();
   app.proxy = false;
   const router = new Router();
   const writeAuth = requireBearer(config.leaderToken);
   const pullAuth = requireBearer(config.replicaToken, config.leaderToken);
 
+  router.get('/metrics', metricsRoute(metrics.registry));
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
@@ -156,6 +159,7 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
   });
 
   app.use(requestLogMiddleware(logger));
+  app.use(metricsMiddleware(metrics));
   app.use(errorMiddleware(logger));
   app.use(router.routes());
   app.use(router.allowedMethods());

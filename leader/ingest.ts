@@ -15,6 +15,7 @@ import type { SnapshotManifest } from '../common/protocol.js';
 import { type BadRow, isBadRow, isHeader, parseRow } from '../common/record.js';
 import { SnapshotBuilder } from '../common/snapshot/writer.js';
 import { CsvSyntaxError, readCsv } from './csv-reader.js';
+import type { IngestMetrics } from './metrics.js';
 import type { ParsePool } from './parse-pool.js';
 import type { SnapshotStore } from './snapshot-store.js';
 
@@ -67,6 +68,7 @@ export class Ingestor {
     private readonly onCommitted: (manifest: SnapshotManifest) => void,
     /** Parse workers for the fast path; undefined sends every file through csv-parse. */
     private readonly pool: ParsePool | undefined,
+    private readonly metrics: IngestMetrics,
     /** Overrides for tests: smaller partitions, forced spilling. */
     private readonly buildTuning: { targetPartitionRows?: number; spillBuckets?: number } = {},
   ) {}
@@ -85,9 +87,22 @@ export class Ingestor {
       );
     }
     this.running = { source: options.source, startedAt: new Date() };
+    this.metrics.inProgress.inc();
+    const started = performance.now();
     try {
-      return await this.run(input, options);
+      const report = await this.run(input, options);
+      this.metrics.ingests.labels('ok').inc();
+      this.metrics.rows.inc(report.rows);
+      this.metrics.badRows.inc(report.badRowCount);
+      return report;
+    } catch (err) {
+      this.metrics.ingests.labels(err instanceof AppError ? err.code : 'INTERNAL').inc();
+      const bad = err instanceof AppError ? err.details?.badRowCount : undefined;
+      if (typeof bad === 'number') this.metrics.badRows.inc(bad);
+      throw err;
     } finally {
+      this.metrics.duration.observe((performance.now() - started) / 1000);
+      this.metrics.inProgress.dec();
       this.running = undefined;
     }
   }

@@ -5,9 +5,11 @@
 import type Koa from 'koa';
 import type { LeaderConfig } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
+import { createHttpMetrics } from '../common/metrics.js';
 import type { SnapshotManifest } from '../common/protocol.js';
 import { createLeaderApp } from './app.js';
 import { Ingestor } from './ingest.js';
+import { registerLeaderMetrics } from './metrics.js';
 import { ParsePool } from './parse-pool.js';
 import { ReplicaRegistry } from './replicas.js';
 import { SnapshotStore } from './snapshot-store.js';
@@ -35,7 +37,9 @@ export async function createLeader(
       .catch((err) => logger.error({ err }, 'prune failed'));
   };
   const pool = new ParsePool(config.ingestWorkers);
-  const ingestor = new Ingestor(store, config, logger, publish, pool, buildTuning);
-  const app = createLeaderApp({ config, logger, store, ingestor, replicas, publish });
+  const metrics = createHttpMetrics('leader');
+  const ingestMetrics = registerLeaderMetrics(metrics.registry, store, replicas);
+  const ingestor = new Ingestor(store, config, logger, publish, pool, ingestMetrics, buildTuning);
+  const app = createLeaderApp({ config, logger, store, ingestor, replicas, publish, metrics });
   return { app, store, ingestor, replicas, close: () => pool.close() };
 }

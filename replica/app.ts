@@ -10,16 +10,20 @@ import type { ReplicaConfig } from '../common/config.js';
 import { AppError } from '../common/errors.js';
 import { errorMiddleware, requestLogMiddleware, requireBearer } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
+import { createHttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
 import { parseManifest } from '../common/protocol.js';
 import type { LiveIndex } from './live-index.js';
+import { registerReplicaMetrics } from './metrics.js';
 import { createReadHandler } from './read-handler.js';
 import type { Syncer } from './sync.js';
 
 export interface ReplicaDeps {
-  readonly config: Pick<ReplicaConfig, 'replicaToken'>;
+  readonly config: Pick<ReplicaConfig, 'replicaToken' | 'maxInFlight' | 'maxQueue'>;
   readonly logger: Logger;
   readonly index: LiveIndex;
   readonly syncer: Syncer;
+  /** Set when SIGTERM starts a graceful shutdown: /readyz answers 503 so the load balancer stops sending reads. */
+  readonly lifecycle?: { draining: boolean };
 }
 
 export interface ReplicaApp {
@@ -32,6 +36,10 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
   const { config, logger, index, syncer } = deps;
   const koa = new Koa();
   const router = new Router();
+  const metrics = createHttpMetrics('replica');
+  registerReplicaMetrics(metrics.registry, index);
+
+  router.get('/metrics', metricsRoute(metrics.registry));
 
   router.get('/healthz', (ctx) => {
     // Liveness never depends on data: a replica loading a large version is alive.
@@ -39,6 +47,7 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
   });
 
   router.get('/readyz', (ctx) => {
+    if (deps.lifecycle?.draining) throw new AppError('REPLICA_NOT_READY', 'shutting down');
     const live = index.current;
     if (live === undefined) {
       throw new AppError('REPLICA_NOT_READY', 'no verified version is loaded yet', { sync: syncer.status });
@@ -67,8 +76,15 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
   );
 
   koa.use(requestLogMiddleware(logger));
+  koa.use(metricsMiddleware(metrics));
   koa.use(errorMiddleware(logger));
   koa.use(router.routes());
   koa.use(router.allowedMethods());
-  return { koa, handler: createReadHandler(index, koa.callback()) };
+  const handler = createReadHandler(index, koa.callback(), {
+    maxInFlight: config.maxInFlight,
+    maxQueue: config.maxQueue,
+    metrics,
+    logger,
+  });
+  return { koa, handler };
 }

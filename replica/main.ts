@@ -20,7 +20,8 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel, 'replica');
   const index = new LiveIndex();
   const syncer = new Syncer(config, index, logger);
-  const app = createReplicaApp({ config, logger, index, syncer });
+  const lifecycle = { draining: false };
+  const app = createReplicaApp({ config, logger, index, syncer, lifecycle });
   const server = await listen(app.handler, config.host, config.port);
   syncer.advertiseUrl = config.advertiseUrl || server.url;
   logger.info(
@@ -28,9 +29,14 @@ async function main(): Promise<void> {
     'listening',
   );
   const stop = (signal: string) => {
+    // Readiness fails first, then the server stops accepting and lets in-flight reads finish.
     logger.info({ signal }, 'shutting down');
+    lifecycle.draining = true;
     syncer.stop();
-    server.close(config.shutdownTimeoutMs).then(() => process.exit(0));
+    server
+      .close(config.shutdownTimeoutMs)
+      .then(() => index.current?.snapshot.close())
+      .then(() => process.exit(0));
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

@@ -113,6 +113,8 @@ export interface TestReplica {
   readonly index: LiveIndex;
   readonly syncer: Syncer;
   readonly config: ReplicaConfig;
+  /** Set `draining` to see what SIGTERM does to readiness. */
+  readonly lifecycle: { draining: boolean };
 }
 
 /** An in-process replica on an ephemeral port following `leaderUrl`. */
@@ -131,7 +133,8 @@ export async function startReplica(
   const logger = quietLogger();
   const index = new LiveIndex();
   const syncer = new Syncer(config, index, logger);
-  const app = createReplicaApp({ config, logger, index, syncer });
+  const lifecycle = { draining: false };
+  const app = createReplicaApp({ config, logger, index, syncer, lifecycle });
   const server = await listen(app.handler, config.host, config.port);
   syncer.advertiseUrl = server.url;
   onCleanup(async () => {
@@ -140,7 +143,7 @@ export async function startReplica(
     await index.current?.snapshot.close();
   });
   await syncer.start();
-  return { server, url: server.url, index, syncer, config };
+  return { server, url: server.url, index, syncer, config, lifecycle };
 }
 
 /** Rows as CSV text (one line per row, LF line ends). */

@@ -217,4 +217,20 @@ describe('leader app', () => {
       );
     }
   });
+
+  it('exposes ingest metrics in the Prometheus format', async () => {
+    const leader = await startLeader();
+    await putCsv(leader.url, csvOf(A));
+    await putCsv(leader.url, csvOf([['x', 'bad', '2018-01-01 00:00:00']]));
+    const text = (await http(`${leader.url}/metrics`)).text;
+    expect(text).to.match(/^promotions_ingests_total\{result="ok",role="leader"\} 1$/m);
+    expect(text).to.match(/^promotions_ingests_total\{result="INGEST_BAD_ROWS",role="leader"\} 1$/m);
+    expect(text).to.match(/^promotions_ingest_rows_total\{role="leader"\} 2$/m);
+    expect(text).to.match(/^promotions_ingest_bad_rows_total\{role="leader"\} 1$/m);
+    expect(text).to.match(/^promotions_current_version\{role="leader"\} 1$/m);
+    expect(text).to.match(/^promotions_ingest_duration_seconds_count\{role="leader"\} 2$/m);
+    expect(text).to.match(
+      /^promotions_http_requests_total\{route="\/promotions",method="PUT",status="422",role="leader"\} 1$/m,
+    );
+  });
 });

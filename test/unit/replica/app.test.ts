@@ -134,4 +134,25 @@ describe('replica app', () => {
     );
     expect((await http(`${replica.url}/promotions/new`)).status).to.equal(200);
   });
+
+  it('turns /readyz to 503 while draining, and exposes its metrics', async () => {
+    const leader = await startLeader();
+    await putCsv(leader.url, csvOf(ROWS));
+    const replica = await startReplica(leader.url);
+    await waitFor(() => replica.index.current, 5000, 'the first version');
+    await http(`${replica.url}/promotions/${ID}`);
+    await http(`${replica.url}/promotions/absent`);
+    const metrics = await http(`${replica.url}/metrics`);
+    expect(metrics.headers.get('content-type')).to.match(/^text\/plain/);
+    expect(metrics.text).to.match(/^promotions_snapshot_version\{role="replica"\} 1$/m);
+    expect(metrics.text).to.match(/^promotions_snapshot_rows\{role="replica"\} 3$/m);
+    expect(metrics.text).to.match(/^promotions_snapshot_serve_mode\{mode="memory",role="replica"\} 1$/m);
+    expect(metrics.text).to.match(/status="404",role="replica"\} 1$/m);
+    expect(metrics.text).to.match(/^process_resident_memory_bytes/m);
+    expect(metrics.text).to.match(/^nodejs_eventloop_lag_p99_seconds/m);
+    replica.lifecycle.draining = true;
+    const ready = await http(`${replica.url}/readyz`);
+    expect(ready.status).to.equal(503);
+    expect(ready.json.message).to.equal('shutting down');
+  });
 });

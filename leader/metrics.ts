@@ -1,0 +1,70 @@
+/**
+ * The leader's own metrics: ingest outcomes, rows and durations (recorded by the ingest), and the current version
+ * and each replica's lag (read from the store and the registry when Prometheus scrapes).
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { METRIC_PREFIX } from '../common/metrics.js';
+import type { ReplicaRegistry } from './replicas.js';
+import type { SnapshotStore } from './snapshot-store.js';
+
+export interface IngestMetrics {
+  readonly ingests: Counter<'result'>;
+  readonly rows: Counter;
+  readonly badRows: Counter;
+  readonly duration: Histogram;
+  readonly inProgress: Gauge;
+}
+
+export function registerLeaderMetrics(
+  registry: Registry,
+  store: SnapshotStore,
+  replicas: ReplicaRegistry,
+): IngestMetrics {
+  new Gauge({
+    name: `${METRIC_PREFIX}current_version`,
+    help: 'The current version (0 before the first ingest)',
+    registers: [registry],
+    collect() {
+      this.set(store.current()?.version ?? 0);
+    },
+  });
+  new Gauge({
+    name: `${METRIC_PREFIX}replica_lag_versions`,
+    help: 'Versions each known replica is behind the current one (-1 while unknown)',
+    labelNames: ['replica'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of replicas.list(store.current()?.version)) this.set({ replica: r.url }, r.lag ?? -1);
+    },
+  });
+  return {
+    ingests: new Counter({
+      name: `${METRIC_PREFIX}ingests_total`,
+      help: 'Files ingested, by result: ok, or the error code that refused them',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    rows: new Counter({
+      name: `${METRIC_PREFIX}ingest_rows_total`,
+      help: 'Rows made current by successful ingests',
+      registers: [registry],
+    }),
+    badRows: new Counter({
+      name: `${METRIC_PREFIX}ingest_bad_rows_total`,
+      help: 'Bad rows seen in ingested or refused files',
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: `${METRIC_PREFIX}ingest_duration_seconds`,
+      help: 'Time from the first byte of a file to its version being current (or refused)',
+      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600, 1800],
+      registers: [registry],
+    }),
+    inProgress: new Gauge({
+      name: `${METRIC_PREFIX}uploads_in_progress`,
+      help: 'Files being received and ingested now',
+      registers: [registry],
+    }),
+  };
+}
