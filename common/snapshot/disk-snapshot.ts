@@ -8,15 +8,8 @@
  */
 import { read } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import {
-  EMPTY_SLOT,
-  homeSlot,
-  type PartitionEntry,
-  partitionOf,
-  SLOT_BYTES,
-  type SnapshotHeader,
-} from './format.js';
-import { keyHash1, slotHash } from './key-hash.js';
+import { PartitionDirectory } from './directory.js';
+import { EMPTY_SLOT, type PartitionEntry, SLOT_BYTES, type SnapshotHeader } from './format.js';
 import type { LoadedSnapshot } from './reader.js';
 import { MAX_RECORD_BYTES, recordHasId, renderRecord } from './record-codec.js';
 
@@ -30,11 +23,7 @@ function readAt(fd: number, length: number, position: number): Promise<Buffer> {
 export class DiskSnapshot implements LoadedSnapshot {
   readonly mode = 'disk' as const;
   readonly residentBytes: number;
-  private readonly offsets: Float64Array;
-  private readonly ends: Float64Array;
-  private readonly homeSlots: Uint32Array;
-  private readonly slotCount: Uint32Array;
-  private readonly maxProbe: Uint32Array;
+  private readonly directory: PartitionDirectory;
   private readonly fd: number;
   private inFlight = 0;
   private closing: (() => void) | undefined;
@@ -45,12 +34,8 @@ export class DiskSnapshot implements LoadedSnapshot {
     private readonly handle: FileHandle,
   ) {
     this.fd = handle.fd;
-    this.offsets = Float64Array.from(partitions, (p) => p.offset);
-    this.ends = Float64Array.from(partitions, (p) => p.offset + p.bytes);
-    this.homeSlots = Uint32Array.from(partitions, (p) => p.homeSlots);
-    this.slotCount = Uint32Array.from(partitions, (p) => p.slotCount);
-    this.maxProbe = Uint32Array.from(partitions, (p) => p.maxProbe);
-    this.residentBytes = partitions.length * 28;
+    this.directory = new PartitionDirectory(header.partitionBits, partitions);
+    this.residentBytes = this.directory.bytes;
   }
 
   lookup(id: string): Promise<string | undefined> {
@@ -61,21 +46,18 @@ export class DiskSnapshot implements LoadedSnapshot {
   }
 
   private async find(id: string): Promise<string | undefined> {
-    const h1 = keyHash1(id);
-    const p = partitionOf(h1, this.header.partitionBits);
-    const count = this.slotCount[p];
-    const home = homeSlot(slotHash(h1), this.homeSlots[p]);
-    const end = Math.min(home + this.maxProbe[p], count);
+    const { h1, partition, home, end } = this.directory.locate(id);
     if (home >= end) return undefined;
-    const slots = await readAt(this.fd, (end - home) * SLOT_BYTES, this.offsets[p] + home * SLOT_BYTES);
-    const records = this.offsets[p] + count * SLOT_BYTES;
+    const start = this.directory.offsets[partition];
+    const slots = await readAt(this.fd, (end - home) * SLOT_BYTES, start + home * SLOT_BYTES);
+    const records = start + this.directory.slotCount[partition] * SLOT_BYTES;
     for (let s = 0; s + SLOT_BYTES <= slots.length; s += SLOT_BYTES) {
       const off = slots.readUInt32LE(s + 4);
       if (off === EMPTY_SLOT) return undefined;
       if (slots.readUInt32LE(s) !== h1) continue;
       // A second read for the record; another only on a 32-bit fingerprint collision inside the window.
       const at = records + off;
-      const rec = await readAt(this.fd, Math.min(MAX_RECORD_BYTES, this.ends[p] - at), at);
+      const rec = await readAt(this.fd, Math.min(MAX_RECORD_BYTES, this.directory.ends[partition] - at), at);
       if (recordHasId(rec, 0, id)) return renderRecord(rec, 0, id);
     }
     return undefined;
