@@ -116,6 +116,10 @@ export class Ingestor {
       tmpDir: this.store.tmpDir,
       memoryBytes: this.settings.buildMemoryBytes,
       sizeHintBytes: options.sizeHintBytes,
+      // Partition ranges build on the pool's workers too: a worker each, plus one being written.
+      rangeBuilder:
+        this.pool === undefined ? undefined : (...args) => (this.pool as ParsePool).build(...args),
+      buildConcurrency: (this.pool?.size ?? 0) + 1,
       ...this.buildTuning,
     });
     const sha = createHash('sha256');

@@ -1,20 +1,30 @@
 /**
- * A fixed pool of parse workers (worker_threads) so that CSV parsing and validation use every core while the main
- * thread streams bytes and builds. With zero workers, blocks are parsed inline.
+ * A fixed pool of ingest workers (worker_threads) so that CSV parsing and validation, and then the building of
+ * snapshot partitions, use every core while the main thread streams bytes and writes. With zero workers, the same
+ * work runs inline.
  *
  * Concurrency: the caller bounds how many blocks are in flight (csv-reader.ts keeps a short FIFO); the pool only
  * spreads them over idle workers. `close` ends the workers; a pool is used by one ingest at a time.
  */
 import { Worker } from 'node:worker_threads';
+import { type BuiltRange, buildRange } from '../common/snapshot/writer.js';
 import { type ParsedBlock, parseBlock } from './parse-chunk.js';
-import type { BlockRequest } from './parse-worker.js';
+import type { WorkerRequest } from './parse-worker.js';
 
 interface Pending {
-  resolve: (b: ParsedBlock) => void;
+  resolve: (r: ParsedBlock | BuiltRange) => void;
   reject: (e: Error) => void;
 }
 
-type Reply = { id: number; result: ParsedBlock } | { id: number; error: string };
+type Reply = { id: number; result: ParsedBlock | BuiltRange } | { id: number; error: string };
+
+/** `b` alone on its own ArrayBuffer, so that transferring it detaches nothing else (copied when shared). */
+function owned(b: Buffer): Buffer {
+  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) return b;
+  const copy = Buffer.allocUnsafeSlow(b.length);
+  b.copy(copy);
+  return copy;
+}
 
 /**
  * The worker script. Built, it is parse-worker.js beside this module. Run from source under tsx, a worker does not
@@ -39,6 +49,36 @@ export class ParsePool {
   /** Parses one block; `bytes` is transferred to a worker (the caller must not touch it afterwards). */
   parse(bytes: Buffer, checkHeader: boolean, reportLimit: number): Promise<ParsedBlock> {
     if (this.size === 0) return Promise.resolve(parseBlock(bytes, checkHeader, reportLimit));
+    const b = owned(bytes);
+    return this.send(
+      { kind: 'parse', id: this.nextId++, bytes: b, checkHeader, reportLimit },
+      b,
+    ) as Promise<ParsedBlock>;
+  }
+
+  /** Builds a range of snapshot partitions (a RangeBuilder); `rows` is transferred like `parse`'s bytes. */
+  build(
+    rows: Buffer,
+    rowCount: number,
+    first: number,
+    count: number,
+    partitionBits: number,
+  ): Promise<BuiltRange> {
+    if (this.size === 0) return Promise.resolve(buildRange([rows], rowCount, first, count, partitionBits));
+    const b = owned(rows);
+    const req: WorkerRequest = {
+      kind: 'build',
+      id: this.nextId++,
+      rows: b,
+      rowCount,
+      first,
+      count,
+      partitionBits,
+    };
+    return this.send(req, b) as Promise<BuiltRange>;
+  }
+
+  private send(req: WorkerRequest, transfer: Buffer): Promise<ParsedBlock | BuiltRange> {
     while (this.workers.length < this.size) {
       const w = startWorker();
       w.unref();
@@ -46,12 +86,10 @@ export class ParsePool {
       w.on('error', (err) => this.failAll(err));
       this.workers.push(w);
     }
-    const id = this.nextId++;
     const worker = this.workers[this.turn++ % this.workers.length];
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      const req: BlockRequest = { id, bytes, checkHeader, reportLimit };
-      worker.postMessage(req, [bytes.buffer as ArrayBuffer]);
+      this.pending.set(req.id, { resolve, reject });
+      worker.postMessage(req, [transfer.buffer as ArrayBuffer]);
     });
   }
 
@@ -63,9 +101,14 @@ export class ParsePool {
       p.reject(new Error(`parse worker failed: ${reply.error}`));
       return;
     }
-    // Structured clone turns the Buffer into a plain Uint8Array; view it as a Buffer again.
-    const e = reply.result.encoded as Uint8Array;
-    p.resolve({ ...reply.result, encoded: Buffer.from(e.buffer, e.byteOffset, e.byteLength) });
+    const r = reply.result;
+    if ('encoded' in r) {
+      // Structured clone turns the Buffer into a plain Uint8Array; view it as a Buffer again.
+      const e = r.encoded as Uint8Array;
+      p.resolve({ ...r, encoded: Buffer.from(e.buffer, e.byteOffset, e.byteLength) });
+      return;
+    }
+    p.resolve(r);
   }
 
   private failAll(err: Error): void {

@@ -63,6 +63,12 @@ export interface BuildOptions {
   readonly targetPartitionRows?: number;
   /** Expected source size, when known (Content-Length, file size), to size the spill. */
   readonly sizeHintBytes?: number;
+  /** Where partition ranges are built (worker threads, in the leader); default: this thread. */
+  readonly rangeBuilder?: RangeBuilder;
+  /** Ranges built at once; more use more cores and more memory (each range is a share of the rows). */
+  readonly buildConcurrency?: number;
+  /** Rows per range when rows in memory are split for building; tests lower it. */
+  readonly rangeRows?: number;
 }
 
 export interface BuildMeta {
@@ -223,7 +229,173 @@ class Output {
   }
 }
 
-/** Builds partitions and tracks the directory while ranges arrive in partition order. */
+/** One built partition: its bytes (slot table, then records) and what its directory entry says. */
+export interface BuiltPartition {
+  readonly bytes: Uint8Array;
+  readonly rows: number;
+  readonly homeSlots: number;
+  readonly slotCount: number;
+  readonly maxProbe: number;
+  readonly sha256: Uint8Array;
+}
+
+/** Consecutive partitions [first, first + parts.length), built from their rows. Plain data: it crosses threads. */
+export interface BuiltRange {
+  readonly first: number;
+  readonly parts: BuiltPartition[];
+  readonly duplicates: number;
+}
+
+/**
+ * Builds partitions [first, first + count) from rows that all hash into that range, given in input order (the
+ * last of equal ids wins). Pure and synchronous: it runs on the main thread or in a worker (`RangeBuilder`).
+ */
+export function buildRange(
+  buffers: Buffer[],
+  rowCount: number,
+  first: number,
+  count: number,
+  partitionBits: number,
+): BuiltRange {
+  const bufIndex = new Uint32Array(rowCount);
+  const offsets = new Uint32Array(rowCount);
+  const lengths = new Uint16Array(rowCount);
+  const partOf = new Uint32Array(rowCount);
+  const starts = new Uint32Array(count + 1);
+  let i = 0;
+  buffers.forEach((b, bi) => {
+    forEachRow(b, (off, len) => {
+      const p = partitionOf(b.readUInt32LE(off), partitionBits) - first;
+      bufIndex[i] = bi;
+      offsets[i] = off;
+      lengths[i] = len - ROW_PREFIX;
+      partOf[i++] = p;
+      starts[p + 1]++;
+    });
+  });
+  for (let p = 0; p < count; p++) starts[p + 1] += starts[p];
+  // Stable counting sort by partition keeps input order inside a partition: last row wins on duplicates.
+  const order = new Uint32Array(rowCount);
+  const fill = starts.slice(0, count);
+  for (let r = 0; r < rowCount; r++) order[fill[partOf[r]]++] = r;
+  const refs: RowRefs = { bufIndex, offsets, lengths };
+  const parts: BuiltPartition[] = [];
+  let duplicates = 0;
+  for (let p = 0; p < count; p++) {
+    const built = buildPartition(buffers, refs, order.subarray(starts[p], starts[p + 1]));
+    duplicates += built.duplicates;
+    parts.push(built.part);
+  }
+  return { first, parts, duplicates };
+}
+
+function buildPartition(
+  buffers: Buffer[],
+  refsOf: RowRefs,
+  rows: Uint32Array,
+): { part: BuiltPartition; duplicates: number } {
+  const { bufIndex, offsets, lengths } = refsOf;
+  const homeSlots = Math.max(1, Math.ceil(rows.length / LOAD_FACTOR));
+  let cap = homeSlots + 64;
+  let fps = new Uint32Array(cap);
+  let refs = new Int32Array(cap).fill(-1);
+  let maxProbe = 0;
+  let used = 0;
+  let duplicates = 0;
+  for (const r of rows) {
+    const b = buffers[bufIndex[r]];
+    const o = offsets[r];
+    const h1 = b.readUInt32LE(o);
+    let s = homeSlot(b.readUInt32LE(o + 4), homeSlots);
+    let probe = 1;
+    for (; ; s++, probe++) {
+      if (s >= cap) {
+        cap *= 2;
+        const f2 = new Uint32Array(cap);
+        f2.set(fps);
+        fps = f2;
+        const r2 = new Int32Array(cap).fill(-1);
+        r2.set(refs);
+        refs = r2;
+      }
+      const other = refs[s];
+      if (other === -1) {
+        fps[s] = h1;
+        refs[s] = r;
+        if (s >= used) used = s + 1;
+        break;
+      }
+      if (
+        fps[s] === h1 &&
+        sameRecordId(b, o + ROW_PREFIX, buffers[bufIndex[other]], offsets[other] + ROW_PREFIX)
+      ) {
+        refs[s] = r;
+        duplicates++;
+        break;
+      }
+    }
+    if (probe > maxProbe) maxProbe = probe;
+  }
+  let recordBytes = 0;
+  let live = 0;
+  for (let s = 0; s < used; s++) {
+    const r = refs[s];
+    if (r === -1) continue;
+    live++;
+    recordBytes += lengths[r];
+  }
+  const slotBytes = used * SLOT_BYTES;
+  // allocUnsafeSlow: offset 0 of its own ArrayBuffer, so the slot table can be written through a Uint32Array,
+  // and the buffer can be transferred between threads.
+  const part = Buffer.allocUnsafeSlow(slotBytes + recordBytes);
+  const slots = new Uint32Array(part.buffer, 0, used * 2);
+  let rec = slotBytes;
+  for (let s = 0; s < used; s++) {
+    const r = refs[s];
+    if (r === -1) {
+      slots[2 * s] = 0;
+      slots[2 * s + 1] = EMPTY_SLOT;
+      continue;
+    }
+    const b = buffers[bufIndex[r]];
+    const o = offsets[r] + ROW_PREFIX;
+    const len = lengths[r];
+    slots[2 * s] = fps[s];
+    slots[2 * s + 1] = rec - slotBytes;
+    // Records are a few dozen bytes: a plain loop beats Buffer.copy's per-call cost.
+    for (let k = 0; k < len; k++) part[rec + k] = b[o + k];
+    rec += len;
+  }
+  return {
+    part: {
+      bytes: part,
+      rows: live,
+      homeSlots,
+      slotCount: used,
+      maxProbe: Math.min(maxProbe, used),
+      sha256: partitionSha(part),
+    },
+    duplicates,
+  };
+}
+
+/**
+ * Builds a range of partitions from one buffer of encoded rows, possibly on another thread (the leader passes its
+ * worker pool). `rows` is handed over: the caller must not use it afterwards.
+ */
+export type RangeBuilder = (
+  rows: Buffer,
+  rowCount: number,
+  first: number,
+  count: number,
+  partitionBits: number,
+) => Promise<BuiltRange>;
+
+/** The default RangeBuilder: on this thread. */
+export const buildRangeHere: RangeBuilder = async (rows, rowCount, first, count, bits) =>
+  buildRange([rows], rowCount, first, count, bits);
+
+/** Writes built ranges in partition order and fills the directory. */
 class PartitionWriter {
   readonly directory: Buffer;
   duplicates = 0;
@@ -235,129 +407,55 @@ class PartitionWriter {
     this.directory = Buffer.alloc(2 ** partitionBits * DIRECTORY_ENTRY_BYTES);
   }
 
-  /** Writes partitions [first, first + count) from the rows of `set`, which all hash into that range. */
-  async writeRange(set: RowSet, first: number, count: number): Promise<void> {
-    const n = set.count;
-    const bufIndex = new Uint32Array(n);
-    const offsets = new Uint32Array(n);
-    const lengths = new Uint16Array(n);
-    const partOf = new Uint32Array(n);
-    const starts = new Uint32Array(count + 1);
-    let i = 0;
-    set.buffers.forEach((b, bi) => {
-      forEachRow(b, (off, len) => {
-        const p = partitionOf(b.readUInt32LE(off), this.partitionBits) - first;
-        bufIndex[i] = bi;
-        offsets[i] = off;
-        lengths[i] = len - ROW_PREFIX;
-        partOf[i++] = p;
-        starts[p + 1]++;
+  async emit(range: BuiltRange): Promise<void> {
+    this.duplicates += range.duplicates;
+    for (const [i, part] of range.parts.entries()) {
+      const bytes = Buffer.from(part.bytes.buffer, part.bytes.byteOffset, part.bytes.byteLength);
+      encodeEntry(this.directory, range.first + i, {
+        offset: this.out.offset,
+        bytes: bytes.length,
+        rows: part.rows,
+        homeSlots: part.homeSlots,
+        slotCount: part.slotCount,
+        maxProbe: part.maxProbe,
+        sha256: Buffer.from(part.sha256),
       });
-    });
-    for (let p = 0; p < count; p++) starts[p + 1] += starts[p];
-    // Stable counting sort by partition keeps input order inside a partition: last row wins on duplicates.
-    const order = new Uint32Array(n);
-    const fill = starts.slice(0, count);
-    for (let r = 0; r < n; r++) order[fill[partOf[r]]++] = r;
-    for (let p = 0; p < count; p++) {
-      await this.writePartition(
-        first + p,
-        set,
-        { bufIndex, offsets, lengths },
-        order.subarray(starts[p], starts[p + 1]),
-      );
+      this.rows += part.rows;
+      await this.out.write(bytes);
     }
   }
+}
 
-  private async writePartition(
-    index: number,
-    set: RowSet,
-    refsOf: RowRefs,
-    rows: Uint32Array,
-  ): Promise<void> {
-    const { buffers } = set;
-    const { bufIndex, offsets, lengths } = refsOf;
-    const homeSlots = Math.max(1, Math.ceil(rows.length / LOAD_FACTOR));
-    let cap = homeSlots + 64;
-    let fps = new Uint32Array(cap);
-    let refs = new Int32Array(cap).fill(-1);
-    let maxProbe = 0;
-    let used = 0;
-    for (const r of rows) {
-      const b = buffers[bufIndex[r]];
-      const o = offsets[r];
-      const h1 = b.readUInt32LE(o);
-      let s = homeSlot(b.readUInt32LE(o + 4), homeSlots);
-      let probe = 1;
-      for (; ; s++, probe++) {
-        if (s >= cap) {
-          cap *= 2;
-          const f2 = new Uint32Array(cap);
-          f2.set(fps);
-          fps = f2;
-          const r2 = new Int32Array(cap).fill(-1);
-          r2.set(refs);
-          refs = r2;
-        }
-        const other = refs[s];
-        if (other === -1) {
-          fps[s] = h1;
-          refs[s] = r;
-          if (s >= used) used = s + 1;
-          break;
-        }
-        if (
-          fps[s] === h1 &&
-          sameRecordId(b, o + ROW_PREFIX, buffers[bufIndex[other]], offsets[other] + ROW_PREFIX)
-        ) {
-          refs[s] = r;
-          this.duplicates++;
-          break;
-        }
-      }
-      if (probe > maxProbe) maxProbe = probe;
-    }
-    let recordBytes = 0;
-    let live = 0;
-    for (let s = 0; s < used; s++) {
-      const r = refs[s];
-      if (r === -1) continue;
-      live++;
-      recordBytes += lengths[r];
-    }
-    const slotBytes = used * SLOT_BYTES;
-    // allocUnsafeSlow: offset 0 of its own ArrayBuffer, so the slot table can be written through a Uint32Array.
-    const part = Buffer.allocUnsafeSlow(slotBytes + recordBytes);
-    const slots = new Uint32Array(part.buffer, 0, used * 2);
-    let rec = slotBytes;
-    for (let s = 0; s < used; s++) {
-      const r = refs[s];
-      if (r === -1) {
-        slots[2 * s] = 0;
-        slots[2 * s + 1] = EMPTY_SLOT;
-        continue;
-      }
-      const b = buffers[bufIndex[r]];
-      const o = offsets[r] + ROW_PREFIX;
-      const len = lengths[r];
-      slots[2 * s] = fps[s];
-      slots[2 * s + 1] = rec - slotBytes;
-      // Records are a few dozen bytes: a plain loop beats Buffer.copy's per-call cost.
-      for (let k = 0; k < len; k++) part[rec + k] = b[o + k];
-      rec += len;
-    }
-    encodeEntry(this.directory, index, {
-      offset: this.out.offset,
-      bytes: part.length,
-      rows: live,
-      homeSlots,
-      slotCount: used,
-      maxProbe: Math.min(maxProbe, used),
-      sha256: partitionSha(part),
+/** Copies the rows of `set` whose partition is in [first, first + count) into one buffer, in input order. */
+function gatherRows(
+  set: RowSet,
+  partitionBits: number,
+  first: number,
+  count: number,
+): { rows: Buffer; count: number } {
+  let bytes = 0;
+  let n = 0;
+  const inRange = (b: Buffer, off: number) => {
+    const p = partitionOf(b.readUInt32LE(off), partitionBits);
+    return p >= first && p < first + count;
+  };
+  for (const b of set.buffers) {
+    forEachRow(b, (off, len) => {
+      if (!inRange(b, off)) return;
+      bytes += len;
+      n++;
     });
-    this.rows += live;
-    await this.out.write(part);
   }
+  const rows = Buffer.allocUnsafeSlow(bytes);
+  let at = 0;
+  for (const b of set.buffers) {
+    forEachRow(b, (off, len) => {
+      if (!inRange(b, off)) return;
+      for (let k = 0; k < len; k++) rows[at + k] = b[off + k];
+      at += len;
+    });
+  }
+  return { rows, count: n };
 }
 
 /** Reads a run file whole (it fits the memory budget) as a row set. */
@@ -365,7 +463,8 @@ async function loadRun(run: Run): Promise<RowSet> {
   if (run.count === 0) return { buffers: [], count: 0 };
   const h = await open(run.path, 'r');
   try {
-    const buf = Buffer.allocUnsafe(run.bytes);
+    // Its own ArrayBuffer: the rows may move to a worker thread.
+    const buf = Buffer.allocUnsafeSlow(run.bytes);
     let done = 0;
     while (done < buf.length) {
       const { bytesRead } = await h.read(buf, done, Math.min(CHUNK_BYTES * 4, buf.length - done), done);
@@ -403,6 +502,47 @@ async function* runChunks(run: Run): AsyncGenerator<Buffer> {
     }
   } finally {
     await h.close();
+  }
+}
+
+/** Rows per range when the rows in memory are split for building on several threads. */
+const RANGE_ROWS = 131_072;
+
+/**
+ * Ranges being built, at most `concurrency` at once and at most `maxBytes` of rows in flight (one range may exceed
+ * it alone), written in the order they were added.
+ */
+class RangeJobs {
+  private readonly inFlight: { result: Promise<BuiltRange>; bytes: number }[] = [];
+  private bytes = 0;
+  constructor(
+    readonly writer: PartitionWriter,
+    private readonly build: RangeBuilder,
+    private readonly concurrency: number,
+    private readonly maxBytes: number,
+  ) {}
+
+  async add(rows: Buffer, rowCount: number, first: number, count: number): Promise<void> {
+    while (
+      this.inFlight.length > 0 &&
+      (this.inFlight.length >= this.concurrency || this.bytes + rows.length > this.maxBytes)
+    ) {
+      await this.emitOldest();
+    }
+    const result = this.build(rows, rowCount, first, count, this.writer.partitionBits);
+    result.catch(() => undefined);
+    this.inFlight.push({ result, bytes: rows.length });
+    this.bytes += rows.length;
+  }
+
+  private async emitOldest(): Promise<void> {
+    const job = this.inFlight.shift() as { result: Promise<BuiltRange>; bytes: number };
+    this.bytes -= job.bytes;
+    await this.writer.emit(await job.result);
+  }
+
+  async drain(): Promise<void> {
+    while (this.inFlight.length > 0) await this.emitOldest();
   }
 }
 
@@ -506,12 +646,33 @@ export class SnapshotBuilder {
     try {
       const out = new Output(handle);
       const writer = new PartitionWriter(out, partitionBits);
+      const jobs = new RangeJobs(
+        writer,
+        this.options.rangeBuilder ?? buildRangeHere,
+        this.options.buildConcurrency ?? 1,
+        this.options.memoryBytes,
+      );
       if (spill === undefined) {
-        await writer.writeRange(this.takeMemoryRows(), 0, 2 ** partitionBits);
+        const set = this.takeMemoryRows();
+        // Ranges of about RANGE_ROWS rows each, so that several build at once.
+        const partitions = 2 ** partitionBits;
+        const ranges = Math.min(
+          partitions,
+          2 ** Math.max(0, Math.ceil(Math.log2(set.count / (this.options.rangeRows ?? RANGE_ROWS)))),
+        );
+        const per = partitions / ranges;
+        for (let r = 0; r < ranges; r++) {
+          const { rows, count } =
+            ranges === 1
+              ? { rows: Buffer.concat(set.buffers), count: set.count }
+              : gatherRows(set, partitionBits, r * per, per);
+          await jobs.add(rows, count, r * per, per);
+        }
       } else {
         await spill.close();
-        await this.writeSpill(writer, spill, 0);
+        await this.writeSpill(jobs, spill, 0);
       }
+      await jobs.drain();
       const directoryOffset = out.offset;
       await out.write(writer.directory);
       const header = Buffer.allocUnsafe(HEADER_BYTES);
@@ -539,8 +700,8 @@ export class SnapshotBuilder {
   }
 
   /** Builds every bucket of `spill` in partition order; `prefix` is the hash range the spill splits. */
-  private async writeSpill(writer: PartitionWriter, spill: Spill, prefix: number): Promise<void> {
-    const bits = writer.partitionBits;
+  private async writeSpill(jobs: RangeJobs, spill: Spill, prefix: number): Promise<void> {
+    const bits = jobs.writer.partitionBits;
     for (let b = 0; b < spill.runs.length; b++) {
       const run = spill.runs[b];
       const depth = spill.depth + spill.bits;
@@ -553,10 +714,11 @@ export class SnapshotBuilder {
         for await (const chunk of runChunks(run)) await sub.appendRows(chunk);
         await sub.close();
         await rm(run.path, { force: true });
-        await this.writeSpill(writer, sub, range);
+        await this.writeSpill(jobs, sub, range);
         continue;
       }
-      await writer.writeRange(await loadRun(run), first, partitions);
+      const loaded = await loadRun(run);
+      await jobs.add(loaded.buffers[0] ?? Buffer.allocUnsafeSlow(0), loaded.count, first, partitions);
       await rm(run.path, { force: true });
     }
   }
