@@ -1,10 +1,11 @@
 /**
  * Builds one snapshot file from validated rows with bounded memory (FORMAT.md, "How a file is built").
  *
- * Rows are kept in memory, encoded, until they pass `memoryBytes`; past that they spill into run files, one per
- * hash bucket, in input order. `finish` then builds the file one partition range at a time: a bucket that is
- * still larger than the budget is split again by the next hash bits. Duplicate ids resolve last-wins because
- * every run keeps input order.
+ * Memory: rows are kept in memory, encoded, until they pass `memoryBytes`; past that they spill into run files,
+ * one per hash bucket, in input order. `finish` then builds ranges of partitions, several at once but with at most
+ * a quarter of the budget of rows in flight; a run larger than that quarter is split again by the next hash bits.
+ * Peak: the budget of rows, plus ranges in flight (about 2.5 times their rows). Duplicate ids resolve last-wins
+ * because every run keeps input order.
  *
  * Concurrency: one caller; `add` may return a promise (a spill write), which must settle before the next call.
  */
@@ -622,10 +623,11 @@ export class SnapshotBuilder {
 
   private spillBits(): number {
     if (this.options.spillBuckets !== undefined) return log2(this.options.spillBuckets);
-    // Aim for runs of half the budget; 256 runs when the size is unknown.
+    // Aim for runs of an eighth of the budget (rows take about that again once encoded); 256 runs when the size
+    // is unknown, and runs that turn out too large are split again at finish.
     const hint = this.options.sizeHintBytes;
     if (hint === undefined) return 8;
-    const runs = Math.ceil(hint / (this.options.memoryBytes / 2));
+    const runs = Math.ceil(hint / (this.options.memoryBytes / 8));
     return Math.min(12, Math.max(4, Math.ceil(Math.log2(runs))));
   }
 
@@ -650,7 +652,8 @@ export class SnapshotBuilder {
         writer,
         this.options.rangeBuilder ?? buildRangeHere,
         this.options.buildConcurrency ?? 1,
-        this.options.memoryBytes,
+        // A range being built holds its rows, its index arrays and its output: about 2.5 times its rows.
+        this.options.memoryBytes / 4,
       );
       if (spill === undefined) {
         const set = this.takeMemoryRows();
@@ -708,7 +711,7 @@ export class SnapshotBuilder {
       const range = prefix * 2 ** spill.bits + b;
       const partitions = 2 ** (bits - depth);
       const first = range * partitions;
-      if (run.bytes > this.options.memoryBytes && partitions > 1) {
+      if (run.bytes > this.options.memoryBytes / 4 && partitions > 1) {
         // Too large to load: split by the next hash bits, at most down to one partition per run.
         const sub = new Spill(this.runDir, depth, Math.min(4, bits - depth));
         for await (const chunk of runChunks(run)) await sub.appendRows(chunk);
