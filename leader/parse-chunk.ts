@@ -88,5 +88,8 @@ export function parseBlock(bytes: Uint8Array, checkHeader: boolean, reportLimit:
     pos += encodeRow(result, out, pos);
     rows++;
   }
-  return { encoded: out.subarray(0, pos), rows, lines, badRowCount, badRows };
+  // An exact-size copy: the builder keeps these buffers and counts their bytes against its memory budget.
+  const encoded = Buffer.allocUnsafeSlow(pos);
+  out.copy(encoded, 0, 0, pos);
+  return { encoded, rows, lines, badRowCount, badRows };
 }

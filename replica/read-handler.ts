@@ -3,17 +3,17 @@
  * hot path must not pay a framework's per-request cost. Every other request falls through to Koa.
  *
  * Each read takes `index.current` once, so one answer always comes from one version. Overload protection: at most
- * `maxInFlight` reads are being answered (a read counts until its response is flushed or its connection closes);
- * up to `maxQueue` more wait their turn; beyond that a read is refused at once with 503 and `Retry-After`.
- * Metrics are recorded through pre-bound label children; reads are logged at debug level only (see README).
+ * `maxInFlight` reads wait on an asynchronous lookup (disk mode; a memory-mode read is answered within the handler
+ * call, so the event loop itself is its queue); up to `maxQueue` more wait their turn; beyond that a read is refused
+ * at once with 503 and `Retry-After`. Counts and durations go to plain-number metric cells; reads are logged at
+ * debug level only (see README).
  *
  * Concurrency: one handler per server, on the event loop; the counters are plain fields.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Counter, Histogram } from 'prom-client';
 import { AppError, errorBody } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { HttpMetrics } from '../common/metrics.js';
+import type { CountCell, HttpMetrics } from '../common/metrics.js';
 import { SNAPSHOT_VERSION_HEADER } from '../common/protocol.js';
 import { idProblem } from '../common/record.js';
 import type { LiveIndex, LiveVersion } from './live-index.js';
@@ -48,48 +48,94 @@ function idFromUrl(url: string): string | undefined {
   }
 }
 
+/**
+ * The If-None-Match header, read from rawHeaders: touching `req.headers` makes Node build the whole headers object,
+ * which costs the hot path about a microsecond.
+ */
+function ifNoneMatch(req: IncomingMessage): string | undefined {
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i];
+    if (k.length === 13 && k.toLowerCase() === 'if-none-match') return raw[i + 1];
+  }
+  return undefined;
+}
+
 /** A request handler that answers reads itself and passes everything else to `fallback` (the Koa app). */
 export function createReadHandler(index: LiveIndex, fallback: Handler, options: ReadPathOptions): Handler {
   const { metrics, logger } = options;
-  const duration: Histogram<'route'> = metrics.duration;
-  const observe = duration.labels(ROUTE);
-  const byStatus = new Map<number, ReturnType<Counter<'route' | 'method' | 'status'>['labels']>>();
-  for (const s of [200, 304, 400, 404, 500, 503])
-    byStatus.set(s, metrics.requests.labels(ROUTE, 'GET', String(s)));
+  const duration = metrics.duration.cell(ROUTE);
+  const cells = new Map<number, CountCell>();
+  const countOf = (status: number) => {
+    let c = cells.get(status);
+    if (c === undefined) {
+      c = metrics.requests.cell(ROUTE, 'GET', status);
+      cells.set(status, c);
+    }
+    return c;
+  };
+  const ok = countOf(200);
+  const notFound = countOf(404);
   const queue: Pending[] = [];
+  // Reads waiting on an asynchronous lookup (disk mode); memory-mode reads finish within the handler call.
   let inFlight = 0;
   const debug = logger.isLevelEnabled('debug');
 
-  const count = (status: number, start: number) => {
-    (byStatus.get(status) ?? metrics.requests.labels(ROUTE, 'GET', String(status))).inc();
-    observe.observe((performance.now() - start) / 1000);
+  const finish = (p: Pending, status: number, cell: CountCell) => {
+    cell.value++;
+    duration.observe((performance.now() - p.start) / 1000);
+    if (debug) logger.debug({ requestId: p.req.headers['x-request-id'], path: p.req.url, status }, 'read');
   };
 
-  const send = (p: Pending, status: number, body: string, headers: Record<string, string | number>) => {
-    p.res.writeHead(status, {
+  const sendError = (p: Pending, err: AppError, headers: Record<string, string> = {}) => {
+    const body = JSON.stringify(errorBody(err));
+    p.res.writeHead(err.status, {
       'content-type': 'application/json',
       'content-length': body.length,
       ...headers,
     });
     p.res.end(body);
-    count(status, p.start);
-    if (debug) logger.debug({ requestId: p.req.headers['x-request-id'], path: p.req.url, status }, 'read');
+    finish(p, err.status, countOf(err.status));
   };
-
-  const sendError = (p: Pending, err: AppError, headers: Record<string, string> = {}) =>
-    send(p, err.status, JSON.stringify(errorBody(err)), headers);
 
   const respond = (p: Pending, live: LiveVersion, id: string, body: string | undefined) => {
     if (body === undefined) {
-      sendError(p, new AppError('PROMOTION_NOT_FOUND', `no promotion with id ${JSON.stringify(id)}`), {
-        [SNAPSHOT_VERSION_HEADER]: live.versionHeader,
-      });
+      // Built by hand, not through AppError: a miss is a normal answer on the hot path.
+      const miss = `{"error":"PROMOTION_NOT_FOUND","message":${JSON.stringify(`no promotion with id ${id}`)}}`;
+      p.res.writeHead(404, [
+        'content-type',
+        'application/json',
+        'content-length',
+        String(miss.length),
+        SNAPSHOT_VERSION_HEADER,
+        live.versionHeader,
+      ]);
+      p.res.end(miss);
+      finish(p, 404, notFound);
       return;
     }
-    send(p, 200, body, { etag: live.etag, [SNAPSHOT_VERSION_HEADER]: live.versionHeader });
+    p.res.writeHead(200, [
+      'content-type',
+      'application/json',
+      'content-length',
+      String(body.length),
+      'etag',
+      live.etag,
+      SNAPSHOT_VERSION_HEADER,
+      live.versionHeader,
+    ]);
+    p.res.end(body);
+    finish(p, 200, ok);
   };
 
-  const serve = (p: Pending) => {
+  const release = () => {
+    inFlight--;
+    metrics.inFlight.dec();
+    const next = queue.shift();
+    if (next !== undefined) serve(next);
+  };
+
+  const serve = (p: Pending): void => {
     const id = idFromUrl(p.req.url as string);
     const why = id === undefined ? 'the id is not valid percent-encoding' : idProblem(id);
     if (why !== undefined || id === undefined) {
@@ -103,43 +149,31 @@ export function createReadHandler(index: LiveIndex, fallback: Handler, options: 
       });
       return;
     }
-    if (p.req.headers['if-none-match'] === live.etag) {
+    if (ifNoneMatch(p.req) === live.etag) {
       p.res.writeHead(304, { etag: live.etag, [SNAPSHOT_VERSION_HEADER]: live.versionHeader });
       p.res.end();
-      count(304, p.start);
+      finish(p, 304, countOf(304));
       return;
     }
     const answer = live.snapshot.lookup(id);
-    if (typeof answer === 'object') {
-      // Disk mode: the answer arrives after one or two positional reads.
-      answer.then(
-        (body) => respond(p, live, id, body),
-        (err) => {
-          logger.error({ err, path: p.req.url }, 'read failed');
-          sendError(p, new AppError('INTERNAL', 'the snapshot could not be read'));
-        },
-      );
+    if (typeof answer !== 'object') {
+      respond(p, live, id, answer);
       return;
     }
-    respond(p, live, id, answer);
-  };
-
-  const admit = (p: Pending) => {
-    if (p.res.destroyed) {
-      // The client left while the read waited in the queue: nothing to answer, give the slot on.
-      const next = queue.shift();
-      if (next !== undefined) admit(next);
-      return;
-    }
+    // Disk mode: the answer arrives after one or two positional reads; the read holds a slot until then.
     inFlight++;
     metrics.inFlight.inc();
-    p.res.once('close', () => {
-      inFlight--;
-      metrics.inFlight.dec();
-      const next = queue.shift();
-      if (next !== undefined) admit(next);
-    });
-    serve(p);
+    answer.then(
+      (body) => {
+        release();
+        respond(p, live, id, body);
+      },
+      (err) => {
+        release();
+        logger.error({ err, path: p.req.url }, 'read failed');
+        sendError(p, new AppError('INTERNAL', 'the snapshot could not be read'));
+      },
+    );
   };
 
   return (req, res) => {
@@ -149,7 +183,7 @@ export function createReadHandler(index: LiveIndex, fallback: Handler, options: 
     }
     const p: Pending = { req, res, start: performance.now() };
     if (inFlight < options.maxInFlight) {
-      admit(p);
+      serve(p);
     } else if (queue.length < options.maxQueue) {
       queue.push(p);
     } else {

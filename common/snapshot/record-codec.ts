@@ -114,8 +114,13 @@ export function recordHasId(buf: Buffer, off: number, id: string): boolean {
       const lo = id.charCodeAt(c + 1);
       if (hi >= 128 || lo >= 128 || ((HEX[hi] << 4) | HEX[lo]) !== buf[off + 1 + i]) return false;
     }
-    // Dashes must sit where a canonical UUID has them, or "0123...-" shapes with other separators would match.
-    return isCanonicalUuid(id);
+    // The hex digits matched (a non-hex character never does); the dashes must sit where a canonical UUID has them.
+    return (
+      id.charCodeAt(8) === 45 &&
+      id.charCodeAt(13) === 45 &&
+      id.charCodeAt(18) === 45 &&
+      id.charCodeAt(23) === 45
+    );
   }
   const n = buf[off + 1];
   if (n !== id.length) return false;

@@ -88,7 +88,7 @@ describe('replica/read-handler: overload protection', () => {
       /^promotions_http_requests_total\{route="\/promotions\/:id",method="GET",status="503",role="replica"\} 3$/m,
     );
     expect(text).to.match(
-      /^promotions_http_request_duration_seconds_count\{role="replica",route="\/promotions\/:id"\} 7$/m,
+      /^promotions_http_request_duration_seconds_count\{route="\/promotions\/:id",role="replica"\} 7$/m,
     );
   });
 
