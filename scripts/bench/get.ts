@@ -1,0 +1,377 @@
+/**
+ * GET benchmark (DESIGN §6, "GET throughput, one replica process, memory mode"): the replica's read path against
+ * a bare node:http server answering a fixed body of the same size, with the same load generator in the same run.
+ *   node --import tsx scripts/bench/get.ts [--rows 1000000] [--seed 42] [--threads 1] [--connections 50]
+ *                                          [--duration-s 10] [--warmup-s 3] [--rounds 2] [--ids 100000]
+ *                                          [--absent 0.1] [--cpu-prof DIR]
+ *
+ * Both servers run as `taskset -c 0 node --import tsx ...` (one core); wrk runs as `taskset -c 1 wrk` with a Lua
+ * script that requests ids picked at random from a sample of existing ids. Servers are measured alternately
+ * (bare, replica, bare, replica, ... `--rounds` times each, after a short warm-up of each) and the best run of
+ * each by requests/s is reported, with that run's latencies. An extra run against the replica mixes `--absent`
+ * of ids that do not exist (404s). `--cpu-prof DIR` runs the replica under `--cpu-prof` and prints where its CPU
+ * time went over all the runs.
+ */
+import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ROOT, waitFor } from '../lib/processes.js';
+import { uploadFile } from '../upload.js';
+import {
+  DEFAULT_SEED,
+  ensureCsv,
+  ensureTool,
+  getJson,
+  type ListeningProcess,
+  lastLines,
+  leaderEnv,
+  log,
+  machineNote,
+  parseCounts,
+  parsePositive,
+  printCpuProfile,
+  printJson,
+  printTable,
+  procCpuSeconds,
+  replicaEnv,
+  round,
+  runBench,
+  runTool,
+  sampleIds,
+  spawnListening,
+  startTracked,
+  TOKENS,
+  tempDir,
+  verdict,
+} from './lib.js';
+
+const SERVER_CPU = 0;
+const WRK_CPU = 1;
+const GOAL_THROUGHPUT_RATIO = 0.9;
+const GOAL_P99_RATIO = 1.5;
+
+/** What one wrk run measured (latencies in microseconds). */
+interface WrkRun {
+  target: string;
+  requests: number;
+  durationS: number;
+  requestsPerS: number;
+  non2xx: number;
+  socketErrors: number;
+  latencyUs: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
+  /** Server CPU time (user + system) per request, microseconds. */
+  serverCpuUsPerRequest: number;
+  /** Server CPU seconds per wall second during the run: 1.0 means it had its core to itself and used it all. */
+  serverCoreShare: number;
+}
+
+/**
+ * The wrk script: reads the ids file once per thread, pre-formats every request, and picks one at random per
+ * request (a fixed seed, so both servers see the same sequence). `done` prints one JSON line.
+ */
+function luaScript(idsPath: string): string {
+  return `
+local ids_path = ${JSON.stringify(idsPath)}
+local reqs = {}
+local n = 0
+
+function init(args)
+  for line in io.lines(ids_path) do
+    n = n + 1
+    reqs[n] = wrk.format("GET", "/promotions/" .. line)
+  end
+  math.randomseed(42)
+end
+
+function request()
+  return reqs[math.random(n)]
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
+    '"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    latency.max, latency.mean))
+end
+`;
+}
+
+interface LoadSettings {
+  threads: number;
+  connections: number;
+}
+
+/**
+ * Runs wrk pinned to WRK_CPU against `server` for `seconds`. Also reads the server's CPU time around the run: CPU
+ * per request is steadier than requests/s on a shared machine, and CPU time over wall time says how much of its
+ * core the server actually got.
+ */
+async function wrk(
+  target: string,
+  server: ListeningProcess,
+  script: string,
+  seconds: number,
+  load: LoadSettings,
+): Promise<WrkRun> {
+  const args = [
+    '-c',
+    String(WRK_CPU),
+    'wrk',
+    `-t${load.threads}`,
+    `-c${load.connections}`,
+    `-d${seconds}s`,
+    '--timeout',
+    '5s',
+    '-s',
+    script,
+    server.url,
+  ];
+  const cpu0 = await procCpuSeconds(server.pid);
+  const r = await runTool('taskset', args, { timeoutMs: (seconds + 60) * 1000 });
+  const cpuS = (await procCpuSeconds(server.pid)) - cpu0;
+  const line = r.stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
+  if (r.code !== 0 || line === undefined) throw new Error(`wrk failed (${r.code}): ${r.stderr}\n${r.stdout}`);
+  const j = JSON.parse(line.slice('WRK_JSON '.length)) as Record<string, number>;
+  const durationS = j.duration_us / 1e6;
+  return {
+    target,
+    requests: j.requests,
+    durationS: round(durationS, 2),
+    requestsPerS: round(j.requests / durationS),
+    non2xx: j.non2xx,
+    socketErrors: j.socket_errors,
+    latencyUs: { p50: j.p50, p90: j.p90, p99: j.p99, p999: j.p999, max: j.max, mean: j.mean },
+    serverCpuUsPerRequest: round((cpuS * 1e6) / j.requests, 2),
+    serverCoreShare: round(cpuS / durationS, 2),
+  };
+}
+
+/** Spawns `node [nodeArgs] --import tsx <script> [args]` pinned to SERVER_CPU. */
+function pinnedNode(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+): Promise<ListeningProcess> {
+  return spawnListening(
+    'taskset',
+    ['-c', String(SERVER_CPU), process.execPath, ...nodeArgs, '--import', 'tsx', join(ROOT, script), ...args],
+    env,
+  );
+}
+
+/** The median of `values`: a second view of a few noisy runs beside the best one (goals use the best runs). */
+function median(values: number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 === 1 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+function best(runs: WrkRun[]): WrkRun {
+  return runs.reduce((a, b) => (b.requestsPerS > a.requestsPerS ? b : a));
+}
+
+const ms = (us: number) => round(us / 1000, 2);
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rows: { type: 'string', default: '1000000' },
+      seed: { type: 'string', default: String(DEFAULT_SEED) },
+      threads: { type: 'string', default: '1' },
+      connections: { type: 'string', default: '50' },
+      'duration-s': { type: 'string', default: '10' },
+      'warmup-s': { type: 'string', default: '3' },
+      rounds: { type: 'string', default: '2' },
+      ids: { type: 'string', default: '100000' },
+      absent: { type: 'string', default: '0.1' },
+      'cpu-prof': { type: 'string' },
+    },
+  });
+  const [rows] = parseCounts('--rows', values.rows);
+  const seed = Number(values.seed);
+  const load: LoadSettings = {
+    threads: parsePositive('--threads', values.threads),
+    connections: parsePositive('--connections', values.connections),
+  };
+  const seconds = parsePositive('--duration-s', values['duration-s']);
+  const warmupS = Number(values['warmup-s']);
+  const rounds = parsePositive('--rounds', values.rounds);
+  const idCount = parsePositive('--ids', values.ids);
+  const absent = Number(values.absent);
+  if (!(absent >= 0 && absent < 1)) throw new Error('--absent must be a fraction from 0 to under 1');
+  const cpuProfDir = values['cpu-prof'];
+  ensureTool('wrk');
+  ensureTool('taskset', 'util-linux');
+
+  const csv = await ensureCsv(rows, seed);
+  const dir = await tempDir('get');
+
+  // A leader builds the version; a replica pinned to core 0 loads it; the leader is then stopped (no noise).
+  const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
+  const up = await uploadFile(leader.url, TOKENS.leader, csv);
+  if (up.status !== 201)
+    throw new Error(
+      `the leader refused the file (${up.status}): ${JSON.stringify(up.body)}${lastLines(leader.lines)}`,
+    );
+  const replica = await pinnedNode(
+    'replica/main.ts',
+    [],
+    replicaEnv(join(dir, 'replica'), leader.url, { SERVE_MODE: 'memory' }),
+    cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`],
+  );
+  const readyz = await waitFor(
+    async () => {
+      const { status, body } = await getJson(`${replica.url}/readyz`);
+      return status === 200 && body.version === up.body.version ? body : undefined;
+    },
+    5 * 60_000,
+    'the replica to serve the version',
+  );
+  await leader.stop();
+
+  const ids = await sampleIds(csv, idCount, rows);
+  const sample = await fetch(`${replica.url}/promotions/${ids[0]}`);
+  const body = await sample.text();
+  if (sample.status !== 200) throw new Error(`GET of an existing id answered ${sample.status}: ${body}`);
+  const presentIds = join(dir, 'ids.txt');
+  await writeFile(presentIds, `${ids.join('\n')}\n`);
+  const mixed = ids.map((id, i) => (i < Math.round(ids.length * absent) ? randomUUID() : id));
+  const mixedIds = join(dir, 'ids-mixed.txt');
+  await writeFile(mixedIds, `${mixed.join('\n')}\n`);
+  const script = join(dir, 'present.lua');
+  await writeFile(script, luaScript(presentIds));
+  const mixedScript = join(dir, 'mixed.lua');
+  await writeFile(mixedScript, luaScript(mixedIds));
+
+  const bare = await pinnedNode('scripts/bench/bare-server.ts', ['--port', '0', '--body', body], {});
+
+  log(
+    `replica ${replica.url} (version ${readyz.version}, ${readyz.rows} rows, mode ${readyz.mode}); bare ${bare.url}`,
+  );
+  if (warmupS > 0) {
+    log(`warm-up: ${warmupS} s each`);
+    await wrk('bare', bare, script, warmupS, load);
+    await wrk('replica', replica, script, warmupS, load);
+  }
+  const bareRuns: WrkRun[] = [];
+  const replicaRuns: WrkRun[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const b = await wrk('bare', bare, script, seconds, load);
+    log(`  bare    #${i + 1}: ${b.requestsPerS} req/s, p99 ${ms(b.latencyUs.p99)} ms`);
+    bareRuns.push(b);
+    const r = await wrk('replica', replica, script, seconds, load);
+    log(`  replica #${i + 1}: ${r.requestsPerS} req/s, p99 ${ms(r.latencyUs.p99)} ms`);
+    replicaRuns.push(r);
+  }
+  const mixedRun = await wrk(`replica, ${round(absent * 100)}% absent`, replica, mixedScript, seconds, load);
+  log(`  replica with absent ids: ${mixedRun.requestsPerS} req/s, ${mixedRun.non2xx} non-2xx`);
+  await bare.stop();
+  await replica.stop();
+  if (cpuProfDir !== undefined) {
+    await printCpuProfile(cpuProfDir, 'replica');
+    process.stdout.write('\n(the replica ran under --cpu-prof: its figures below are lower than without)\n');
+  }
+
+  const bestBare = best(bareRuns);
+  const bestReplica = best(replicaRuns);
+  for (const r of [...bareRuns, ...replicaRuns]) {
+    if (r.non2xx > 0 || r.socketErrors > 0)
+      log(`warning: ${r.target} run had ${r.non2xx} non-2xx answers and ${r.socketErrors} socket errors`);
+  }
+  const throughputRatio = round(bestReplica.requestsPerS / bestBare.requestsPerS, 3);
+  const medianRatio = round(
+    median(replicaRuns.map((r) => r.requestsPerS)) / median(bareRuns.map((r) => r.requestsPerS)),
+    3,
+  );
+  // bare CPU per request over ours: the throughput ratio two saturated servers would show with a core each.
+  const cpuRatio = round(
+    median(bareRuns.map((r) => r.serverCpuUsPerRequest)) /
+      median(replicaRuns.map((r) => r.serverCpuUsPerRequest)),
+    3,
+  );
+  const p99Ratio = round(bestReplica.latencyUs.p99 / bestBare.latencyUs.p99, 2);
+  const mixedRatio = round(mixedRun.requestsPerS / bestBare.requestsPerS, 3);
+
+  process.stdout.write(
+    `\nGET benchmark, ${new Date().toISOString()}, ${machineNote()}\n` +
+      `wrk -t${load.threads} -c${load.connections} -d${seconds}s on core ${WRK_CPU}, server on core ${SERVER_CPU}, ` +
+      `${ids.length} random existing ids of ${rows} rows, ${Buffer.byteLength(body)}-byte answers; ` +
+      `best of ${rounds} alternating runs each (by req/s)\n\n`,
+  );
+  printTable(
+    [
+      'server',
+      'req/s',
+      'p50 ms',
+      'p90 ms',
+      'p99 ms',
+      'max ms',
+      'non-2xx',
+      'CPU us/req',
+      'core share',
+      'all runs req/s',
+    ],
+    [
+      [bestBare, bareRuns],
+      [bestReplica, replicaRuns],
+      [mixedRun, [mixedRun]],
+    ].map(([b, all]) => {
+      const run = b as WrkRun;
+      return [
+        run.target,
+        run.requestsPerS,
+        ms(run.latencyUs.p50),
+        ms(run.latencyUs.p90),
+        ms(run.latencyUs.p99),
+        ms(run.latencyUs.max),
+        run.non2xx,
+        run.serverCpuUsPerRequest,
+        run.serverCoreShare,
+        (all as WrkRun[]).map((x) => x.requestsPerS).join(' / '),
+      ];
+    }),
+  );
+  process.stdout.write('\n');
+  printTable(
+    ['ratio ours/bare', 'value', 'goal', 'result'],
+    [
+      [
+        'req/s',
+        throughputRatio,
+        `>= ${GOAL_THROUGHPUT_RATIO}`,
+        verdict(throughputRatio >= GOAL_THROUGHPUT_RATIO),
+      ],
+      ['p99', p99Ratio, `<= ${GOAL_P99_RATIO}`, verdict(p99Ratio <= GOAL_P99_RATIO)],
+      [`req/s, median of runs (info)`, medianRatio, '-', '-'],
+      [`bare CPU/req over ours, medians (info)`, cpuRatio, '-', '-'],
+      [`req/s with ${round(absent * 100)}% absent (info)`, mixedRatio, '-', '-'],
+    ],
+  );
+  printJson('get', {
+    rows,
+    seed,
+    load: { ...load, durationS: seconds, warmupS, rounds, ids: ids.length, absent },
+    bodyBytes: Buffer.byteLength(body),
+    bare: { best: bestBare, runs: bareRuns },
+    replica: { best: bestReplica, runs: replicaRuns },
+    replicaWithAbsent: mixedRun,
+    ratios: {
+      requestsPerS: throughputRatio,
+      p99: p99Ratio,
+      requestsPerSMedian: medianRatio,
+      cpuPerRequestBareOverOurs: cpuRatio,
+      requestsPerSWithAbsent: mixedRatio,
+    },
+    goals: {
+      throughput: verdict(throughputRatio >= GOAL_THROUGHPUT_RATIO),
+      p99: verdict(p99Ratio <= GOAL_P99_RATIO),
+    },
+  });
+}
+
+await runBench(main);

@@ -1,0 +1,295 @@
+/**
+ * Replica memory benchmark (DESIGN §6, "replica memory, memory mode" and "replica memory, disk mode").
+ *   node --import tsx scripts/bench/memory.ts [--rows 1000000,10000000] [--memory-rows LIST|none]
+ *                                             [--disk-rows LIST|none] [--seed 42] [--settle-ms 10000] [--gets 2000]
+ *
+ * For each size: a fresh leader; replicas (SERVE_MODE=memory for sizes in --memory-rows, SERVE_MODE=disk for sizes
+ * in --disk-rows; both default to every size) start before the file is uploaded, so each one's baseline is sampled
+ * while it is idle and empty (after its first poll registered it with the leader, plus a settle). The file is then
+ * uploaded; the leader notifies the replicas; once /readyz answers 200 with the new version, each replica has
+ * answered `--gets` lookups of existing ids (all must be 200: the replica is measured while it serves) and the
+ * settle time has passed, RSS is sampled again. bytes/row = (VmRSS after - VmRSS before) / rows; the snapshot
+ * file's size per row is printed beside it.
+ * The settle is long (10 s) because we cannot force a GC in the replica: V8 returns start-up and download garbage
+ * only once the process has been idle a while, and with a 2 s settle the 1M-row figure moved by +-20 B/row.
+ * Disk mode is reported only when the replica says it serves `mode: "disk"`; otherwise "not implemented".
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { RoleProcess } from '../lib/processes.js';
+import { waitFor } from '../lib/processes.js';
+import { uploadFile } from '../upload.js';
+import {
+  DEFAULT_SEED,
+  ensureCsv,
+  fileBytes,
+  getJson,
+  lastLines,
+  leaderEnv,
+  log,
+  machineNote,
+  mb,
+  parseCounts,
+  parsePositive,
+  printJson,
+  printTable,
+  procMemory,
+  replicaEnv,
+  round,
+  runBench,
+  sampleIds,
+  sleep,
+  startTracked,
+  TOKENS,
+  tempDir,
+  verdict,
+} from './lib.js';
+
+const GOAL_BYTES_PER_ROW = 64;
+const GOAL_DISK_RSS_BYTES = 200 * 1024 * 1024;
+const LOAD_TIMEOUT_MS = 15 * 60_000;
+
+type Mode = 'memory' | 'disk';
+
+/** One replica's figures for one size. */
+interface ReplicaResult {
+  mode: Mode;
+  /** What /readyz says the replica serves; differs from `mode` when the mode is not implemented. */
+  servedMode: string;
+  rssBeforeMb: number;
+  rssAfterMb: number;
+  peakRssMb: number;
+  bytesPerRow: number;
+  loadMs: number;
+}
+
+interface SizeResult {
+  rows: number;
+  snapshotBytes: number;
+  snapshotBytesPerRow: number;
+  /** The leader's own figures for this ingest (ingest.ts measures ingest properly; these are for context). */
+  ingestMs: number;
+  leaderPeakRssMb: number;
+  memory: ReplicaResult | null;
+  disk: ReplicaResult | { notImplemented: string } | null;
+  goals: { memoryBytesPerRow: 'PASS' | 'MISS' | 'n/a'; diskRss: 'PASS' | 'MISS' | 'n/a' };
+}
+
+/** Waits until the leader has seen `replica`'s first poll (so it will be notified of the upload). */
+async function registered(leaderUrl: string, replica: RoleProcess): Promise<void> {
+  await waitFor(
+    async () => {
+      const { body } = await getJson(`${leaderUrl}/replicas`);
+      const list = body.replicas as { url: string }[];
+      return list.some((r) => r.url === replica.url) ? true : undefined;
+    },
+    30_000,
+    `the leader to register ${replica.url}`,
+  );
+}
+
+/** Waits until `replica` serves `version`; returns its /readyz body. */
+async function ready(replica: RoleProcess, version: number): Promise<Record<string, unknown>> {
+  return waitFor(
+    async () => {
+      const { status, body } = await getJson(`${replica.url}/readyz`);
+      return status === 200 && body.version === version ? body : undefined;
+    },
+    LOAD_TIMEOUT_MS,
+    `${replica.url} to serve version ${version}`,
+  );
+}
+
+/** Looks up `ids` one after another; throws unless every answer is 200. */
+async function lookups(replica: RoleProcess, ids: readonly string[]): Promise<void> {
+  for (const id of ids) {
+    const res = await fetch(`${replica.url}/promotions/${id}`);
+    await res.arrayBuffer();
+    if (res.status !== 200) throw new Error(`${replica.url} answered ${res.status} for existing id ${id}`);
+  }
+}
+
+async function measureSize(
+  rows: number,
+  seed: number,
+  modes: readonly Mode[],
+  settleMs: number,
+  gets: number,
+): Promise<SizeResult> {
+  const csv = await ensureCsv(rows, seed);
+  const dir = await tempDir('memory');
+  const bytes = await fileBytes(csv);
+  const extra: Record<string, string> = bytes > 1024 ** 3 ? { MAX_UPLOAD_BYTES: String(bytes) } : {};
+  const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader'), extra) });
+  try {
+    const replicas = new Map<Mode, RoleProcess>();
+    for (const mode of modes) {
+      const env = replicaEnv(join(dir, `replica-${mode}`), leader.url, { SERVE_MODE: mode });
+      replicas.set(mode, await startTracked('replica', { env }));
+    }
+    for (const r of replicas.values()) await registered(leader.url, r);
+    await sleep(settleMs);
+    const before = new Map<Mode, number>();
+    for (const [mode, r] of replicas) before.set(mode, (await procMemory(r.child.pid!)).rssBytes);
+
+    log(`${rows} rows: uploading to the leader; replicas: ${modes.join(', ')} ...`);
+    const up = await uploadFile(leader.url, TOKENS.leader, csv);
+    if (up.status !== 201)
+      throw new Error(
+        `the leader refused the file (${up.status}): ${JSON.stringify(up.body)}${lastLines(leader.lines)}`,
+      );
+    const version = Number(up.body.version);
+    const uploaded = performance.now();
+    const leaderPeak = (await procMemory(leader.child.pid!)).hwmBytes;
+    const loadMs = new Map<Mode, number>();
+    const served = new Map<Mode, string>();
+    await Promise.all(
+      [...replicas].map(async ([mode, r]) => {
+        const body = await ready(r, version);
+        loadMs.set(mode, round(performance.now() - uploaded));
+        served.set(mode, String(body.mode));
+      }),
+    );
+    const ids = gets > 0 ? await sampleIds(csv, gets, rows) : [];
+    for (const r of replicas.values()) await lookups(r, ids);
+    await sleep(settleMs);
+    const snapshot = await getJson(`${leader.url}/snapshots/current`);
+    const snapshotBytes = Number(snapshot.body.bytes);
+
+    const results = new Map<Mode, ReplicaResult>();
+    for (const [mode, r] of replicas) {
+      const after = await procMemory(r.child.pid!);
+      const b = before.get(mode)!;
+      results.set(mode, {
+        mode,
+        servedMode: served.get(mode)!,
+        rssBeforeMb: mb(b),
+        rssAfterMb: mb(after.rssBytes),
+        peakRssMb: mb(after.hwmBytes),
+        bytesPerRow: round((after.rssBytes - b) / rows, 1),
+        loadMs: loadMs.get(mode)!,
+      });
+      await r.stop();
+    }
+    const memory = results.get('memory') ?? null;
+    if (memory !== null && memory.servedMode !== 'memory')
+      throw new Error(`SERVE_MODE=memory replica serves ${memory.servedMode}`);
+    const diskRaw = results.get('disk');
+    const disk =
+      diskRaw === undefined
+        ? null
+        : diskRaw.servedMode === 'disk'
+          ? diskRaw
+          : {
+              notImplemented: `SERVE_MODE=disk is accepted but the replica serves mode "${diskRaw.servedMode}"`,
+            };
+    return {
+      rows,
+      snapshotBytes,
+      snapshotBytesPerRow: round(snapshotBytes / rows, 1),
+      ingestMs: Number(up.body.durationMs),
+      leaderPeakRssMb: mb(leaderPeak),
+      memory,
+      disk,
+      goals: {
+        memoryBytesPerRow: memory === null ? 'n/a' : verdict(memory.bytesPerRow < GOAL_BYTES_PER_ROW),
+        diskRss:
+          disk === null || 'notImplemented' in disk
+            ? 'n/a'
+            : verdict(disk.rssAfterMb * 1024 * 1024 < GOAL_DISK_RSS_BYTES),
+      },
+    };
+  } finally {
+    await leader.stop();
+  }
+}
+
+/** The sizes a `--memory-rows`/`--disk-rows` flag names: every size by default, none for `none`. */
+function sizesFor(flag: string, text: string | undefined, all: number[]): number[] {
+  if (text === undefined) return all;
+  return text === 'none' ? [] : parseCounts(flag, text);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rows: { type: 'string', default: '1000000,10000000' },
+      'memory-rows': { type: 'string' },
+      'disk-rows': { type: 'string' },
+      gets: { type: 'string', default: '2000' },
+      seed: { type: 'string', default: String(DEFAULT_SEED) },
+      'settle-ms': { type: 'string', default: '10000' },
+    },
+  });
+  const sizes = parseCounts('--rows', values.rows);
+  const diskSizes = sizesFor('--disk-rows', values['disk-rows'], sizes);
+  const seed = Number(values.seed);
+  const settleMs = parsePositive('--settle-ms', values['settle-ms']);
+  const memorySizes = sizesFor('--memory-rows', values['memory-rows'], sizes);
+  const gets = Number(values.gets);
+  const results: SizeResult[] = [];
+  for (const rows of sizes) {
+    const modes: Mode[] = [];
+    if (memorySizes.includes(rows)) modes.push('memory');
+    if (diskSizes.includes(rows)) modes.push('disk');
+    if (modes.length > 0) results.push(await measureSize(rows, seed, modes, settleMs, gets));
+  }
+
+  process.stdout.write(`\nreplica memory benchmark, ${new Date().toISOString()}, ${machineNote()}\n\n`);
+  process.stdout.write(
+    'memory mode (RSS sampled idle and empty, then after /readyz, lookups and a settle):\n',
+  );
+  const memory = results.filter((r) => r.memory !== null);
+  printTable(
+    [
+      'rows',
+      'RSS before MB',
+      'RSS after MB',
+      'peak RSS MB',
+      'bytes/row',
+      'snapshot bytes/row',
+      'load s',
+      '< 64 B/row',
+    ],
+    memory.map((r) => {
+      const m = r.memory as ReplicaResult;
+      return [
+        r.rows,
+        m.rssBeforeMb,
+        m.rssAfterMb,
+        m.peakRssMb,
+        m.bytesPerRow,
+        r.snapshotBytesPerRow,
+        round(m.loadMs / 1000, 2),
+        r.goals.memoryBytesPerRow,
+      ];
+    }),
+  );
+  const disk = results.filter((r) => r.disk !== null);
+  if (disk.length > 0) {
+    process.stdout.write('\ndisk mode:\n');
+    const missing = disk.find((r) => r.disk !== null && 'notImplemented' in r.disk);
+    if (missing !== undefined && missing.disk !== null && 'notImplemented' in missing.disk) {
+      process.stdout.write(`disk mode: not implemented (${missing.disk.notImplemented})\n`);
+    } else {
+      printTable(
+        ['rows', 'RSS before MB', 'RSS after MB', 'peak RSS MB', 'bytes/row', 'load s', 'RSS < 200 MB'],
+        disk.map((r) => {
+          const d = r.disk as ReplicaResult;
+          return [
+            r.rows,
+            d.rssBeforeMb,
+            d.rssAfterMb,
+            d.peakRssMb,
+            d.bytesPerRow,
+            round(d.loadMs / 1000, 2),
+            r.goals.diskRss,
+          ];
+        }),
+      );
+    }
+  }
+  printJson('memory', { seed, settleMs, gets, results });
+}
+
+await runBench(main);
