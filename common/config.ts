@@ -29,6 +29,11 @@ export interface LeaderConfig extends CommonConfig {
   readonly leaderToken: string;
   /** REPLICAS: comma-separated base URLs of replicas to notify; replicas also register themselves when they poll. */
   readonly replicas: readonly string[];
+  /**
+   * REPLICAS_DNS: `host:port` of a DNS name whose A records are replicas (a Kubernetes headless Service); each
+   * address is notified as http://IP:PORT. Looked up on each publish and periodically; null when unset.
+   */
+  readonly replicasDns: { readonly host: string; readonly port: number } | null;
   /** MAX_BAD_ROWS: bad rows tolerated in a file (skipped and reported); 0 rejects any file with a bad row. */
   readonly maxBadRows: number;
   /** MIN_ROWS_RATIO: a file with fewer rows than this fraction of the current version is refused unless forced. */
@@ -78,7 +83,7 @@ export const DEFAULTS = Object.freeze({
   shutdownTimeoutMs: 10_000,
   maxBadRows: 0,
   minRowsRatio: 0.5,
-  buildMemoryBytes: 256 * MiB,
+  buildMemoryBytes: 128 * MiB,
   maxUploadBytes: 1024 * 1024 * MiB,
   keepVersions: 5,
   pushTimeoutMs: 60_000,
@@ -180,6 +185,19 @@ function common(env: Env, port: number, dataDir: string): CommonConfig {
   };
 }
 
+function hostAndPort(env: Env, name: string): { readonly host: string; readonly port: number } | null {
+  const v = str(env, name, '');
+  if (v === '') return null;
+  const m = /^([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/.exec(v);
+  const port = m === null ? 0 : Number(m[2]);
+  if (m === null || port < 1 || port > 65535) {
+    throw new ConfigError(
+      `${name} must be a DNS name and port like replicas-headless.promotions.svc:8081, got "${v}"`,
+    );
+  }
+  return Object.freeze({ host: m[1], port });
+}
+
 /** Reads and validates the leader's settings; the result is frozen. */
 export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
   const replicas = str(env, 'REPLICAS', '')
@@ -192,6 +210,7 @@ export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
     ...common(env, DEFAULTS.leaderPort, DEFAULTS.leaderDataDir),
     leaderToken: required(env, 'LEADER_TOKEN', 16),
     replicas: Object.freeze(replicas),
+    replicasDns: hostAndPort(env, 'REPLICAS_DNS'),
     maxBadRows: int(env, 'MAX_BAD_ROWS', DEFAULTS.maxBadRows, 0),
     minRowsRatio: ratio(env, 'MIN_ROWS_RATIO', DEFAULTS.minRowsRatio),
     buildMemoryBytes: bytes(env, 'BUILD_MEMORY_BYTES', DEFAULTS.buildMemoryBytes, 64 * 1024),

@@ -1,6 +1,10 @@
 /**
  * Wires the leader's parts together from its config: store, ingest, replica registry, HTTP app.
- * Used by `main.ts` and by tests, which pass build tuning to exercise spilling on small files.
+ * Used by `main.ts` and by tests, which pass build tuning to exercise spilling on small files, and short notice
+ * retries or a fake DNS resolver to the replica registry.
+ *
+ * Concurrency: rollbacks and prunes run one at a time (a prune never removes a version an activation is making
+ * current); ingest commits run under the ingest lock and only add versions newer than any a prune may remove.
  */
 import type Koa from 'koa';
 import type { LeaderConfig } from '../common/config.js';
@@ -11,7 +15,7 @@ import { createLeaderApp } from './app.js';
 import { Ingestor } from './ingest.js';
 import { registerLeaderMetrics } from './metrics.js';
 import { ParsePool } from './parse-pool.js';
-import { ReplicaRegistry } from './replicas.js';
+import { ReplicaRegistry, type ReplicaRegistryOptions } from './replicas.js';
 import { SnapshotStore } from './snapshot-store.js';
 
 export interface Leader {
@@ -19,27 +23,53 @@ export interface Leader {
   readonly store: SnapshotStore;
   readonly ingestor: Ingestor;
   readonly replicas: ReplicaRegistry;
-  /** Stops the parse workers (at shutdown). */
+  /** Stops the parse workers, notice retries and DNS refreshes (at shutdown). */
   close(): Promise<void>;
 }
 
+/** Builds a leader from its config; `replicaOptions` tune notice retries and DNS (tests). */
 export async function createLeader(
   config: LeaderConfig,
   logger: Logger,
   buildTuning: { targetPartitionRows?: number; spillBuckets?: number } = {},
+  replicaOptions: ReplicaRegistryOptions = {},
 ): Promise<Leader> {
   const store = await SnapshotStore.open(config.dataDir, logger);
-  const replicas = new ReplicaRegistry(config.replicas, config.replicaToken, config.pushTimeoutMs, logger);
+  let storeQueue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = storeQueue.then(fn);
+    storeQueue = run.catch(() => undefined);
+    return run;
+  };
+  const prune = () =>
+    serial(() => store.prune(config.keepVersions, replicas.versionsInUse())).catch((err) =>
+      logger.error({ err }, 'prune failed'),
+    );
+  // Old versions go only when no replica serves them: prune at each publish, and again whenever a replica moves
+  // to another version (a notice answered, a poll reporting it, a replica gone from DNS). Cheap when nothing goes.
+  const replicas = new ReplicaRegistry(config.replicas, config.replicaToken, config.pushTimeoutMs, logger, {
+    dns: config.replicasDns,
+    onServedChange: () => void prune(),
+    ...replicaOptions,
+  });
   const publish = (manifest: SnapshotManifest) => {
+    void prune();
     void replicas.notifyAll(manifest);
-    store
-      .prune(config.keepVersions, replicas.versionsInUse())
-      .catch((err) => logger.error({ err }, 'prune failed'));
+  };
+  const activate = async (version: number) => {
+    const manifest = await serial(() => store.activate(version));
+    publish(manifest);
+    return manifest;
   };
   const pool = new ParsePool(config.ingestWorkers);
   const metrics = createHttpMetrics('leader');
   const ingestMetrics = registerLeaderMetrics(metrics.registry, store, replicas);
   const ingestor = new Ingestor(store, config, logger, publish, pool, ingestMetrics, buildTuning);
-  const app = createLeaderApp({ config, logger, store, ingestor, replicas, publish, metrics });
-  return { app, store, ingestor, replicas, close: () => pool.close() };
+  const app = createLeaderApp({ config, logger, store, ingestor, replicas, activate, metrics });
+  replicas.start();
+  const close = async () => {
+    replicas.close();
+    await pool.close();
+  };
+  return { app, store, ingestor, replicas, close };
 }

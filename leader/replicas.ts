@@ -1,62 +1,192 @@
 /**
- * The replicas the leader knows (configured in REPLICAS, or registered by their own polls), what each serves, and
- * the notices that tell them a new version is current.
+ * The replicas the leader knows (configured in REPLICAS, found behind REPLICAS_DNS, or registered by their own
+ * polls), what each serves, and the notices that tell them a new version is current.
  *
- * Concurrency: called from the leader's request handlers and ingest; state changes are synchronous, notices run
- * concurrently and only record their outcome.
+ * A notice that fails for a reason that may pass (no answer, a timeout, a 5xx such as a refused or cut file) is
+ * sent again with exponential backoff and jitter, a bounded number of times; a client error (401, 400) is not
+ * retried, since sending the same request again cannot help. A later publish cancels the retries of an earlier
+ * one: replicas follow the newest *published* version, which after a rollback has a lower number. A replica that
+ * no notice reaches catches up by its own poll (DESIGN §5), so giving up is safe.
+ *
+ * Concurrency: called from the leader's request handlers and ingest on one event loop. State changes are
+ * synchronous; each replica has at most one notice campaign at a time, which only records its outcome.
  */
 import type { Logger } from '../common/logger.js';
 import type { SnapshotManifest } from '../common/protocol.js';
+import { type DnsTarget, type Resolve4, resolveReplicaUrls } from './replica-dns.js';
+
+/** How notices are retried. */
+export interface NoticeRetry {
+  /** Notices sent for one version at most: the first and its retries. */
+  readonly maxAttempts: number;
+  /** Wait before the first retry; it doubles for each next one, up to maxDelayMs, less up to half as jitter. */
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+/** 8 attempts over about 45 s: enough for a replica that restarts or a short partition. */
+export const NOTICE_RETRY: NoticeRetry = Object.freeze({
+  maxAttempts: 8,
+  baseDelayMs: 500,
+  maxDelayMs: 15_000,
+});
+
+/** How often the addresses behind REPLICAS_DNS are looked up again between publishes. */
+export const DNS_REFRESH_MS = 30_000;
+
+export interface ReplicaRegistryOptions {
+  /** Overrides of NOTICE_RETRY (tests use short delays). */
+  readonly retry?: Partial<NoticeRetry>;
+  /** REPLICAS_DNS: also notify the replicas behind this name. */
+  readonly dns?: DnsTarget | null;
+  /** The DNS lookup; a fake in tests. */
+  readonly resolve?: Resolve4;
+  /** How often `start` refreshes the DNS answer; DNS_REFRESH_MS by default. */
+  readonly dnsRefreshMs?: number;
+  /** Called when a replica is seen serving another version, or is forgotten (the leader prunes then). */
+  readonly onServedChange?: () => void;
+}
+
+type Source = 'config' | 'dns' | 'registered';
+
+/** The notice campaign for one replica: the last (or current) one. */
+export interface NoticeStatus {
+  readonly version: number;
+  /** sending, or waiting to retry; then done, failed (gave up or refused), or superseded by a later publish. */
+  readonly state: 'sending' | 'waiting' | 'done' | 'failed' | 'superseded';
+  readonly attempts: number;
+  readonly nextAttemptAt: string | null;
+}
 
 export interface ReplicaStatus {
   readonly url: string;
-  /** How the leader learned of it: the REPLICAS setting, or the replica's own poll. */
-  readonly source: 'config' | 'registered';
+  /** How the leader learned of it: the REPLICAS setting, the REPLICAS_DNS name, or the replica's own poll. */
+  readonly source: Source;
   /** The version the replica last said it serves; null before it said anything. */
   readonly version: number | null;
   readonly lastContact: string | null;
-  /** Why the last notice failed, if it did. */
+  /** Why the last notice failed (a refused file says its code and reason); null once the replica caught up. */
   readonly lastError: string | null;
-  /** Versions behind the current one; null when its version is unknown. */
+  /** 0 when it serves the current version; else versions behind (at least 1); null when unknown. */
   readonly lag: number | null;
+  readonly notice: NoticeStatus | null;
+}
+
+interface Campaign {
+  version: number;
+  state: NoticeStatus['state'];
+  attempts: number;
+  nextAttemptAt: Date | null;
+  readonly abort: AbortController;
+  /** Ends the wait before the next attempt at once (used by cancel). */
+  wake: () => void;
 }
 
 interface Entry {
-  url: string;
-  source: 'config' | 'registered';
+  readonly url: string;
+  source: Source;
   version: number | null;
   lastContact: Date | null;
   lastError: string | null;
+  /** The version whose notice failed last: a poll reporting it served clears `lastError`. */
+  failedVersion: number | null;
+  campaign: Campaign | undefined;
 }
+
+type Outcome = 'done' | 'retry' | 'refused' | 'cancelled';
 
 export class ReplicaRegistry {
   private readonly entries = new Map<string, Entry>();
+  private readonly retry: NoticeRetry;
+  private readonly resolve: Resolve4 | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Counts publishes, so that one whose DNS lookup ends after a later publish's does not overtake it. */
+  private published = 0;
 
   constructor(
     configured: readonly string[],
     private readonly replicaToken: string,
     private readonly pushTimeoutMs: number,
     private readonly logger: Logger,
+    private readonly options: ReplicaRegistryOptions = {},
   ) {
-    for (const url of configured) {
-      this.entries.set(url, { url, source: 'config', version: null, lastContact: null, lastError: null });
+    this.retry = { ...NOTICE_RETRY, ...options.retry };
+    this.resolve = options.resolve;
+    for (const url of configured) this.entries.set(url, newEntry(url, 'config'));
+  }
+
+  /** Looks up REPLICAS_DNS now and then every `dnsRefreshMs` (no-op without it). */
+  start(): void {
+    if (this.options.dns == null || this.timer !== undefined || this.closed) return;
+    void this.refreshDns();
+    this.timer = setInterval(() => void this.refreshDns(), this.options.dnsRefreshMs ?? DNS_REFRESH_MS);
+    this.timer.unref();
+  }
+
+  /** Stops the DNS refresh and every pending retry (at shutdown). */
+  close(): void {
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    for (const e of this.entries.values()) stop(e.campaign, 'superseded');
+  }
+
+  /**
+   * Replaces the replicas found behind REPLICAS_DNS with the current answer: new addresses are added, addresses
+   * gone from DNS (pods that left) are forgotten, so that they neither get notices nor keep old versions from
+   * being pruned. A lookup failure keeps the previous answer. Never throws.
+   */
+  async refreshDns(): Promise<void> {
+    const target = this.options.dns;
+    if (target == null) return;
+    let urls: string[];
+    try {
+      urls = await resolveReplicaUrls(target, this.resolve);
+    } catch (err) {
+      this.logger.warn(
+        { host: target.host, err: (err as Error).message },
+        'REPLICAS_DNS lookup failed; keeping the replicas found before',
+      );
+      return;
+    }
+    const found = new Set(urls);
+    for (const e of [...this.entries.values()]) {
+      if (e.source === 'dns' && !found.has(e.url)) {
+        stop(e.campaign, 'superseded');
+        this.entries.delete(e.url);
+        this.logger.info({ replica: e.url }, 'replica gone from REPLICAS_DNS; forgotten');
+        if (e.version !== null) this.options.onServedChange?.();
+      }
+    }
+    for (const url of urls) {
+      const e = this.entries.get(url);
+      if (e === undefined) {
+        this.entries.set(url, newEntry(url, 'dns'));
+        this.logger.info({ replica: url }, 'replica found behind REPLICAS_DNS');
+      } else if (e.source === 'registered') {
+        e.source = 'dns';
+      }
     }
   }
 
   /** Records a replica's poll: it lives at `url` and serves `version` (null when it serves nothing yet). */
   seen(url: string, version: number | null): void {
-    const e = this.entries.get(url) ?? {
-      url,
-      source: 'registered' as const,
-      version: null,
-      lastContact: null,
-      lastError: null,
-    };
+    const e = this.entries.get(url) ?? newEntry(url, 'registered');
+    const moved = e.version !== version;
     e.version = version;
     e.lastContact = new Date();
+    if (version !== null && version === e.failedVersion) {
+      // It got there by itself (its own poll): the failure is over, and so are the retries.
+      e.lastError = null;
+      e.failedVersion = null;
+    }
+    if (version !== null && e.campaign?.version === version) stop(e.campaign, 'done');
     this.entries.set(url, e);
+    if (moved) this.options.onServedChange?.();
   }
 
+  /** Every known replica as GET /replicas shows it, lag counted against `currentVersion`. */
   list(currentVersion: number | undefined): ReplicaStatus[] {
     return [...this.entries.values()].map((e) => ({
       url: e.url,
@@ -64,8 +194,16 @@ export class ReplicaRegistry {
       version: e.version,
       lastContact: e.lastContact?.toISOString() ?? null,
       lastError: e.lastError,
-      lag:
-        e.version === null || currentVersion === undefined ? null : Math.max(0, currentVersion - e.version),
+      lag: lagOf(e.version, currentVersion),
+      notice:
+        e.campaign === undefined
+          ? null
+          : {
+              version: e.campaign.version,
+              state: e.campaign.state,
+              attempts: e.campaign.attempts,
+              nextAttemptAt: e.campaign.nextAttemptAt?.toISOString() ?? null,
+            },
     }));
   }
 
@@ -74,35 +212,151 @@ export class ReplicaRegistry {
     return new Set([...this.entries.values()].map((e) => e.version).filter((v): v is number => v !== null));
   }
 
-  /** Tells every known replica that `manifest` is current; resolves when all have answered or timed out. */
+  /**
+   * Tells every known replica (after a fresh DNS lookup) that `manifest` is current, retrying failures as the
+   * module comment says. Resolves when every replica has taken it, refused it, run out of attempts, or been
+   * superseded by a later call; never rejects.
+   */
   async notifyAll(manifest: SnapshotManifest): Promise<void> {
-    await Promise.all([...this.entries.values()].map((e) => this.notify(e, manifest)));
+    if (this.closed) return;
+    const seq = ++this.published;
+    // Cancel older campaigns first, so that no retry of an older version lands while DNS answers.
+    for (const e of this.entries.values()) stop(e.campaign, 'superseded');
+    await this.refreshDns();
+    if (this.closed || seq !== this.published) return;
+    await Promise.all([...this.entries.values()].map((e) => this.campaign(e, manifest)));
   }
 
-  private async notify(e: Entry, manifest: SnapshotManifest): Promise<void> {
+  private async campaign(e: Entry, manifest: SnapshotManifest): Promise<void> {
+    stop(e.campaign, 'superseded');
+    const c: Campaign = {
+      version: manifest.version,
+      state: 'sending',
+      attempts: 0,
+      nextAttemptAt: null,
+      abort: new AbortController(),
+      wake: () => undefined,
+    };
+    e.campaign = c;
+    for (;;) {
+      c.attempts++;
+      c.state = 'sending';
+      c.nextAttemptAt = null;
+      const outcome = await this.send(e, manifest, c);
+      if (outcome === 'cancelled' || c.abort.signal.aborted) return;
+      if (outcome === 'done') {
+        c.state = 'done';
+        return;
+      }
+      if (outcome === 'refused' || c.attempts >= this.retry.maxAttempts) {
+        c.state = 'failed';
+        this.logger.warn(
+          { replica: e.url, version: manifest.version, attempts: c.attempts, err: e.lastError },
+          'gave up notifying a replica; it catches up when it polls',
+        );
+        return;
+      }
+      const delay = this.backoffMs(c.attempts);
+      c.state = 'waiting';
+      c.nextAttemptAt = new Date(Date.now() + delay);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        c.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (c.abort.signal.aborted) return;
+    }
+  }
+
+  /** The wait after `attempts` failed attempts: exponential, capped, with up to half taken off at random. */
+  private backoffMs(attempts: number): number {
+    const full = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempts - 1));
+    return Math.round(full * (0.5 + Math.random() / 2));
+  }
+
+  /** One notice: POST the manifest and wait for the replica to load it (or say why it cannot). */
+  private async send(e: Entry, manifest: SnapshotManifest, c: Campaign): Promise<Outcome> {
+    const timeout = AbortSignal.timeout(this.pushTimeoutMs);
+    let res: Response;
+    let body: { version?: unknown; error?: unknown; message?: unknown };
     try {
-      const res = await fetch(`${e.url}/internal/snapshots`, {
+      res = await fetch(`${e.url}/internal/snapshots`, {
         method: 'POST',
         headers: { authorization: `Bearer ${this.replicaToken}`, 'content-type': 'application/json' },
         body: JSON.stringify(manifest),
-        signal: AbortSignal.timeout(this.pushTimeoutMs),
+        signal: AbortSignal.any([c.abort.signal, timeout]),
       });
-      const body = (await res.json().catch(() => ({}))) as {
-        version?: number;
-        error?: string;
-        message?: string;
-      };
-      e.lastContact = new Date();
-      if (!res.ok) throw new Error(`${res.status} ${body.error ?? ''} ${body.message ?? ''}`.trim());
-      e.version = typeof body.version === 'number' ? body.version : e.version;
-      e.lastError = null;
-      this.logger.info({ replica: e.url, version: e.version }, 'replica took the new version');
+      body = (await res.json().catch(() => ({}))) as typeof body;
     } catch (err) {
-      e.lastError = (err as Error).message;
-      this.logger.warn(
-        { replica: e.url, version: manifest.version, err: e.lastError },
-        'replica notice failed',
-      );
+      if (c.abort.signal.aborted) return 'cancelled';
+      const why = timeout.aborted
+        ? `no answer within PUSH_TIMEOUT_MS (${this.pushTimeoutMs} ms)`
+        : causeOf(err as Error);
+      this.failed(e, manifest, c, why);
+      return 'retry';
     }
+    if (c.abort.signal.aborted) return 'cancelled';
+    e.lastContact = new Date();
+    if (res.ok) {
+      const moved = typeof body.version === 'number' && body.version !== e.version;
+      if (typeof body.version === 'number') e.version = body.version;
+      e.lastError = null;
+      e.failedVersion = null;
+      this.logger.info(
+        { replica: e.url, version: e.version, attempts: c.attempts },
+        'replica took the version',
+      );
+      if (moved) this.options.onServedChange?.();
+      return 'done';
+    }
+    const code = typeof body.error === 'string' ? ` ${body.error}` : '';
+    const message = typeof body.message === 'string' ? `: ${body.message}` : '';
+    this.failed(e, manifest, c, `${res.status}${code}${message}`);
+    // 408 and 429 say "later"; any other 4xx says the request itself is wrong (token, body): retrying cannot help.
+    const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
+    return retryable ? 'retry' : 'refused';
   }
+
+  private failed(e: Entry, manifest: SnapshotManifest, c: Campaign, why: string): void {
+    e.lastError = `version ${manifest.version}: ${why}`;
+    e.failedVersion = manifest.version;
+    this.logger.warn(
+      { replica: e.url, version: manifest.version, attempt: c.attempts, err: why },
+      'replica notice failed',
+    );
+  }
+}
+
+function newEntry(url: string, source: Source): Entry {
+  return {
+    url,
+    source,
+    version: null,
+    lastContact: null,
+    lastError: null,
+    failedVersion: null,
+    campaign: undefined,
+  };
+}
+
+/** Ends a campaign still running, as `state`: aborts its request in flight and its wait; its promise resolves. */
+function stop(c: Campaign | undefined, state: 'done' | 'superseded'): void {
+  if (c === undefined || c.state === 'done' || c.state === 'failed' || c.state === 'superseded') return;
+  c.state = state;
+  c.abort.abort();
+  c.wake();
+}
+
+function lagOf(version: number | null, current: number | undefined): number | null {
+  if (version === null || current === undefined) return null;
+  // After a rollback the current version has the lower number: a replica still on the newer one is behind too.
+  return version === current ? 0 : Math.max(1, current - version);
+}
+
+/** The most telling message of a fetch failure (undici puts the socket error in `cause`). */
+function causeOf(err: Error): string {
+  const cause = err.cause as NodeJS.ErrnoException | undefined;
+  return cause?.code !== undefined ? `${cause.code} ${cause.message}` : (cause?.message ?? err.message);
 }

@@ -1,7 +1,11 @@
 /**
  * The version this replica serves. A swap is one reference assignment, so a read sees either the old version
  * or the new one, whole, and never waits: loading happens elsewhere, before the swap.
- * The old snapshot is released by the garbage collector once the last request that read `current` is done.
+ * `swap` returns the version it replaced, and its caller (the Syncer) releases it: a request that already read
+ * `current` keeps using its value, so a memory-mode snapshot lives until its last reference goes, and a disk-mode
+ * snapshot's `close` waits for the lookups in flight before it closes the file.
+ *
+ * Concurrency: one event loop; `swap` is called by the Syncer only, one load at a time; `current` by anyone.
  */
 import type { SnapshotManifest } from '../common/protocol.js';
 import type { LoadedSnapshot } from '../common/snapshot/reader.js';

@@ -15,6 +15,7 @@ import {
 import { listen, type RunningServer } from '../common/http.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { createLeader, type Leader } from '../leader/leader.js';
+import type { ReplicaRegistryOptions } from '../leader/replicas.js';
 import { createReplicaApp } from '../replica/app.js';
 import { LiveIndex } from '../replica/live-index.js';
 import { Syncer } from '../replica/sync.js';
@@ -85,10 +86,14 @@ export interface TestLeader extends Leader {
   readonly config: LeaderConfig;
 }
 
-/** An in-process leader on an ephemeral port, with its data in a temp dir. */
+/**
+ * An in-process leader on an ephemeral port, with its data in a temp dir. `replicaOptions` reach its replica
+ * registry (short notice retries, a fake DNS resolver).
+ */
 export async function startLeader(
   env: Record<string, string> = {},
   tuning: { targetPartitionRows?: number; spillBuckets?: number } = {},
+  replicaOptions: ReplicaRegistryOptions = {},
 ): Promise<TestLeader> {
   const config = loadLeaderConfig({
     PORT: '0',
@@ -100,7 +105,7 @@ export async function startLeader(
     INGEST_WORKERS: '0',
     ...env,
   });
-  const leader = await createLeader(config, quietLogger(), tuning);
+  const leader = await createLeader(config, quietLogger(), tuning, replicaOptions);
   onCleanup(() => leader.close());
   const server = await listen(leader.app.callback(), config.host, config.port);
   onCleanup(() => server.close(100));
@@ -144,6 +149,16 @@ export async function startReplica(
   });
   await syncer.start();
   return { server, url: server.url, index, syncer, config, lifecycle };
+}
+
+/**
+ * Stops an in-process replica as a crash would leave it, files kept: no more polls, the server closed. Start it
+ * again with `startReplica(leaderUrl, { PORT: String(r.server.port), DATA_DIR: r.config.dataDir })`.
+ */
+export async function stopReplica(replica: TestReplica): Promise<void> {
+  replica.syncer.stop();
+  replica.server.server.closeAllConnections();
+  await replica.server.close(0);
 }
 
 /** Rows as CSV text (one line per row, LF line ends). */

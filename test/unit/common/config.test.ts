@@ -43,6 +43,27 @@ describe('common/config', () => {
     expect(c.port).to.equal(0);
   });
 
+  it('reads REPLICAS_DNS as a host name and a port', () => {
+    expect(loadLeaderConfig(TOKENS).replicasDns).to.equal(null);
+    expect(
+      loadLeaderConfig({ ...TOKENS, REPLICAS_DNS: 'replicas-headless.promotions.svc:8081' }).replicasDns,
+    ).to.deep.equal({ host: 'replicas-headless.promotions.svc', port: 8081 });
+    for (const bad of [
+      'replicas-headless',
+      'http://replicas:8081',
+      'replicas:0',
+      'replicas:70000',
+      ':8081',
+    ]) {
+      expect(
+        refusal(() => loadLeaderConfig({ ...TOKENS, REPLICAS_DNS: bad })),
+        bad,
+      ).to.match(
+        /^REPLICAS_DNS must be a DNS name and port like replicas-headless\.promotions\.svc:8081, got "/,
+      );
+    }
+  });
+
   it('stops start-up on a malformed value, naming the variable', () => {
     expect(refusal(() => loadLeaderConfig({ ...TOKENS, PORT: 'eighty' }))).to.match(
       /^PORT must be a whole number/,

@@ -1,0 +1,211 @@
+/**
+ * Swap leak benchmark (issue 5, "no leak"): a replica swapped back and forth between two 1M-row versions `--swaps`
+ * times; its RSS after the last swap must stay within 20% of its RSS after the first. Open file descriptors are
+ * counted too: in disk mode each swap opens the new file, and the old one must be closed once its reads are done.
+ *   node --import tsx scripts/bench/swap-leak.ts [--rows 1000000] [--seed 42] [--swaps 50] [--settle-ms 500]
+ *                                                [--modes memory,disk]
+ *
+ * For each mode: a leader on 127.0.0.1 ingests the same CSV twice (versions 1 and 2: the same ids, two snapshot
+ * files); a replica follows; then version 1 and version 2 are activated alternately. After each swap (the replica's
+ * /readyz names the version) and a settle time, a read is checked and VmRSS and the count of /proc/PID/fd sampled.
+ * The replica keeps both files, so after the first two swaps every swap is a local verify + load + swap.
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { waitFor } from '../lib/processes.js';
+import { uploadFile } from '../upload.js';
+import {
+  DEFAULT_SEED,
+  ensureCsv,
+  getJson,
+  leaderEnv,
+  log,
+  machineNote,
+  mb,
+  parseCounts,
+  parsePositive,
+  printJson,
+  printTable,
+  procMemory,
+  replicaEnv,
+  round,
+  runBench,
+  sampleIds,
+  sleep,
+  startTracked,
+  TOKENS,
+  tempDir,
+  verdict,
+} from './lib.js';
+
+const GOAL_RSS_GROWTH = 0.2;
+/** Sockets come and go: a leak of one file per swap would show as dozens more. */
+const FD_SLACK = 2;
+
+interface ModeResult {
+  mode: string;
+  swaps: number;
+  rssAfterLoadMb: number;
+  rssAfterFirstMb: number;
+  rssAfterLastMb: number;
+  rssMinMb: number;
+  rssMaxMb: number;
+  peakRssMb: number;
+  growth: number;
+  fdsAfterFirst: number;
+  fdsAfterLast: number;
+  /** RSS after every tenth swap, MB. */
+  series: number[];
+  swapMsMedian: number;
+}
+
+async function fdCount(pid: number): Promise<number> {
+  return (await readdir(`/proc/${pid}/fd`)).length;
+}
+
+async function runMode(mode: string, csv: string, ids: string[], swaps: number, settleMs: number) {
+  const dir = await tempDir(`swap-leak-${mode}`);
+  const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
+  for (let i = 0; i < 2; i++) {
+    const up = await uploadFile(leader.url, TOKENS.leader, csv, true);
+    if (up.status !== 201)
+      throw new Error(`the leader refused the file (${up.status}): ${JSON.stringify(up.body)}`);
+  }
+  const replica = await startTracked('replica', {
+    env: replicaEnv(join(dir, 'replica'), leader.url, { SERVE_MODE: mode }),
+  });
+  const pid = replica.child.pid!;
+  const served = async (version: number) => {
+    const { status, body } = await getJson(`${replica.url}/readyz`);
+    return status === 200 && body.version === version && body.mode === mode ? true : undefined;
+  };
+  await waitFor(() => served(2), 5 * 60_000, 'the replica to serve version 2');
+  await sleep(settleMs);
+  const afterLoad = await procMemory(pid);
+  const rss: number[] = [];
+  const fds: number[] = [];
+  const swapMs: number[] = [];
+  for (let i = 1; i <= swaps; i++) {
+    const version = i % 2 === 1 ? 1 : 2;
+    const t0 = performance.now();
+    const res = await fetch(`${leader.url}/snapshots/${version}/activate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKENS.leader}` },
+    });
+    await res.body?.cancel();
+    if (res.status !== 200) throw new Error(`activate ${version} answered ${res.status}`);
+    await waitFor(() => served(version), 60_000, `the replica to serve version ${version}`);
+    swapMs.push(performance.now() - t0);
+    await sleep(settleMs);
+    const read = await fetch(`${replica.url}/promotions/${ids[i % ids.length]}`);
+    await read.text();
+    if (read.status !== 200 || read.headers.get('x-snapshot-version') !== String(version)) {
+      throw new Error(
+        `swap ${i}: a read answered ${read.status} from version ${read.headers.get('x-snapshot-version')}`,
+      );
+    }
+    rss.push((await procMemory(pid)).rssBytes);
+    fds.push(await fdCount(pid));
+    if (i % 10 === 0 || i === 1) log(`  ${mode}: swap ${i}: RSS ${mb(rss[i - 1])} MB, ${fds[i - 1]} fds`);
+  }
+  const peak = (await procMemory(pid)).hwmBytes;
+  await replica.stop();
+  await leader.stop();
+  swapMs.sort((x, y) => x - y);
+  const result: ModeResult = {
+    mode,
+    swaps,
+    rssAfterLoadMb: mb(afterLoad.rssBytes),
+    rssAfterFirstMb: mb(rss[0]),
+    rssAfterLastMb: mb(rss[rss.length - 1]),
+    rssMinMb: mb(Math.min(...rss)),
+    rssMaxMb: mb(Math.max(...rss)),
+    peakRssMb: mb(peak),
+    growth: round(rss[rss.length - 1] / rss[0] - 1, 3),
+    fdsAfterFirst: fds[0],
+    fdsAfterLast: fds[fds.length - 1],
+    series: rss.filter((_, i) => (i + 1) % 10 === 0).map(mb),
+    swapMsMedian: round(swapMs[swapMs.length >> 1]),
+  };
+  return result;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rows: { type: 'string', default: '1000000' },
+      seed: { type: 'string', default: String(DEFAULT_SEED) },
+      swaps: { type: 'string', default: '50' },
+      'settle-ms': { type: 'string', default: '500' },
+      modes: { type: 'string', default: 'memory,disk' },
+    },
+  });
+  const [rows] = parseCounts('--rows', values.rows);
+  const seed = Number(values.seed);
+  const swaps = parsePositive('--swaps', values.swaps);
+  const settleMs = Number(values['settle-ms']);
+  const modes = values.modes.split(',').map((m) => m.trim());
+  for (const m of modes) if (m !== 'memory' && m !== 'disk') throw new Error(`--modes: unknown mode "${m}"`);
+
+  const csv = await ensureCsv(rows, seed);
+  const ids = await sampleIds(csv, 1000, rows);
+  const results: ModeResult[] = [];
+  for (const mode of modes) {
+    log(`${mode} mode: ${swaps} swaps between two ${rows}-row versions`);
+    results.push(await runMode(mode, csv, ids, swaps, settleMs));
+  }
+
+  process.stdout.write(
+    `\nSwap leak benchmark, ${new Date().toISOString()}, ${machineNote()}\n` +
+      `${rows} rows per version, ${swaps} swaps (versions 1 and 2 alternately), RSS sampled ${settleMs} ms after ` +
+      'each swap\n\n',
+  );
+  printTable(
+    [
+      'mode',
+      'RSS loaded MB',
+      'after swap 1',
+      `after swap ${swaps}`,
+      'min',
+      'max',
+      'peak (HWM)',
+      'growth',
+      'fds 1st/last',
+      'swap ms (median)',
+      'goal',
+      'result',
+    ],
+    results.map((r) => [
+      r.mode,
+      r.rssAfterLoadMb,
+      r.rssAfterFirstMb,
+      r.rssAfterLastMb,
+      r.rssMinMb,
+      r.rssMaxMb,
+      r.peakRssMb,
+      `${round(r.growth * 100, 1)}%`,
+      `${r.fdsAfterFirst}/${r.fdsAfterLast}`,
+      r.swapMsMedian,
+      `<= ${GOAL_RSS_GROWTH * 100}%, fds flat`,
+      verdict(r.growth <= GOAL_RSS_GROWTH && r.fdsAfterLast <= r.fdsAfterFirst + FD_SLACK),
+    ]),
+  );
+  process.stdout.write('\nRSS after every 10th swap, MB:\n');
+  for (const r of results) process.stdout.write(`  ${r.mode}: ${r.series.join(' / ')}\n`);
+  printJson('swap-leak', {
+    rows,
+    seed,
+    swaps,
+    settleMs,
+    results,
+    goals: Object.fromEntries(
+      results.map((r) => [
+        r.mode,
+        verdict(r.growth <= GOAL_RSS_GROWTH && r.fdsAfterLast <= r.fdsAfterFirst + FD_SLACK),
+      ]),
+    ),
+  });
+}
+
+await runBench(main);

@@ -1,0 +1,443 @@
+/**
+ * Swap benchmark (DESIGN §6, "GET latency during swaps of a 1M-row version under load" and "new version live on
+ * every replica"): one replica under steady load from wrk while it is swapped to another 1M-row version every few
+ * seconds, against the same replica under the same load without swaps, in the same run.
+ *   node --import tsx scripts/bench/swap.ts [--rows 1000000] [--seed 42] [--connections 50] [--steady-s 15]
+ *                                           [--swap-s 15] [--every-s 3] [--versions 4] [--ingests 3] [--warmup-s 3]
+ *
+ * A leader and replicas on 127.0.0.1 (notices only: SYNC_INTERVAL_MS is an hour). Replica A, the one under load,
+ * runs alone on core 0 with scripts/bench/eld-probe.ts preloaded (its event-loop delay, every 250 ms); wrk, the
+ * leader and this script share core 1. Every version holds the same 1M ids (the same CSV ingested again: a new
+ * snapshot file, id and checksum), so every read is a 200 and wrk counts any other answer as an error.
+ *   1. `--versions` versions are ingested before the measurements, replica A following each (no read load).
+ *   2. steady: wrk for `--steady-s`, no swaps.
+ *   3. swaps: wrk for `--swap-s` while every `--every-s` another kept version is activated, in a cycle. A replica
+ *      keeps two files, so with 3+ versions in the cycle every swap pulls, verifies, loads and swaps a 1M-row file.
+ *      Only replica A runs in steps 1-3: replicas B and C would pull and verify on wrk's core and slow the load
+ *      generator, not the replica measured.
+ *   4. ingests: replicas B and C start (on core 1) and catch up; then wrk again while `--ingests` new versions are
+ *      ingested one after the other; end of ingest until all three replicas serve it is the "live within 2 s"
+ *      figure. The leader's ingest and B and C share core 1 with wrk here, so this window's latencies are shown for
+ *      information only.
+ * "CPU wait %" is the share of each window in which some task waited for a CPU (/proc/pressure/cpu): wrk, the
+ * replica and the others already contend on two cores, so compare it across windows and runs; a high value in the
+ * steady window means other work on the machine, and that run's figures say little.
+ * Stops everything it started, and prints the table, the ratios against the goals and one final JSON line.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ROOT, waitFor } from '../lib/processes.js';
+import { uploadFile } from '../upload.js';
+import {
+  DEFAULT_SEED,
+  ensureCsv,
+  ensureTool,
+  getJson,
+  lastLines,
+  leaderEnv,
+  log,
+  machineNote,
+  parseCounts,
+  parsePositive,
+  printJson,
+  printTable,
+  replicaEnv,
+  round,
+  runBench,
+  runTool,
+  sampleIds,
+  sleep,
+  spawnListening,
+  startTracked,
+  TOKENS,
+  tempDir,
+  verdict,
+} from './lib.js';
+
+const REPLICA_CPU = 0;
+const OTHERS_CPU = 1;
+const GOAL_P99_RATIO = 2;
+const GOAL_ELD_MS = 50;
+const GOAL_LIVE_MS = 2000;
+
+/** What one wrk run measured (latencies in microseconds). */
+interface WrkRun {
+  readonly requests: number;
+  readonly durationS: number;
+  readonly requestsPerS: number;
+  readonly errors: number;
+  readonly latencyUs: { p50: number; p99: number; max: number };
+}
+
+/** wrk script: random ids from a file; `done` prints one JSON line with the figures. */
+function luaScript(idsPath: string): string {
+  return `
+local reqs = {}
+local n = 0
+function init(args)
+  for line in io.lines(${JSON.stringify(idsPath)}) do
+    n = n + 1
+    reqs[n] = wrk.format("GET", "/promotions/" .. line)
+  end
+  math.randomseed(42)
+end
+function request()
+  return reqs[math.random(n)]
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK_JSON {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d,"p99":%d,"max":%d}\\n',
+    summary.requests, summary.duration, e.status + e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+`;
+}
+
+async function wrk(url: string, script: string, seconds: number, connections: number): Promise<WrkRun> {
+  const args = [
+    '-c',
+    String(OTHERS_CPU),
+    'wrk',
+    '-t1',
+    `-c${connections}`,
+    `-d${seconds}s`,
+    '--timeout',
+    '5s',
+  ];
+  const r = await runTool('taskset', [...args, '-s', script, url], { timeoutMs: (seconds + 60) * 1000 });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
+  if (r.code !== 0 || line === undefined) throw new Error(`wrk failed (${r.code}): ${r.stderr}\n${r.stdout}`);
+  const j = JSON.parse(line.slice('WRK_JSON '.length)) as Record<string, number>;
+  const durationS = j.duration_us / 1e6;
+  return {
+    requests: j.requests,
+    durationS: round(durationS, 2),
+    requestsPerS: round(j.requests / durationS),
+    errors: j.errors,
+    latencyUs: { p50: j.p50, p99: j.p99, max: j.max },
+  };
+}
+
+interface Replica {
+  readonly name: string;
+  readonly url: string;
+}
+
+async function servedVersion(r: Replica): Promise<number | undefined> {
+  try {
+    const { status, body } = await getJson(`${r.url}/readyz`);
+    return status === 200 ? (body.version as number) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Milliseconds from `t0` until every replica serves `version` (each polled every 10 ms). */
+async function allLive(replicas: readonly Replica[], version: number, t0: number): Promise<number> {
+  const each = await Promise.all(
+    replicas.map(async (r) => {
+      await waitFor(
+        async () => ((await servedVersion(r)) === version ? true : undefined),
+        60_000,
+        `${r.name} to serve version ${version}`,
+      );
+      return performance.now() - t0;
+    }),
+  );
+  return round(Math.max(...each));
+}
+
+/** Waits until `count` replicas have registered with the leader (by their first poll), so notices reach them. */
+async function registered(leaderUrl: string, count: number): Promise<void> {
+  await waitFor(
+    async () => {
+      const { body } = await getJson(`${leaderUrl}/replicas`);
+      return (body.replicas as unknown[]).length === count ? true : undefined;
+    },
+    30_000,
+    `${count} replicas to register with the leader`,
+  );
+}
+
+async function ingest(leaderUrl: string, csv: string): Promise<{ version: number; endedAt: number }> {
+  const up = await uploadFile(leaderUrl, TOKENS.leader, csv, true);
+  const endedAt = performance.now();
+  if (up.status !== 201)
+    throw new Error(`the leader refused the file (${up.status}): ${JSON.stringify(up.body)}`);
+  return { version: up.body.version as number, endedAt };
+}
+
+/** The event-loop delay samples replica A printed (eld-probe.ts), by wall-clock time. */
+interface EldSample {
+  readonly t: number;
+  readonly maxMs: number;
+}
+
+function eldMax(samples: readonly EldSample[], from: number, to: number): number {
+  // A sample at t covers the 250 ms before it.
+  const inside = samples.filter((s) => s.t > from && s.t <= to + 250);
+  return inside.length === 0 ? Number.NaN : round(Math.max(...inside.map((s) => s.maxMs)), 2);
+}
+
+const ms = (us: number) => round(us / 1000, 2);
+
+/**
+ * Pins every thread of `pid` to `cpu`. Not lib.ts's pinProcess: its runTool writes to the stdin of a `taskset` that
+ * may already have exited, and the EPIPE kills the benchmark now and then.
+ */
+function pin(pid: number, cpu: number): void {
+  execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
+}
+
+/** Microseconds some task spent waiting for a CPU so far (/proc/pressure/cpu), NaN where the kernel lacks PSI. */
+async function cpuWaitUs(): Promise<number> {
+  try {
+    const m = /^some .*total=(\d+)/m.exec(await readFile('/proc/pressure/cpu', 'utf8'));
+    return m === null ? Number.NaN : Number(m[1]);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Share of a window in which some task waited for a CPU, in percent: how contended the machine was. */
+async function contention<T>(run: () => Promise<T>): Promise<{ result: T; cpuWaitPct: number }> {
+  const [w0, t0] = [await cpuWaitUs(), performance.now()];
+  const result = await run();
+  const [w1, t1] = [await cpuWaitUs(), performance.now()];
+  return { result, cpuWaitPct: round(((w1 - w0) / 1000 / (t1 - t0)) * 100, 1) };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rows: { type: 'string', default: '1000000' },
+      seed: { type: 'string', default: String(DEFAULT_SEED) },
+      connections: { type: 'string', default: '50' },
+      'steady-s': { type: 'string', default: '15' },
+      'swap-s': { type: 'string', default: '15' },
+      'every-s': { type: 'string', default: '3' },
+      versions: { type: 'string', default: '4' },
+      ingests: { type: 'string', default: '3' },
+      'warmup-s': { type: 'string', default: '3' },
+    },
+  });
+  const [rows] = parseCounts('--rows', values.rows);
+  const seed = Number(values.seed);
+  const connections = parsePositive('--connections', values.connections);
+  const steadyS = parsePositive('--steady-s', values['steady-s']);
+  const swapS = parsePositive('--swap-s', values['swap-s']);
+  const everyS = parsePositive('--every-s', values['every-s']);
+  const versions = parsePositive('--versions', values.versions);
+  const ingests = parsePositive('--ingests', values.ingests);
+  const warmupS = Number(values['warmup-s']);
+  if (versions < 3) throw new Error('--versions must be at least 3, so that every swap pulls a file');
+  ensureTool('wrk');
+  ensureTool('taskset', 'util-linux');
+  // This script (uploads, polls) stays off the replica's core too.
+  pin(process.pid, OTHERS_CPU);
+
+  const csv = await ensureCsv(rows, seed);
+  const dir = await tempDir('swap');
+  const ids = await sampleIds(csv, 100_000, rows);
+  const idsPath = join(dir, 'ids.txt');
+  await writeFile(idsPath, `${ids.join('\n')}\n`);
+  const script = join(dir, 'get.lua');
+  await writeFile(script, luaScript(idsPath));
+
+  const leader = await startTracked('leader', {
+    env: leaderEnv(join(dir, 'leader'), { KEEP_VERSIONS: String(versions + ingests + 2) }),
+  });
+  pin(leader.child.pid!, OTHERS_CPU);
+  const probe = pathToFileURL(join(ROOT, 'scripts', 'bench', 'eld-probe.ts')).href;
+  const a = await spawnListening(
+    'taskset',
+    [
+      '-c',
+      String(REPLICA_CPU),
+      process.execPath,
+      '--import',
+      'tsx',
+      '--import',
+      probe,
+      join(ROOT, 'replica', 'main.ts'),
+    ],
+    replicaEnv(join(dir, 'replica-a'), leader.url, { SERVE_MODE: 'memory' }),
+  );
+  const eld: EldSample[] = [];
+  createInterface({ input: a.child.stdout! }).on('line', (line) => {
+    if (line.includes('"msg":"event-loop-delay"')) eld.push(JSON.parse(line) as EldSample);
+  });
+  const replicas: Replica[] = [{ name: 'replica A', url: a.url }];
+  await registered(leader.url, replicas.length);
+
+  // 1. The versions the swaps cycle through, each live on every replica before the next ingest.
+  const quietLive: number[] = [];
+  const ingestDurations: number[] = [];
+  let current = 0;
+  for (let i = 0; i < versions; i++) {
+    const t = performance.now();
+    const { version, endedAt } = await ingest(leader.url, csv);
+    const live = await allLive(replicas, version, endedAt).catch((err: Error) => {
+      throw new Error(`${err.message}${lastLines(a.lines)}`);
+    });
+    log(
+      `version ${version}: ingest ${round(endedAt - t)} ms, then live on replica A in ${live} ms (no load)`,
+    );
+    quietLive.push(live);
+    ingestDurations.push(endedAt - t);
+    current = version;
+  }
+  const cycle = Array.from({ length: versions }, (_, i) => current - versions + 1 + i);
+
+  if (warmupS > 0) {
+    log(`warm-up: wrk ${warmupS} s`);
+    await wrk(a.url, script, warmupS, connections);
+  }
+
+  // 2. Steady state.
+  log(`steady: wrk ${steadyS} s, no swaps`);
+  const steadyFrom = Date.now();
+  const { result: steady, cpuWaitPct: steadyWait } = await contention(() =>
+    wrk(a.url, script, steadyS, connections),
+  );
+  const steadyEld = eldMax(eld, steadyFrom, Date.now());
+
+  // 3. Swaps under the same load.
+  log(`swaps: wrk ${swapS} s, another version every ${everyS} s`);
+  const swapFrom = Date.now();
+  const swapRun = contention(() => wrk(a.url, script, swapS, connections));
+  const swapLive: number[] = [];
+  const swapEnd = performance.now() + swapS * 1000;
+  let next = cycle.indexOf(current);
+  await sleep(1000);
+  while (performance.now() + everyS * 1000 < swapEnd) {
+    const due = performance.now() + everyS * 1000;
+    next = (next + 1) % cycle.length;
+    const version = cycle[next];
+    const t0 = performance.now();
+    const res = await fetch(`${leader.url}/snapshots/${version}/activate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKENS.leader}` },
+    });
+    await res.body?.cancel();
+    if (res.status !== 200) throw new Error(`activate ${version} answered ${res.status}`);
+    const live = await allLive(replicas, version, t0);
+    swapLive.push(live);
+    log(`  swap to version ${version}: live on replica A ${live} ms after activate`);
+    await sleep(Math.max(0, due - performance.now()));
+  }
+  const { result: swaps, cpuWaitPct: swapWait } = await swapRun;
+  const swapEld = eldMax(eld, swapFrom, Date.now());
+
+  // 4. New versions ingested under load: end of ingest until all three serve it.
+  for (const name of ['B', 'C']) {
+    const p = await startTracked('replica', {
+      env: replicaEnv(join(dir, `replica-${name.toLowerCase()}`), leader.url, { SERVE_MODE: 'memory' }),
+    });
+    pin(p.child.pid!, OTHERS_CPU);
+    replicas.push({ name: `replica ${name}`, url: p.url });
+  }
+  await registered(leader.url, replicas.length);
+  await allLive(replicas, cycle[next], performance.now());
+  // Long enough for the ingests (timed in step 1, plus a margin: wrk takes CPU from the leader now).
+  const perIngestMs = 1.5 * Math.max(...ingestDurations) + Math.max(...quietLive) + 1000;
+  const ingestS = Math.ceil((ingests * perIngestMs) / 1000) + 2;
+  log(`ingests: wrk ${ingestS} s while ${ingests} new versions are ingested`);
+  const ingestFrom = Date.now();
+  const ingestRun = contention(() => wrk(a.url, script, ingestS, connections));
+  await sleep(1000);
+  const loadedLive: number[] = [];
+  for (let i = 0; i < ingests; i++) {
+    const { version, endedAt } = await ingest(leader.url, csv);
+    const live = await allLive(replicas, version, endedAt);
+    loadedLive.push(live);
+    log(`  version ${version}: live on all 3 replicas ${live} ms after its ingest ended`);
+  }
+  const { result: ingestWindow, cpuWaitPct: ingestWait } = await ingestRun;
+  const ingestEld = eldMax(eld, ingestFrom, Date.now());
+
+  const p99Ratio = round(swaps.latencyUs.p99 / steady.latencyUs.p99, 2);
+  const maxLive = Math.max(...loadedLive);
+  const errors = steady.errors + swaps.errors;
+  process.stdout.write(
+    `\nSwap benchmark, ${new Date().toISOString()}, ${machineNote()}\n` +
+      `${rows} rows per version; wrk -t1 -c${connections} on core ${OTHERS_CPU} against replica A alone on core ` +
+      `${REPLICA_CPU} (memory mode), random existing ids; leader on core ${OTHERS_CPU}; replicas B and C ` +
+      `(core ${OTHERS_CPU}) in the ingest window only; ` +
+      `${swapLive.length} swaps in ${swapS} s (one every ${everyS} s, cycling through ${versions} versions)\n\n`,
+  );
+  const row = (name: string, r: WrkRun, eldMs: number, wait: number) => [
+    name,
+    r.durationS,
+    r.requestsPerS,
+    ms(r.latencyUs.p50),
+    ms(r.latencyUs.p99),
+    ms(r.latencyUs.max),
+    r.errors,
+    eldMs,
+    wait,
+  ];
+  printTable(
+    ['window', 's', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'event-loop delay max ms', 'CPU wait %'],
+    [
+      row('steady (baseline)', steady, steadyEld, steadyWait),
+      row(`during ${swapLive.length} swaps`, swaps, swapEld, swapWait),
+      row(`during ${ingests} ingests (info)`, ingestWindow, ingestEld, ingestWait),
+    ],
+  );
+  process.stdout.write('\n');
+  printTable(
+    ['new version live', 'each, ms', 'max ms'],
+    [
+      ['on A, after ingest ends, no load (info)', quietLive.join(' / '), Math.max(...quietLive)],
+      ['on A, after activate, A under load (info)', swapLive.join(' / '), Math.max(...swapLive)],
+      ['on all 3, after ingest ends, A under load', loadedLive.join(' / '), maxLive],
+    ],
+  );
+  process.stdout.write('\n');
+  printTable(
+    ['goal', 'value', 'goal', 'result'],
+    [
+      ['errors, steady + swaps', errors, '0', verdict(errors === 0)],
+      [
+        'p99 during swaps / steady p99',
+        p99Ratio,
+        `<= ${GOAL_P99_RATIO}`,
+        verdict(p99Ratio <= GOAL_P99_RATIO),
+      ],
+      ['event-loop delay max during swaps, ms', swapEld, `< ${GOAL_ELD_MS}`, verdict(swapEld < GOAL_ELD_MS)],
+      [
+        'ingest end to live on all 3 (under load), max ms',
+        maxLive,
+        `<= ${GOAL_LIVE_MS}`,
+        verdict(maxLive <= GOAL_LIVE_MS),
+      ],
+    ],
+  );
+  printJson('swap', {
+    rows,
+    seed,
+    load: { connections, steadyS, swapS, everyS, versions, ingests },
+    steady: { ...steady, eventLoopDelayMaxMs: steadyEld, cpuWaitPct: steadyWait },
+    swaps: { ...swaps, count: swapLive.length, eventLoopDelayMaxMs: swapEld, cpuWaitPct: swapWait },
+    ingests: { ...ingestWindow, count: ingests, eventLoopDelayMaxMs: ingestEld, cpuWaitPct: ingestWait },
+    liveMs: {
+      replicaAAfterIngestNoLoad: quietLive,
+      replicaAAfterActivate: swapLive,
+      allThreeAfterIngestUnderLoad: loadedLive,
+    },
+    ratios: { p99SwapsOverSteady: p99Ratio },
+    goals: {
+      errors: verdict(errors === 0),
+      p99: verdict(p99Ratio <= GOAL_P99_RATIO),
+      eventLoopDelay: verdict(swapEld < GOAL_ELD_MS),
+      live: verdict(maxLive <= GOAL_LIVE_MS),
+    },
+  });
+}
+
+await runBench(main);
