@@ -37,7 +37,7 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
   const koa = new Koa();
   const router = new Router();
   const metrics = createHttpMetrics('replica');
-  registerReplicaMetrics(metrics.registry, index);
+  registerReplicaMetrics(metrics.registry, index, syncer);
 
   router.get('/metrics', metricsRoute(metrics.registry));
 

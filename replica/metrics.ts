@@ -1,12 +1,30 @@
 /**
- * The replica's own metrics: the version and rows it serves and in which mode, read from the live index when
- * Prometheus scrapes (nothing to update on the hot path).
+ * The replica's own metrics: the version and rows it serves and in which mode (read from the live index when
+ * Prometheus scrapes: nothing to update on the hot path), how long versions took to load, and bytes pulled.
  */
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { METRIC_PREFIX } from '../common/metrics.js';
 import type { LiveIndex } from './live-index.js';
+import type { Syncer } from './sync.js';
 
-export function registerReplicaMetrics(registry: Registry, index: LiveIndex): void {
+export function registerReplicaMetrics(registry: Registry, index: LiveIndex, syncer: Syncer): void {
+  const loads = new Histogram({
+    name: `${METRIC_PREFIX}snapshot_load_duration_seconds`,
+    help: 'Time from deciding to load a version to serving it: pull, verification, load and swap',
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800],
+    registers: [registry],
+  });
+  syncer.onLoaded = (seconds) => loads.observe(seconds);
+  let reported = 0;
+  new Counter({
+    name: `${METRIC_PREFIX}snapshot_pulled_bytes_total`,
+    help: 'Bytes of snapshot files received from the leader',
+    registers: [registry],
+    collect() {
+      this.inc(syncer.pulledBytes - reported);
+      reported = syncer.pulledBytes;
+    },
+  });
   new Gauge({
     name: `${METRIC_PREFIX}snapshot_version`,
     help: 'Version this replica serves (0 before the first)',

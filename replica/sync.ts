@@ -65,6 +65,10 @@ export class Syncer {
   private lastSyncAt: Date | null = null;
   private loading: number | null = null;
   private readonly tmpDir: string;
+  /** Bytes of snapshot files received from the leader (metrics). */
+  pulledBytes = 0;
+  /** Called with the seconds from deciding to load a version to serving it (pull, verify, load, swap). */
+  onLoaded: ((seconds: number) => void) | undefined;
 
   constructor(
     private readonly settings: SyncSettings,
@@ -150,6 +154,7 @@ export class Syncer {
     while (this.wanted !== undefined && !this.isServing(this.wanted)) {
       const m = this.wanted;
       let snapshot: LoadedSnapshot;
+      const started = performance.now();
       try {
         this.loading = m.version;
         snapshot = await this.fetchAndLoad(m);
@@ -170,6 +175,7 @@ export class Syncer {
         this.loading = null;
       }
       this.retire(this.index.swap(snapshot, m));
+      this.onLoaded?.((performance.now() - started) / 1000);
       this.lastError = null;
       this.lastSyncAt = new Date();
       this.logger.info({ version: m.version, rows: m.rows, mode: snapshot.mode }, 'serving a new version');
@@ -292,6 +298,9 @@ export class Syncer {
     }
     try {
       // `flush`: fsync before close, so a file that verifies is on disk when it is renamed.
+      res.on('data', (chunk: Buffer) => {
+        this.pulledBytes += chunk.length;
+      });
       await pipeline(
         res,
         createWriteStream(part, { flags: resume ? 'a' : 'w', flush: true, highWaterMark: MiB }),

@@ -365,7 +365,12 @@ export function runTool(
 ): Promise<ToolResult> {
   const t0 = performance.now();
   const child = track(
-    spawn(command, args, { cwd: options.cwd ?? ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: process.env }),
+    // No stdin pipe without input: writing to a tool that already exited (taskset) raised EPIPE.
+    spawn(command, args, {
+      cwd: options.cwd ?? ROOT,
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      env: process.env,
+    }),
   );
   let stdout = '';
   let stderr = '';
@@ -375,7 +380,7 @@ export function runTool(
   child.stderr?.on('data', (c: Buffer) => {
     stderr += c.toString();
   });
-  child.stdin?.end(options.input ?? '');
+  if (options.input !== undefined) child.stdin?.end(options.input);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');

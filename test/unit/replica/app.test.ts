@@ -48,6 +48,16 @@ describe('replica app', () => {
     const etag = ok.headers.get('etag') as string;
     expect(etag).to.match(/^"v1-[0-9a-f]+"$/);
 
+    const traced = await http(`${replica.url}/promotions/${ID}`, { headers: { 'x-request-id': 'trace-42' } });
+    expect(traced.status).to.equal(200);
+    expect(traced.headers.get('x-request-id')).to.equal('trace-42');
+    expect(traced.text).to.equal(ok.text);
+    const tracedMiss = await http(`${replica.url}/promotions/nope`, {
+      headers: { 'x-request-id': 'trace-43' },
+    });
+    expect(tracedMiss.status).to.equal(404);
+    expect(tracedMiss.headers.get('x-request-id')).to.equal('trace-43');
+
     const cached = await http(`${replica.url}/promotions/${ID}`, { headers: { 'if-none-match': etag } });
     expect(cached.status).to.equal(304);
     expect(cached.text).to.equal('');
@@ -149,6 +159,8 @@ describe('replica app', () => {
     expect(metrics.text).to.match(/^promotions_snapshot_serve_mode\{mode="memory",role="replica"\} 1$/m);
     expect(metrics.text).to.match(/status="404",role="replica"\} 1$/m);
     expect(metrics.text).to.match(/^process_resident_memory_bytes/m);
+    expect(metrics.text).to.match(/^promotions_snapshot_load_duration_seconds_count\{role="replica"\} 1$/m);
+    expect(metrics.text).to.match(/^promotions_snapshot_pulled_bytes_total\{role="replica"\} [1-9]\d*$/m);
     expect(metrics.text).to.match(/^nodejs_eventloop_lag_p99_seconds/m);
     replica.lifecycle.draining = true;
     const ready = await http(`${replica.url}/readyz`);
