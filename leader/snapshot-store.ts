@@ -11,8 +11,9 @@
  * Concurrency: one store per data directory, used by one process; `commit`, `activate` and `prune` are called
  * under the leader's ingest lock, reads at any time.
  */
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../common/durable-file.js';
 import { AppError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { manifestOf, type SnapshotManifest, snapshotFileName } from '../common/protocol.js';
@@ -22,29 +23,6 @@ const MANIFEST_RE = /^v(\d{6,})\.json$/;
 
 function manifestName(version: number): string {
   return snapshotFileName(version).replace(/\.snap$/, '.json');
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const h = await open(path, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
-
-/** Writes `data` to `path` atomically: temporary file, fsync, rename, fsync of the directory. */
-async function writeAtomic(dir: string, name: string, data: string): Promise<void> {
-  const tmp = join(dir, `.${name}.tmp`);
-  const h = await open(tmp, 'w');
-  try {
-    await h.writeFile(data);
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-  await rename(tmp, join(dir, name));
-  await fsyncPath(dir);
 }
 
 export class SnapshotStore {
@@ -118,7 +96,7 @@ export class SnapshotStore {
   async commit(builtPath: string, header: SnapshotHeader): Promise<SnapshotManifest> {
     const manifest = manifestOf(header);
     await rename(builtPath, this.filePath(header.version));
-    await writeAtomic(this.snapshotsDir, manifestName(header.version), JSON.stringify(manifest));
+    await writeFileAtomic(this.snapshotsDir, manifestName(header.version), JSON.stringify(manifest));
     this.manifests.set(manifest.version, manifest);
     await this.activate(manifest.version);
     return manifest;
@@ -129,7 +107,7 @@ export class SnapshotStore {
     const manifest = this.manifests.get(version);
     if (manifest === undefined)
       throw new AppError('SNAPSHOT_NOT_FOUND', `version ${version} is not kept here`);
-    await writeAtomic(this.dataDir, 'CURRENT', JSON.stringify({ version }));
+    await writeFileAtomic(this.dataDir, 'CURRENT', JSON.stringify({ version }));
     this.currentVersion = version;
     return manifest;
   }

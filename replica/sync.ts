@@ -11,12 +11,13 @@
  * version (or a later one) is served, or with the error that stopped it.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { ReplicaConfig } from '../common/config.js';
+import { writeFileAtomic } from '../common/durable-file.js';
 import { AppError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import {
@@ -188,7 +189,7 @@ export class Syncer {
 
   /** Records the served version for the next start, and removes files no longer needed. */
   private async afterSwap(version: number): Promise<void> {
-    await writeAtomic(join(this.settings.dataDir, SERVING_FILE), JSON.stringify({ version }));
+    await writeFileAtomic(this.settings.dataDir, SERVING_FILE, JSON.stringify({ version }));
     await this.removeOldFiles();
     // One load at a time, and this one is done: whatever is left in tmp/ is a transfer nobody will resume.
     for (const name of await readdir(this.tmpDir)) await rm(join(this.tmpDir, name), { force: true });
@@ -363,19 +364,6 @@ export class Syncer {
       .map((m) => Number(m[1]))
       .sort((a, b) => b - a);
   }
-}
-
-/** Writes `data` to `path` atomically: a temporary name, fsync, rename. */
-async function writeAtomic(path: string, data: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const h = await open(tmp, 'w');
-  try {
-    await h.writeFile(data);
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-  await rename(tmp, path);
 }
 
 /** The most telling message of a fetch failure (undici puts the socket error in `cause`). */
