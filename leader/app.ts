@@ -24,6 +24,8 @@ export interface LeaderDeps {
   /** Makes a kept version current (rollback or forward) and publishes it; serialized with pruning. */
   readonly activate: (version: number) => Promise<SnapshotManifest>;
   readonly metrics: HttpMetrics;
+  /** Set when SIGTERM starts a graceful shutdown: /readyz answers 503. */
+  readonly lifecycle: { draining: boolean };
 }
 
 /** Read size when streaming a snapshot file to a replica. */
@@ -74,6 +76,11 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
     ctx.body = { status: 'ok' };
   });
   router.get('/readyz', (ctx) => {
+    if (deps.lifecycle.draining) {
+      ctx.status = 503;
+      ctx.body = { status: 'draining', version: store.current()?.version ?? null };
+      return;
+    }
     ctx.body = { status: 'ready', version: store.current()?.version ?? null };
   });
 

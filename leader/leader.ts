@@ -23,6 +23,8 @@ export interface Leader {
   readonly store: SnapshotStore;
   readonly ingestor: Ingestor;
   readonly replicas: ReplicaRegistry;
+  /** Set `draining` when shutting down: /readyz then answers 503. */
+  readonly lifecycle: { draining: boolean };
   /** Stops the parse workers, notice retries and DNS refreshes (at shutdown). */
   close(): Promise<void>;
 }
@@ -65,11 +67,12 @@ export async function createLeader(
   const metrics = createHttpMetrics('leader');
   const ingestMetrics = registerLeaderMetrics(metrics.registry, store, replicas);
   const ingestor = new Ingestor(store, config, logger, publish, pool, ingestMetrics, buildTuning);
-  const app = createLeaderApp({ config, logger, store, ingestor, replicas, activate, metrics });
+  const lifecycle = { draining: false };
+  const app = createLeaderApp({ config, logger, store, ingestor, replicas, activate, metrics, lifecycle });
   replicas.start();
   const close = async () => {
     replicas.close();
     await pool.close();
   };
-  return { app, store, ingestor, replicas, close };
+  return { app, store, ingestor, replicas, lifecycle, close };
 }

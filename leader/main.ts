@@ -23,7 +23,9 @@ async function main(): Promise<void> {
     'listening',
   );
   const stop = (signal: string) => {
+    // Readiness fails first, then the server stops accepting and lets requests in flight (an ingest) finish.
     logger.info({ signal }, 'shutting down');
+    leader.lifecycle.draining = true;
     server
       .close(config.shutdownTimeoutMs)
       .then(() => leader.close())

@@ -10,6 +10,7 @@
  *
  * Concurrency: one handler per server, on the event loop; the counters are plain fields.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppError, errorBody } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -140,6 +141,8 @@ export function createReadHandler(index: LiveIndex, fallback: Handler, options: 
 
   const serve = (p: Pending): void => {
     readHeaders(p);
+    // At debug level every read is logged, so it gets an id when the client sent none.
+    if (p.requestId === undefined && debug) p.requestId = randomUUID();
     if (p.requestId !== undefined) p.res.setHeader('x-request-id', p.requestId);
     const id = idFromUrl(p.req.url as string);
     const why = id === undefined ? 'the id is not valid percent-encoding' : idProblem(id);

@@ -233,4 +233,13 @@ describe('leader app', () => {
       /^promotions_http_requests_total\{route="\/promotions",method="PUT",status="422",role="leader"\} 1$/m,
     );
   });
+
+  it('turns /readyz to 503 while draining for shutdown', async () => {
+    const leader = await startLeader();
+    expect((await http(`${leader.url}/readyz`)).status).to.equal(200);
+    leader.lifecycle.draining = true;
+    const res = await http(`${leader.url}/readyz`);
+    expect(res.status).to.equal(503);
+    expect(res.json.status).to.equal('draining');
+  });
 });
