@@ -35,7 +35,7 @@ export const H = {
   directoryOffset: 72,
   fileBytes: 80,
   sourceSha256: 96,
-  bodySha256: 128,
+  directorySha256: 128,
   headerSha256: 224,
 } as const;
 
@@ -68,8 +68,11 @@ export interface SnapshotHeader {
   /** SHA-256 of the source CSV bytes, hex. */
   readonly sourceSha256: string;
   /** SHA-256 of every byte after the header, hex. */
-  readonly bodySha256: string;
-  /** SHA-256 of header bytes [0, 224), hex: the file's checksum, covering the body through bodySha256. */
+  readonly directorySha256: string;
+  /**
+   * SHA-256 of header bytes [0, 224), hex: the file's checksum. It covers the directory through directorySha256,
+   * and the directory covers every partition through their own SHA-256s (a hash tree of depth two).
+   */
   readonly checksum: string;
 }
 
@@ -115,7 +118,7 @@ export function encodeHeader(
   writeU64(buf, H.directoryOffset, h.directoryOffset);
   writeU64(buf, H.fileBytes, h.fileBytes);
   buf.write(h.sourceSha256, H.sourceSha256, 32, 'hex');
-  buf.write(h.bodySha256, H.bodySha256, 32, 'hex');
+  buf.write(h.directorySha256, H.directorySha256, 32, 'hex');
   const digest = createHash('sha256').update(buf.subarray(0, H.headerSha256)).digest();
   digest.copy(buf, H.headerSha256);
   return digest.toString('hex');
@@ -162,7 +165,7 @@ export function decodeHeader(buf: Buffer, actualBytes: number): SnapshotHeader {
     directoryOffset: readU64(buf, H.directoryOffset),
     fileBytes: readU64(buf, H.fileBytes),
     sourceSha256: buf.toString('hex', H.sourceSha256, H.sourceSha256 + 32),
-    bodySha256: buf.toString('hex', H.bodySha256, H.bodySha256 + 32),
+    directorySha256: buf.toString('hex', H.directorySha256, H.directorySha256 + 32),
     checksum: digest.toString('hex'),
   };
   if (buf.readUInt32LE(H.headerBytes) !== HEADER_BYTES || header.partitionBits > MAX_PARTITION_BITS) {

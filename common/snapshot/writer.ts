@@ -9,7 +9,7 @@
  *
  * Concurrency: one caller; `add` may return a promise (a spill write), which must settle before the next call.
  */
-import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Promotion } from '../record.js';
@@ -216,10 +216,9 @@ function forEachRow(buf: Buffer, fn: (off: number, len: number) => unknown): voi
   }
 }
 
-/** Streams snapshot bytes to the output file, hashing the body as it goes. */
+/** Appends snapshot bytes to the output file after the header's place. */
 class Output {
   private position = HEADER_BYTES;
-  readonly bodyHash: Hash = createHash('sha256');
   constructor(readonly handle: FileHandle) {}
 
   get offset(): number {
@@ -227,7 +226,6 @@ class Output {
   }
 
   async write(bytes: Buffer): Promise<void> {
-    this.bodyHash.update(bytes);
     await writeFully(this.handle, bytes, this.position);
     this.position += bytes.length;
   }
@@ -693,7 +691,7 @@ export class SnapshotBuilder {
         directoryOffset,
         fileBytes: out.offset,
         sourceSha256: meta.sourceSha256,
-        bodySha256: out.bodyHash.digest('hex'),
+        directorySha256: createHash('sha256').update(writer.directory).digest('hex'),
       };
       const checksum = encodeHeader(header, fields);
       await handle.write(header, 0, HEADER_BYTES, 0);
