@@ -44,6 +44,7 @@ import {
   TOKENS,
   tempDir,
   verdict,
+  wrkRandomIdsScript,
 } from './lib.js';
 
 const SERVER_CPU = 0;
@@ -64,40 +65,6 @@ interface WrkRun {
   serverCpuUsPerRequest: number;
   /** Server CPU seconds per wall second during the run: 1.0 means it had its core to itself and used it all. */
   serverCoreShare: number;
-}
-
-/**
- * The wrk script: reads the ids file once per thread, pre-formats every request, and picks one at random per
- * request (a fixed seed, so both servers see the same sequence). `done` prints one JSON line.
- */
-function luaScript(idsPath: string): string {
-  return `
-local ids_path = ${JSON.stringify(idsPath)}
-local reqs = {}
-local n = 0
-
-function init(args)
-  for line in io.lines(ids_path) do
-    n = n + 1
-    reqs[n] = wrk.format("GET", "/promotions/" .. line)
-  end
-  math.randomseed(42)
-end
-
-function request()
-  return reqs[math.random(n)]
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
-    '"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f}\\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
-    latency.max, latency.mean))
-end
-`;
 }
 
 interface LoadSettings {
@@ -244,9 +211,9 @@ async function main(): Promise<void> {
   const mixedIds = join(dir, 'ids-mixed.txt');
   await writeFile(mixedIds, `${mixed.join('\n')}\n`);
   const script = join(dir, 'present.lua');
-  await writeFile(script, luaScript(presentIds));
+  await writeFile(script, wrkRandomIdsScript(presentIds));
   const mixedScript = join(dir, 'mixed.lua');
-  await writeFile(mixedScript, luaScript(mixedIds));
+  await writeFile(mixedScript, wrkRandomIdsScript(mixedIds));
 
   const bare = await pinnedNode('scripts/bench/bare-server.ts', ['--port', '0', '--body', body], {});
 

@@ -593,3 +593,38 @@ export async function printCpuProfile(dir: string, label: string): Promise<void>
   process.stdout.write('\nself time by function, all threads:\n');
   printTable(['function', 'ms', 'share'], top(byFn, 25));
 }
+
+/**
+ * The wrk script: reads the ids file once per thread, pre-formats every request, and picks one at random per
+ * request (a fixed seed, so every server sees the same sequence). `done` prints one line, `WRK_JSON {...}`, with
+ * requests, duration_us, non2xx, socket_errors and latency percentiles in microseconds.
+ */
+export function wrkRandomIdsScript(idsPath: string): string {
+  return `
+local ids_path = ${JSON.stringify(idsPath)}
+local reqs = {}
+local n = 0
+
+function init(args)
+  for line in io.lines(ids_path) do
+    n = n + 1
+    reqs[n] = wrk.format("GET", "/promotions/" .. line)
+  end
+  math.randomseed(42)
+end
+
+function request()
+  return reqs[math.random(n)]
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
+    '"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    latency.max, latency.mean))
+end
+`;
+}

@@ -56,6 +56,7 @@ import {
   TOKENS,
   tempDir,
   verdict,
+  wrkRandomIdsScript,
 } from './lib.js';
 
 const REPLICA_CPU = 0;
@@ -71,30 +72,6 @@ interface WrkRun {
   readonly requestsPerS: number;
   readonly errors: number;
   readonly latencyUs: { p50: number; p99: number; max: number };
-}
-
-/** wrk script: random ids from a file; `done` prints one JSON line with the figures. */
-function luaScript(idsPath: string): string {
-  return `
-local reqs = {}
-local n = 0
-function init(args)
-  for line in io.lines(${JSON.stringify(idsPath)}) do
-    n = n + 1
-    reqs[n] = wrk.format("GET", "/promotions/" .. line)
-  end
-  math.randomseed(42)
-end
-function request()
-  return reqs[math.random(n)]
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('WRK_JSON {"requests":%d,"duration_us":%d,"errors":%d,"p50":%d,"p99":%d,"max":%d}\\n',
-    summary.requests, summary.duration, e.status + e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
-end
-`;
 }
 
 async function wrk(url: string, script: string, seconds: number, connections: number): Promise<WrkRun> {
@@ -117,7 +94,7 @@ async function wrk(url: string, script: string, seconds: number, connections: nu
     requests: j.requests,
     durationS: round(durationS, 2),
     requestsPerS: round(j.requests / durationS),
-    errors: j.errors,
+    errors: j.non2xx + j.socket_errors,
     latencyUs: { p50: j.p50, p99: j.p99, max: j.max },
   };
 }
@@ -246,7 +223,7 @@ async function main(): Promise<void> {
   const idsPath = join(dir, 'ids.txt');
   await writeFile(idsPath, `${ids.join('\n')}\n`);
   const script = join(dir, 'get.lua');
-  await writeFile(script, luaScript(idsPath));
+  await writeFile(script, wrkRandomIdsScript(idsPath));
 
   const leader = await startTracked('leader', {
     env: leaderEnv(join(dir, 'leader'), { KEEP_VERSIONS: String(versions + ingests + 2) }),
