@@ -4,6 +4,7 @@
  * `afterEach`/`after` so that servers stop and files go even when a test fails.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -69,6 +70,26 @@ export async function http(url: string, init: RequestInit = {}): Promise<HttpAns
     // Not JSON: tests look at `text`.
   }
   return { status: res.status, headers: res.headers, text, json };
+}
+
+/**
+ * A GET sent with its path exactly as given. WHATWG URL clients (fetch, browsers) remove `.` and `..` path
+ * segments, even percent-encoded, so ids such as "." can only be asked for by a client that sends the path as is.
+ */
+export function rawGet(baseUrl: string, path: string): Promise<{ status: number; text: string }> {
+  const { hostname, port } = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: hostname, port, path, method: 'GET' }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        text += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** PUTs a CSV body to a leader with the leader token. */
