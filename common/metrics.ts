@@ -42,27 +42,30 @@ interface MetricValue {
 }
 
 /**
- * `promotions_http_requests_total` and `promotions_http_request_duration_seconds`, kept in plain numbers and
- * rendered by prom-client's registry when scraped (through the registry's custom-metric interface: name, help,
- * type, get). prom-client's own Counter and Histogram cost about 2 µs a request on the read path; these cost
- * a few tens of nanoseconds.
+ * A metric kept in plain-number cells (one per label set) and rendered by prom-client's registry when scraped,
+ * through its custom-metric interface: name, help, type, aggregator, get and reset.
  */
-class RequestCounter {
-  readonly name = `${METRIC_PREFIX}http_requests_total`;
-  readonly help = 'HTTP requests answered, by route, method and status';
-  readonly type = 'counter';
+abstract class PlainMetric<C> {
   readonly aggregator = 'sum';
-  private readonly cells = new Map<string, { labels: Labels; cell: CountCell }>();
+  protected readonly cells = new Map<string, C>();
 
-  cell(route: string, method: string, status: number): CountCell {
-    const key = `${route} ${method} ${status}`;
-    let entry = this.cells.get(key);
-    if (entry === undefined) {
-      entry = { labels: { route, method, status: String(status) }, cell: { value: 0 } };
-      this.cells.set(key, entry);
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: 'counter' | 'histogram',
+  ) {}
+
+  /** The cell for `key`, made once; callers on hot paths keep the reference. */
+  protected entry(key: string, make: () => C): C {
+    let c = this.cells.get(key);
+    if (c === undefined) {
+      c = make();
+      this.cells.set(key, c);
     }
-    return entry.cell;
+    return c;
   }
+
+  protected abstract values(): MetricValue[];
 
   async get(): Promise<{
     name: string;
@@ -71,8 +74,42 @@ class RequestCounter {
     aggregator: string;
     values: MetricValue[];
   }> {
-    const values = [...this.cells.values()].map((e) => ({ value: e.cell.value, labels: { ...e.labels } }));
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values: this.values(),
+    };
+  }
+
+  abstract reset(): void;
+}
+
+/**
+ * `promotions_http_requests_total` and `promotions_http_request_duration_seconds`, kept in plain numbers and
+ * rendered by prom-client's registry when scraped (through the registry's custom-metric interface: name, help,
+ * type, get). prom-client's own Counter and Histogram cost about 2 µs a request on the read path; these cost
+ * a few tens of nanoseconds.
+ */
+class RequestCounter extends PlainMetric<{ labels: Labels; cell: CountCell }> {
+  constructor() {
+    super(
+      `${METRIC_PREFIX}http_requests_total`,
+      'HTTP requests answered, by route, method and status',
+      'counter',
+    );
+  }
+
+  cell(route: string, method: string, status: number): CountCell {
+    return this.entry(`${route} ${method} ${status}`, () => ({
+      labels: { route, method, status: String(status) },
+      cell: { value: 0 },
+    })).cell;
+  }
+
+  protected values(): MetricValue[] {
+    return [...this.cells.values()].map((e) => ({ value: e.cell.value, labels: { ...e.labels } }));
   }
 
   reset(): void {
@@ -80,29 +117,20 @@ class RequestCounter {
   }
 }
 
-class DurationHistogram {
-  readonly name = `${METRIC_PREFIX}http_request_duration_seconds`;
-  readonly help = 'Time from a request arriving to its answer being handed to the socket, by route';
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  private readonly cells = new Map<string, DurationCell>();
-
-  cell(route: string): DurationCell {
-    let c = this.cells.get(route);
-    if (c === undefined) {
-      c = new DurationCell();
-      this.cells.set(route, c);
-    }
-    return c;
+class DurationHistogram extends PlainMetric<DurationCell> {
+  constructor() {
+    super(
+      `${METRIC_PREFIX}http_request_duration_seconds`,
+      'Time from a request arriving to its answer being handed to the socket, by route',
+      'histogram',
+    );
   }
 
-  async get(): Promise<{
-    name: string;
-    help: string;
-    type: string;
-    aggregator: string;
-    values: MetricValue[];
-  }> {
+  cell(route: string): DurationCell {
+    return this.entry(route, () => new DurationCell());
+  }
+
+  protected values(): MetricValue[] {
     const values: MetricValue[] = [];
     for (const [route, c] of this.cells) {
       let acc = 0;
@@ -114,11 +142,16 @@ class DurationHistogram {
       values.push({ value: c.sum, labels: { route }, metricName: `${this.name}_sum` });
       values.push({ value: c.count, labels: { route }, metricName: `${this.name}_count` });
     }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+    return values;
   }
 
   reset(): void {
-    this.cells.clear();
+    // Zero the cells rather than drop them: the read path keeps references to its cell.
+    for (const c of this.cells.values()) {
+      c.buckets.fill(0);
+      c.sum = 0;
+      c.count = 0;
+    }
   }
 }
 

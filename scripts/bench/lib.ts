@@ -628,3 +628,13 @@ function done(summary, latency, requests)
 end
 `;
 }
+
+/** Makes a kept version current on the leader (POST /snapshots/{version}/activate); throws unless it answers 200. */
+export async function activateVersion(leaderUrl: string, version: number): Promise<void> {
+  const res = await fetch(`${leaderUrl}/snapshots/${version}/activate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKENS.leader}` },
+  });
+  await res.body?.cancel();
+  if (res.status !== 200) throw new Error(`activate ${version} answered ${res.status}`);
+}

@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import {
+  activateVersion,
   DEFAULT_SEED,
   ensureCsv,
   getJson,
@@ -89,12 +90,7 @@ async function runMode(mode: string, csv: string, ids: string[], swaps: number, 
   for (let i = 1; i <= swaps; i++) {
     const version = i % 2 === 1 ? 1 : 2;
     const t0 = performance.now();
-    const res = await fetch(`${leader.url}/snapshots/${version}/activate`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKENS.leader}` },
-    });
-    await res.body?.cancel();
-    if (res.status !== 200) throw new Error(`activate ${version} answered ${res.status}`);
+    await activateVersion(leader.url, version);
     await waitFor(() => served(version), 60_000, `the replica to serve version ${version}`);
     swapMs.push(performance.now() - t0);
     await sleep(settleMs);

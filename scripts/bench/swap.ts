@@ -33,6 +33,7 @@ import { parseArgs } from 'node:util';
 import { ROOT, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import {
+  activateVersion,
   DEFAULT_SEED,
   ensureCsv,
   ensureTool,
@@ -296,12 +297,7 @@ async function main(): Promise<void> {
     next = (next + 1) % cycle.length;
     const version = cycle[next];
     const t0 = performance.now();
-    const res = await fetch(`${leader.url}/snapshots/${version}/activate`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKENS.leader}` },
-    });
-    await res.body?.cancel();
-    if (res.status !== 200) throw new Error(`activate ${version} answered ${res.status}`);
+    await activateVersion(leader.url, version);
     const live = await allLive(replicas, version, t0);
     swapLive.push(live);
     log(`  swap to version ${version}: live on replica A ${live} ms after activate`);
