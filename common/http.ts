@@ -4,8 +4,9 @@
  */
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type Koa from 'koa';
+import { DEFAULTS } from './config.js';
 import { AppError, errorBody } from './errors.js';
 import type { Logger } from './logger.js';
 
@@ -14,7 +15,7 @@ export function errorMiddleware(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
     try {
       await next();
-      if (ctx.status === 404 && ctx.body === undefined) {
+      if (ctx.status === 404 && ctx.body === undefined && ctx.respond !== false) {
         throw new AppError('REQUEST_NOT_FOUND', `no route for ${ctx.method} ${ctx.path}`);
       }
     } catch (err) {
@@ -32,6 +33,33 @@ export function errorMiddleware(logger: Logger): Koa.Middleware {
   };
 }
 
+/** Errors of a client that went away (a cut upload, a reset): part of normal life, not a failure of ours. */
+function isClientGone(err: { code?: string; message?: string }): boolean {
+  return (
+    err.code === 'ECONNRESET' ||
+    err.code === 'EPIPE' ||
+    err.code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    err.code?.startsWith('HPE_') === true ||
+    err.message === 'aborted'
+  );
+}
+
+/**
+ * Logs what Koa reports outside a request's answer (a request stream that errors, a socket cut mid-body) with our
+ * logger instead of Koa's default printing to stderr: a client that went away at info level, the rest as errors.
+ */
+export function logAppErrors(app: Koa, logger: Logger): void {
+  app.on('error', (err: Error & { code?: string }) => {
+    if (isClientGone(err)) logger.info({ code: err.code, message: err.message }, 'client went away');
+    else logger.error({ err }, 'request stream failed');
+  });
+}
+
+/** The status sent: Koa's, or the raw response's when a route answered by itself (`ctx.respond = false`). */
+export function answeredStatus(ctx: Koa.Context): number {
+  return ctx.respond === false ? ctx.res.statusCode : ctx.status;
+}
+
 /** Takes the request id from `X-Request-Id` or makes one, echoes it, and logs one line per request. */
 export function requestLogMiddleware(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
@@ -44,7 +72,10 @@ export function requestLogMiddleware(logger: Logger): Koa.Middleware {
       await next();
     } finally {
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      logger.info({ requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms }, 'request');
+      logger.info(
+        { requestId, method: ctx.method, path: ctx.path, status: answeredStatus(ctx), ms },
+        'request',
+      );
     }
   };
 }
@@ -83,13 +114,56 @@ export interface RunningServer {
   close(timeoutMs?: number): Promise<void>;
 }
 
+/** Limits that protect a server from slow and oversized clients (DEFAULTS in config.ts). */
+export interface ServerLimits {
+  readonly maxHeaderBytes: number;
+  readonly headersTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+/** Sockets whose request body has arrived and whose answer is being worked on (an ingest): not idle. */
+const working = new WeakSet<Socket>();
+
+/**
+ * Exempts this request from IDLE_TIMEOUT_MS once its body has arrived, until its answer is sent: an ingest of a
+ * large file can take minutes after the last byte with nothing moving on the connection. Before that, a body that
+ * stalls is cut as usual.
+ */
+export function keepOpenAfterBody(req: IncomingMessage, res: ServerResponse): void {
+  const socket = req.socket;
+  const start = () => working.add(socket);
+  if (req.readableEnded) start();
+  else req.once('end', start);
+  res.once('close', () => {
+    req.off('end', start);
+    working.delete(socket);
+  });
+}
+
 /** Listens with a request handler (a Koa callback, or a lean handler in front of one). */
 export async function listen(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   host: string,
   port: number,
+  limits: ServerLimits = DEFAULTS,
 ): Promise<RunningServer> {
-  const server = createServer({ keepAliveTimeout: 5000, headersTimeout: 30_000, requestTimeout: 0 }, handler);
+  const server = createServer(
+    {
+      keepAliveTimeout: 5000,
+      maxHeaderSize: limits.maxHeaderBytes,
+      // A slow client must send its whole head in time (slowloris); the body is bounded by the idle timeout instead
+      // of a total time, since a 100 GB upload takes as long as it takes.
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: 0,
+      connectionsCheckingInterval: Math.max(10, Math.min(30_000, Math.floor(limits.headersTimeoutMs / 2))),
+    },
+    handler,
+  );
+  server.timeout = limits.idleTimeoutMs;
+  // With a listener Node no longer destroys timed-out sockets itself: this one spares those working on an answer.
+  server.on('timeout', (socket: Socket) => {
+    if (!working.has(socket)) socket.destroy();
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

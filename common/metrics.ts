@@ -7,6 +7,7 @@
  */
 import type Koa from 'koa';
 import { Counter, collectDefaultMetrics, Gauge, type Histogram, Registry } from 'prom-client';
+import { answeredStatus } from './http.js';
 
 export const METRIC_PREFIX = 'promotions_';
 /** Request duration buckets, in seconds: sub-millisecond reads up to slow uploads. */
@@ -200,7 +201,7 @@ export function metricsMiddleware(m: HttpMetrics): Koa.Middleware {
     } finally {
       m.inFlight.dec();
       const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
-      m.requests.cell(route, ctx.method, ctx.status).value++;
+      m.requests.cell(route, ctx.method, answeredStatus(ctx)).value++;
       m.duration.cell(route).observe((performance.now() - start) / 1000);
     }
   };

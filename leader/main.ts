@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel, 'leader');
   const leader = await createLeader(config, logger);
-  const server = await listen(leader.app.callback(), config.host, config.port);
+  const server = await listen(leader.app.callback(), config.host, config.port, config);
   logger.info(
     { port: server.port, url: server.url, current: leader.store.current()?.version ?? null },
     'listening',

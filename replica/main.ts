@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const syncer = new Syncer(config, index, logger);
   const lifecycle = { draining: false };
   const app = createReplicaApp({ config, logger, index, syncer, lifecycle });
-  const server = await listen(app.handler, config.host, config.port);
+  const server = await listen(app.handler, config.host, config.port, config);
   syncer.advertiseUrl = config.advertiseUrl || server.url;
   logger.info(
     { port: server.port, url: server.url, leader: config.leaderUrl, serveMode: config.serveMode },
