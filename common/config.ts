@@ -4,6 +4,7 @@
  * Every variable is listed with its default in the README (a unit test checks it).
  */
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 
 type Env = Record<string, string | undefined>;
 
@@ -21,6 +22,15 @@ export interface CommonConfig {
   readonly replicaToken: string;
   /** SHUTDOWN_TIMEOUT_MS: how long SIGTERM waits for in-flight requests before closing them. */
   readonly shutdownTimeoutMs: number;
+  /** MAX_HEADER_BYTES: largest request head (request line and headers); larger ones get 431. */
+  readonly maxHeaderBytes: number;
+  /** HEADERS_TIMEOUT_MS: a client must send its whole request head within this time, or is disconnected. */
+  readonly headersTimeoutMs: number;
+  /**
+   * IDLE_TIMEOUT_MS: a connection on which nothing moves for this long is closed (a stalled upload body, a
+   * silent client). Work after a body has arrived (an ingest) is not limited by it.
+   */
+  readonly idleTimeoutMs: number;
 }
 
 export interface LeaderConfig extends CommonConfig {
@@ -40,8 +50,20 @@ export interface LeaderConfig extends CommonConfig {
   readonly minRowsRatio: number;
   /** BUILD_MEMORY_BYTES: rows buffered in memory while building a snapshot before spilling to run files. */
   readonly buildMemoryBytes: number;
-  /** MAX_UPLOAD_BYTES: largest accepted upload body. */
+  /** MAX_UPLOAD_BYTES: largest accepted file, for every way in (PUT, form, resumable upload). */
   readonly maxUploadBytes: number;
+  /** UPLOAD_DIR: where resumable uploads and form uploads keep their bytes until they are ingested. */
+  readonly uploadDir: string;
+  /** UPLOAD_IDLE_EXPIRY_MS: a resumable upload that receives no byte for this long is deleted. */
+  readonly uploadIdleExpiryMs: number;
+  /** MAX_UPLOADS: resumable uploads that may exist at once; creating one more gets 429. */
+  readonly maxUploads: number;
+  /** INBOX_DIR: folder watched for dropped files; empty turns the inbox off. */
+  readonly inboxDir: string;
+  /** INBOX_STABLE_MS: a dropped file is ingested once its size has not changed for this long. */
+  readonly inboxStableMs: number;
+  /** INBOX_KEEP_FILES: files kept in inbox/done and inbox/rejected each (with their reports); older ones go. */
+  readonly inboxKeepFiles: number;
   /** KEEP_VERSIONS: how many snapshot versions are kept for rollback (at least 2). */
   readonly keepVersions: number;
   /** PUSH_TIMEOUT_MS: how long the leader waits for one replica to answer a notice. */
@@ -81,10 +103,17 @@ export const DEFAULTS = Object.freeze({
   replicaDataDir: 'data/replica',
   logLevel: 'info',
   shutdownTimeoutMs: 10_000,
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
   maxBadRows: 0,
   minRowsRatio: 0.5,
   buildMemoryBytes: 128 * MiB,
   maxUploadBytes: 1024 * 1024 * MiB,
+  uploadIdleExpiryMs: 24 * 3600_000,
+  maxUploads: 8,
+  inboxStableMs: 5_000,
+  inboxKeepFiles: 3,
   keepVersions: 5,
   pushTimeoutMs: 60_000,
   ingestWorkers: Math.min(8, availableParallelism()),
@@ -107,6 +136,12 @@ export class ConfigError extends Error {
 function str(env: Env, name: string, fallback: string): string {
   const v = env[name];
   return v === undefined || v === '' ? fallback : v;
+}
+
+/** Like `str`, but a variable set to the empty string stays empty (it turns a feature off). */
+function strOrOff(env: Env, name: string, fallback: string): string {
+  const v = env[name];
+  return v === undefined ? fallback : v;
 }
 
 function required(env: Env, name: string, minLength: number): string {
@@ -182,6 +217,9 @@ function common(env: Env, port: number, dataDir: string): CommonConfig {
     logLevel,
     replicaToken: required(env, 'REPLICA_TOKEN', 16),
     shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', DEFAULTS.shutdownTimeoutMs, 0),
+    maxHeaderBytes: bytes(env, 'MAX_HEADER_BYTES', DEFAULTS.maxHeaderBytes, 1024),
+    headersTimeoutMs: int(env, 'HEADERS_TIMEOUT_MS', DEFAULTS.headersTimeoutMs, 10),
+    idleTimeoutMs: int(env, 'IDLE_TIMEOUT_MS', DEFAULTS.idleTimeoutMs, 10),
   };
 }
 
@@ -205,9 +243,10 @@ export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
     .map((s) => s.trim())
     .filter((s) => s !== '')
     .map((s) => url('REPLICAS', s));
+  const shared = common(env, DEFAULTS.leaderPort, DEFAULTS.leaderDataDir);
   return Object.freeze({
     role: 'leader' as const,
-    ...common(env, DEFAULTS.leaderPort, DEFAULTS.leaderDataDir),
+    ...shared,
     leaderToken: required(env, 'LEADER_TOKEN', 16),
     replicas: Object.freeze(replicas),
     replicasDns: hostAndPort(env, 'REPLICAS_DNS'),
@@ -215,6 +254,12 @@ export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
     minRowsRatio: ratio(env, 'MIN_ROWS_RATIO', DEFAULTS.minRowsRatio),
     buildMemoryBytes: bytes(env, 'BUILD_MEMORY_BYTES', DEFAULTS.buildMemoryBytes, 64 * 1024),
     maxUploadBytes: bytes(env, 'MAX_UPLOAD_BYTES', DEFAULTS.maxUploadBytes, 1),
+    uploadDir: str(env, 'UPLOAD_DIR', join(shared.dataDir, 'uploads')),
+    uploadIdleExpiryMs: int(env, 'UPLOAD_IDLE_EXPIRY_MS', DEFAULTS.uploadIdleExpiryMs, 1),
+    maxUploads: int(env, 'MAX_UPLOADS', DEFAULTS.maxUploads, 1),
+    inboxDir: strOrOff(env, 'INBOX_DIR', join(shared.dataDir, 'inbox')),
+    inboxStableMs: int(env, 'INBOX_STABLE_MS', DEFAULTS.inboxStableMs, 1),
+    inboxKeepFiles: int(env, 'INBOX_KEEP_FILES', DEFAULTS.inboxKeepFiles, 1),
     keepVersions: int(env, 'KEEP_VERSIONS', DEFAULTS.keepVersions, 2, 1000),
     pushTimeoutMs: int(env, 'PUSH_TIMEOUT_MS', DEFAULTS.pushTimeoutMs, 1),
     ingestWorkers: int(env, 'INGEST_WORKERS', DEFAULTS.ingestWorkers, 0, 64),

@@ -7,19 +7,32 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import type { LeaderConfig } from '../common/config.js';
 import { AppError } from '../common/errors.js';
-import { errorMiddleware, hasBearer, requestLogMiddleware, requireBearer } from '../common/http.js';
+import {
+  errorMiddleware,
+  hasBearer,
+  keepOpenAfterBody,
+  logAppErrors,
+  requestLogMiddleware,
+  requireBearer,
+} from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { type HttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
 import { REPLICA_URL_HEADER, REPLICA_VERSION_HEADER, type SnapshotManifest } from '../common/protocol.js';
+import { formUploadRoute } from './form-upload.js';
 import type { Ingestor } from './ingest.js';
 import type { ReplicaRegistry } from './replicas.js';
 import type { SnapshotStore } from './snapshot-store.js';
+import { type ResumableUploads, UPLOADS_PATH } from './uploads.js';
 
 export interface LeaderDeps {
   readonly config: LeaderConfig;
   readonly logger: Logger;
   readonly store: SnapshotStore;
   readonly ingestor: Ingestor;
+  /** tus uploads under /uploads. */
+  readonly uploads: ResumableUploads;
+  /** Where form uploads are written before their ingest. */
+  readonly formsDir: string;
   readonly replicas: ReplicaRegistry;
   /** Makes a kept version current (rollback or forward) and publishes it; serialized with pruning. */
   readonly activate: (version: number) => Promise<SnapshotManifest>;
@@ -85,6 +98,7 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
   });
 
   router.put('/promotions', writeAuth, async (ctx) => {
+    keepOpenAfterBody(ctx.req, ctx.res);
     const length = Number(ctx.get('content-length') || Number.NaN);
     if (length > config.maxUploadBytes) {
       throw new AppError(
@@ -100,6 +114,20 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
     ctx.status = 201;
     ctx.body = report;
   });
+
+  router.post('/promotions', writeAuth, formUploadRoute(config, deps.formsDir, ingestor));
+
+  // Resumable uploads: @tus/server answers on the raw request and response; Koa checks the token first. OPTIONS
+  // (tus capabilities, CORS preflight) changes nothing and carries no token in browsers.
+  const tus: Koa.Middleware = async (ctx) => {
+    if (ctx.method === 'PATCH') keepOpenAfterBody(ctx.req, ctx.res);
+    ctx.respond = false;
+    await deps.uploads.server.handle(ctx.req, ctx.res);
+  };
+  for (const path of [UPLOADS_PATH, `${UPLOADS_PATH}/:id`]) {
+    router.options(path, tus);
+    router.all(path, writeAuth, tus);
+  }
 
   router.get('/snapshots', (ctx) => {
     const current = store.current()?.version ?? null;
@@ -173,6 +201,7 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
     };
   });
 
+  logAppErrors(app, logger);
   app.use(requestLogMiddleware(logger));
   app.use(metricsMiddleware(metrics));
   app.use(errorMiddleware(logger));

@@ -2,10 +2,13 @@
  * Ingest: a CSV byte stream becomes a new current snapshot version, or is refused whole with a report.
  * The live version is touched only by the final commit, so a refused or failed ingest changes nothing.
  *
- * Concurrency: one ingest at a time per leader; a second caller gets INGEST_BUSY (409) at once.
+ * Concurrency: one ingest at a time per leader. A stream (PUT) that finds one running gets INGEST_BUSY (409) at
+ * once: its sender cannot be held. A file already on disk (a finished upload, an inbox file) waits its turn in a
+ * short queue (`maxWaiting`), first come first served; past it, INGEST_BUSY too.
  */
 import { createHash } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { LeaderConfig } from '../common/config.js';
@@ -46,10 +49,33 @@ export interface IngestReport {
   readonly rowsPerSecond: number;
 }
 
+/** What a refused ingest reports: the error's code and message, and the bad rows when there are any. */
+export interface IngestRejection {
+  readonly error: string;
+  readonly message: string;
+  readonly status: number;
+  readonly badRowCount: number;
+  readonly badRows: readonly BadRow[];
+}
+
+/** The report of a refused ingest, from the error it threw. */
+export function rejectionOf(err: unknown): IngestRejection {
+  const known = err instanceof AppError ? err : new AppError('INTERNAL', (err as Error).message);
+  const badRows = (known.details?.badRows as BadRow[] | undefined) ?? [];
+  const badRowCount = (known.details?.badRowCount as number | undefined) ?? 0;
+  return { error: known.code, message: known.message, status: known.status, badRowCount, badRows };
+}
+
 export type IngestSettings = Pick<
   LeaderConfig,
   'maxBadRows' | 'minRowsRatio' | 'buildMemoryBytes' | 'maxUploadBytes'
->;
+> & {
+  /** Files that may wait for the running ingest; more get INGEST_BUSY. */
+  readonly maxWaiting: number;
+};
+
+/** Read size for files ingested from disk. */
+const FILE_READ_BYTES = 1 << 20;
 
 function describe(badRows: readonly BadRow[], count: number): string {
   const first = badRows[0];
@@ -59,6 +85,8 @@ function describe(badRows: readonly BadRow[], count: number): string {
 
 export class Ingestor {
   private running: { source: string; startedAt: Date } | undefined;
+  /** Files waiting for the lock, oldest first; `release` hands the lock to the first. */
+  private readonly waiting: { source: string; resolve: () => void }[] = [];
 
   constructor(
     private readonly store: SnapshotStore,
@@ -77,20 +105,54 @@ export class Ingestor {
     return this.running !== undefined;
   }
 
-  /** Validates and builds `input` into a new version and makes it current; throws an AppError when refused. */
+  /**
+   * Validates and builds a stream into a new version and makes it current; throws an AppError when refused.
+   * Refused at once with INGEST_BUSY while another ingest runs.
+   */
   async ingest(input: Readable, options: IngestOptions): Promise<IngestReport> {
     if (this.running !== undefined) {
       input.resume();
-      throw new AppError(
-        'INGEST_BUSY',
-        `another ingest (${this.running.source}, started ${this.running.startedAt.toISOString()}) is running; retry when it ends`,
-      );
+      throw this.busyError();
     }
     this.running = { source: options.source, startedAt: new Date() };
+    return this.measured(() => this.run(input, options));
+  }
+
+  /** Like `ingest`, for a complete file on disk: waits its turn behind a running ingest (up to `maxWaiting`). */
+  async ingestFile(path: string, options: Omit<IngestOptions, 'sizeHintBytes'>): Promise<IngestReport> {
+    if (this.running !== undefined) {
+      if (this.waiting.length >= this.settings.maxWaiting) throw this.busyError();
+      await new Promise<void>((resolve) => this.waiting.push({ source: options.source, resolve }));
+    } else {
+      this.running = { source: options.source, startedAt: new Date() };
+    }
+    return this.measured(async () => {
+      const { size } = await stat(path);
+      const input = createReadStream(path, { highWaterMark: FILE_READ_BYTES });
+      try {
+        return await this.run(input, { ...options, sizeHintBytes: size });
+      } finally {
+        input.destroy();
+      }
+    });
+  }
+
+  private busyError(): AppError {
+    const r = this.running as { source: string; startedAt: Date };
+    return new AppError(
+      'INGEST_BUSY',
+      `another ingest (${r.source}, started ${r.startedAt.toISOString()}) is running` +
+        (this.waiting.length > 0 ? ` and ${this.waiting.length} more wait` : '') +
+        '; retry when it ends',
+    );
+  }
+
+  /** Runs one ingest that holds the lock, with its metrics; then hands the lock to the next waiting file. */
+  private async measured(work: () => Promise<IngestReport>): Promise<IngestReport> {
     this.metrics.inProgress.inc();
     const started = performance.now();
     try {
-      const report = await this.run(input, options);
+      const report = await work();
       this.metrics.ingests.labels('ok').inc();
       this.metrics.rows.inc(report.rows);
       this.metrics.badRows.inc(report.badRowCount);
@@ -103,7 +165,9 @@ export class Ingestor {
     } finally {
       this.metrics.duration.observe((performance.now() - started) / 1000);
       this.metrics.inProgress.dec();
-      this.running = undefined;
+      const next = this.waiting.shift();
+      this.running = next === undefined ? undefined : { source: next.source, startedAt: new Date() };
+      next?.resolve();
     }
   }
 

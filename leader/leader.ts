@@ -12,20 +12,26 @@ import type { Logger } from '../common/logger.js';
 import { createHttpMetrics } from '../common/metrics.js';
 import type { SnapshotManifest } from '../common/protocol.js';
 import { createLeaderApp } from './app.js';
+import { resetFormsDir } from './form-upload.js';
+import { Inbox } from './inbox.js';
 import { Ingestor } from './ingest.js';
 import { registerLeaderMetrics } from './metrics.js';
 import { ParsePool } from './parse-pool.js';
 import { ReplicaRegistry, type ReplicaRegistryOptions } from './replicas.js';
 import { SnapshotStore } from './snapshot-store.js';
+import { ResumableUploads } from './uploads.js';
 
 export interface Leader {
   readonly app: Koa;
   readonly store: SnapshotStore;
   readonly ingestor: Ingestor;
   readonly replicas: ReplicaRegistry;
+  readonly uploads: ResumableUploads;
+  /** Watches INBOX_DIR; undefined when INBOX_DIR is empty. */
+  readonly inbox: Inbox | undefined;
   /** Set `draining` when shutting down: /readyz then answers 503. */
   readonly lifecycle: { draining: boolean };
-  /** Stops the parse workers, notice retries and DNS refreshes (at shutdown). */
+  /** Stops the inbox, upload sweeps, parse workers, notice retries and DNS refreshes (at shutdown). */
   close(): Promise<void>;
 }
 
@@ -66,13 +72,33 @@ export async function createLeader(
   const pool = new ParsePool(config.ingestWorkers);
   const metrics = createHttpMetrics('leader');
   const ingestMetrics = registerLeaderMetrics(metrics.registry, store, replicas);
-  const ingestor = new Ingestor(store, config, logger, publish, pool, ingestMetrics, buildTuning);
+  // Files on disk wait for a running ingest: each resumable upload that may exist, plus the inbox's current file.
+  const settings = { ...config, maxWaiting: config.maxUploads + 1 };
+  const ingestor = new Ingestor(store, settings, logger, publish, pool, ingestMetrics, buildTuning);
+  const uploads = new ResumableUploads(config, ingestor, logger);
+  await uploads.start();
+  const formsDir = await resetFormsDir(config.uploadDir);
+  const inbox = config.inboxDir === '' ? undefined : new Inbox(config, ingestor, logger);
+  await inbox?.start();
   const lifecycle = { draining: false };
-  const app = createLeaderApp({ config, logger, store, ingestor, replicas, activate, metrics, lifecycle });
+  const app = createLeaderApp({
+    config,
+    logger,
+    store,
+    ingestor,
+    uploads,
+    formsDir,
+    replicas,
+    activate,
+    metrics,
+    lifecycle,
+  });
   replicas.start();
   const close = async () => {
+    await inbox?.close();
+    uploads.close();
     replicas.close();
     await pool.close();
   };
-  return { app, store, ingestor, replicas, lifecycle, close };
+  return { app, store, ingestor, replicas, uploads, inbox, lifecycle, close };
 }

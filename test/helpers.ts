@@ -51,6 +51,12 @@ export function quietLogger(): Logger {
   return createLogger('silent', 'test');
 }
 
+/** A logger at trace level that keeps every line it writes, for tests about what gets logged. */
+export function capturingLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { logger: createLogger('trace', 'test', { write: (line: string) => lines.push(line) }), lines };
+}
+
 export interface HttpAnswer {
   readonly status: number;
   readonly headers: Headers;
@@ -115,6 +121,7 @@ export async function startLeader(
   env: Record<string, string> = {},
   tuning: { targetPartitionRows?: number; spillBuckets?: number } = {},
   replicaOptions: ReplicaRegistryOptions = {},
+  logger: Logger = quietLogger(),
 ): Promise<TestLeader> {
   const config = loadLeaderConfig({
     PORT: '0',
@@ -126,9 +133,9 @@ export async function startLeader(
     INGEST_WORKERS: '0',
     ...env,
   });
-  const leader = await createLeader(config, quietLogger(), tuning, replicaOptions);
+  const leader = await createLeader(config, logger, tuning, replicaOptions);
   onCleanup(() => leader.close());
-  const server = await listen(leader.app.callback(), config.host, config.port);
+  const server = await listen(leader.app.callback(), config.host, config.port, config);
   onCleanup(() => server.close(100));
   return { ...leader, server, url: server.url, config };
 }
@@ -161,7 +168,7 @@ export async function startReplica(
   const syncer = new Syncer(config, index, logger);
   const lifecycle = { draining: false };
   const app = createReplicaApp({ config, logger, index, syncer, lifecycle });
-  const server = await listen(app.handler, config.host, config.port);
+  const server = await listen(app.handler, config.host, config.port, config);
   syncer.advertiseUrl = server.url;
   onCleanup(async () => {
     syncer.stop();

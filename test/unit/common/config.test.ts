@@ -43,6 +43,28 @@ describe('common/config', () => {
     expect(c.port).to.equal(0);
   });
 
+  it('puts uploads and the inbox under DATA_DIR unless told otherwise; an empty INBOX_DIR turns the inbox off', () => {
+    const c = loadLeaderConfig({ ...TOKENS, DATA_DIR: '/var/lib/promotions' });
+    expect(c).to.include({
+      uploadDir: '/var/lib/promotions/uploads',
+      inboxDir: '/var/lib/promotions/inbox',
+      maxHeaderBytes: 16 * 1024,
+      headersTimeoutMs: 10_000,
+      idleTimeoutMs: 60_000,
+    });
+    expect(loadLeaderConfig({ ...TOKENS, INBOX_DIR: '' }).inboxDir).to.equal('');
+    expect(loadLeaderConfig({ ...TOKENS, INBOX_DIR: '/drop', UPLOAD_DIR: '/big' })).to.include({
+      inboxDir: '/drop',
+      uploadDir: '/big',
+    });
+    expect(refusal(() => loadLeaderConfig({ ...TOKENS, INBOX_KEEP_FILES: '0' }))).to.match(
+      /^INBOX_KEEP_FILES/,
+    );
+    expect(refusal(() => loadReplicaConfig({ ...TOKENS, MAX_HEADER_BYTES: '100' }))).to.match(
+      /^MAX_HEADER_BYTES/,
+    );
+  });
+
   it('reads REPLICAS_DNS as a host name and a port', () => {
     expect(loadLeaderConfig(TOKENS).replicasDns).to.equal(null);
     expect(

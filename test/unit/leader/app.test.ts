@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { loadSnapshot } from '../../../common/snapshot/reader.js';
 import { SnapshotStore } from '../../../leader/snapshot-store.js';
 import {
+  capturingLogger,
   cleanup,
   csvOf,
   http,
@@ -12,6 +13,7 @@ import {
   quietLogger,
   REPLICA_TOKEN,
   startLeader,
+  waitFor,
 } from '../../helpers.js';
 
 const A = [
@@ -138,16 +140,85 @@ describe('leader app', () => {
     expect((await first).status).to.equal(201);
   });
 
-  it('refuses writes without the leader token, compared exactly', async () => {
-    const leader = await startLeader();
+  it('refuses every write route without the leader token, compared exactly, and never logs the token', async () => {
+    const { logger, lines } = capturingLogger();
+    const leader = await startLeader({}, {}, {}, logger);
+    const tus = { 'tus-resumable': '1.0.0' };
+    const upload = await http(`${leader.url}/uploads`, {
+      method: 'POST',
+      headers: { ...tus, authorization: `Bearer ${LEADER_TOKEN}`, 'upload-length': '10' },
+    });
+    const uploadUrl = `${leader.url}${upload.headers.get('location')}`;
+    const form = () => {
+      const f = new FormData();
+      f.append('file', new Blob([csvOf(A)]), 'a.csv');
+      return f;
+    };
+    const writes: [string, string, RequestInit][] = [
+      ['PUT', `${leader.url}/promotions`, { body: csvOf(A) }],
+      ['POST', `${leader.url}/promotions`, { body: form() }],
+      ['POST', `${leader.url}/snapshots/1/activate`, {}],
+      ['POST', `${leader.url}/uploads`, { headers: { ...tus, 'upload-length': '10' } }],
+      ['HEAD', uploadUrl, { headers: tus }],
+      ['PATCH', uploadUrl, { headers: { ...tus, 'upload-offset': '0' }, body: 'a' }],
+      ['DELETE', uploadUrl, { headers: tus }],
+    ];
     for (const authorization of [undefined, 'Bearer wrong', `Bearer ${REPLICA_TOKEN}`, LEADER_TOKEN]) {
-      const headers: Record<string, string> = authorization ? { authorization } : {};
-      const put = await http(`${leader.url}/promotions`, { method: 'PUT', headers, body: csvOf(A) });
-      expect(put.status, String(authorization)).to.equal(401);
-      expect(put.json.error).to.equal('AUTH_REQUIRED');
-      const act = await http(`${leader.url}/snapshots/1/activate`, { method: 'POST', headers });
-      expect(act.status).to.equal(401);
+      for (const [method, url, init] of writes) {
+        const headers = {
+          ...(init.headers as Record<string, string>),
+          ...(authorization ? { authorization } : {}),
+        };
+        const res = await http(url, {
+          ...init,
+          method,
+          headers,
+          body: method === 'POST' && init.body ? form() : init.body,
+        });
+        expect(res.status, `${method} ${url} with ${authorization}`).to.equal(401);
+        if (method !== 'HEAD') expect(res.json.error).to.equal('AUTH_REQUIRED');
+      }
     }
+    // Nothing was written: no version, the upload untouched.
+    expect(leader.store.current()).to.equal(undefined);
+    const head = await http(uploadUrl, {
+      method: 'HEAD',
+      headers: { ...tus, authorization: `Bearer ${LEADER_TOKEN}` },
+    });
+    expect(head.headers.get('upload-offset')).to.equal('0');
+    expect(lines.length).to.be.greaterThan(20);
+    expect(lines.join('')).not.to.include(LEADER_TOKEN).and.not.to.include('Bearer wrong');
+  });
+
+  it('lets a file on disk wait for a running ingest instead of refusing it', async () => {
+    const leader = await startLeader();
+    let push: ((s: string | null) => void) | undefined;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        push = (s) => (s === null ? controller.close() : controller.enqueue(new TextEncoder().encode(s)));
+      },
+    });
+    const first = fetch(`${leader.url}/promotions`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${LEADER_TOKEN}` },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    push?.(`${A[0].join(',')}\n`);
+    await waitFor(async () => (leader.ingestor.busy ? true : undefined), 5000, 'the first ingest to start');
+    const form = new FormData();
+    form.append('file', new Blob([csvOf(A)]), 'a.csv');
+    const second = http(`${leader.url}/promotions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${LEADER_TOKEN}` },
+      body: form,
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    push?.(null);
+    expect((await first).status).to.equal(201);
+    const queued = await second;
+    expect(queued.status, queued.text).to.equal(201);
+    expect(queued.json).to.include({ version: 2, rows: 2 });
   });
 
   it('serves a version file to replicas with Range support, and only with a token', async () => {

@@ -1,0 +1,109 @@
+import { appendFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'chai';
+import { generateLines } from '../../../scripts/generate.js';
+import { cleanup, csvOf, putCsv, startLeader, tempDir, waitFor } from '../../helpers.js';
+
+const STABLE = { INBOX_STABLE_MS: '300' };
+
+function rowsCsv(rows: number, seed: number): string {
+  return `${[...generateLines({ rows, seed })].join('\n')}\n`;
+}
+
+/** Waits until `folder` holds a data file and its report; returns the report. */
+async function reportIn(folder: string): Promise<Record<string, unknown>> {
+  const name = await waitFor(
+    async () => (await readdir(folder)).find((n) => n.endsWith('.report.json')),
+    10_000,
+    `a report in ${folder}`,
+  );
+  return JSON.parse(await readFile(join(folder, name), 'utf8')) as Record<string, unknown>;
+}
+
+describe('leader inbox', () => {
+  afterEach(cleanup);
+
+  it('ingests a file dropped slowly in pieces once, after it is complete, and moves it to done/', async () => {
+    const leader = await startLeader(STABLE);
+    const inbox = leader.config.inboxDir;
+    const csv = rowsCsv(3000, 1);
+    const path = join(inbox, 'promotions.csv');
+    const pieces = 5;
+    const size = Math.ceil(csv.length / pieces);
+    for (let i = 0; i < pieces; i++) {
+      await appendFile(path, csv.slice(i * size, (i + 1) * size));
+      await sleep(100);
+    }
+    const report = await reportIn(join(inbox, 'done'));
+    expect(report).to.include({ file: 'promotions.csv', accepted: true, version: 1, rows: 3000 });
+    expect(leader.store.list().map((m) => m.rows)).to.deep.equal([3000]);
+    const done = await readdir(join(inbox, 'done'));
+    expect(done.filter((n) => n.endsWith('-promotions.csv'))).to.have.length(1);
+    expect(await readdir(inbox)).to.have.members(['done', 'rejected']);
+  });
+
+  it('moves a bad file to rejected/ with a report of its bad rows; the live version stays', async () => {
+    const leader = await startLeader(STABLE);
+    expect((await putCsv(leader.url, csvOf([['a', '1', '2018-01-04 06:01:20']]))).status).to.equal(201);
+    const bad = csvOf([
+      ['b', '2', '2018-01-04 06:01:20'],
+      ['c', '1,5', '2018-01-04 06:01:20'],
+      ['d', '3', '2018-02-30 06:01:20'],
+    ]);
+    await writeFile(join(leader.config.inboxDir, 'bad.csv'), bad);
+    const report = await reportIn(join(leader.config.inboxDir, 'rejected'));
+    expect(report).to.include({ file: 'bad.csv', accepted: false, error: 'INGEST_BAD_ROWS', badRowCount: 2 });
+    expect(report.message).to.match(/^line 2: /);
+    const rows = report.badRows as { line: number; column: string; value: string; reason: string }[];
+    expect(rows.map((r) => [r.line, r.column])).to.deep.equal([
+      [2, 'row'],
+      [3, 'expiration_date'],
+    ]);
+    expect(rows[1].value).to.equal('2018-02-30 06:01:20');
+    expect(leader.store.current()?.version).to.equal(1);
+  });
+
+  it('does not ingest early a file found half-copied at start', async () => {
+    const dataDir = await tempDir();
+    const inbox = join(dataDir, 'inbox');
+    await mkdir(inbox, { recursive: true });
+    const csv = rowsCsv(2000, 2);
+    const path = join(inbox, 'late.csv');
+    await writeFile(path, csv.slice(0, csv.length / 2));
+    const leader = await startLeader({ ...STABLE, DATA_DIR: dataDir });
+    await sleep(100);
+    await appendFile(path, csv.slice(csv.length / 2));
+    const report = await reportIn(join(inbox, 'done'));
+    expect(report).to.include({ accepted: true, rows: 2000 });
+    expect(leader.store.list()).to.have.length(1);
+  });
+
+  it('ignores files being copied under a temporary name until they are renamed', async () => {
+    const leader = await startLeader(STABLE);
+    const inbox = leader.config.inboxDir;
+    await writeFile(join(inbox, 'next.csv.partial'), rowsCsv(10, 3));
+    await writeFile(join(inbox, '.hidden.csv'), rowsCsv(10, 3));
+    await sleep(900);
+    expect(leader.store.current()).to.equal(undefined);
+    await rename(join(inbox, 'next.csv.partial'), join(inbox, 'next.csv'));
+    expect(await reportIn(join(inbox, 'done'))).to.include({ file: 'next.csv', rows: 10 });
+  });
+
+  it('keeps only the newest INBOX_KEEP_FILES files of done/', async () => {
+    const leader = await startLeader({ ...STABLE, INBOX_KEEP_FILES: '1' });
+    const done = join(leader.config.inboxDir, 'done');
+    for (const [i, name] of ['one.csv', 'two.csv'].entries()) {
+      await writeFile(join(leader.config.inboxDir, name), rowsCsv(10, 10 + i));
+      await waitFor(
+        async () => (leader.store.current()?.version === i + 1 ? true : undefined),
+        10_000,
+        `version ${i + 1}`,
+      );
+    }
+    await waitFor(async () => ((await readdir(done)).length === 2 ? true : undefined), 5000, 'the prune');
+    const names = await readdir(done);
+    expect(names.some((n) => n.endsWith('-two.csv'))).to.equal(true);
+    expect(names.some((n) => n.endsWith('-two.csv.report.json'))).to.equal(true);
+  });
+});
