@@ -172,6 +172,13 @@ async function readWithCsvParse(input: Readable, sink: RowSink, lineOffset: numb
     });
   } catch (err) {
     if (err instanceof CsvError) {
+      // An unclosed quote is only noticed at the end of the file: name the line its record starts on instead.
+      if (err.code === 'CSV_QUOTE_NOT_CLOSED') {
+        throw new CsvSyntaxError(
+          lineOffset + lastLine + 1,
+          'a quoted field starts on this line and is never closed',
+        );
+      }
       throw new CsvSyntaxError(
         lineOffset + (typeof err.lines === 'number' ? err.lines : lastLine + 1),
         err.message,

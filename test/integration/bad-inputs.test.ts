@@ -1,0 +1,151 @@
+/**
+ * The bad-input corpus (test/fixtures/bad/, expectations in bad-expected.json): every file is sent with
+ * PUT /promotions to a leader serving a base version through a replica. A bad file gets its exact status, code,
+ * line, column and reason, and the live version and its answers stay as they were; a file that is valid despite its
+ * odd shape is accepted.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { ROOT } from '../../scripts/lib/processes.js';
+import {
+  cleanup,
+  csvOf,
+  http,
+  LEADER_TOKEN,
+  putCsv,
+  startLeader,
+  startReplica,
+  type TestLeader,
+  type TestReplica,
+  waitFor,
+} from '../helpers.js';
+
+interface Expected {
+  readonly what: string;
+  readonly status: number;
+  readonly error?: string;
+  readonly rows?: number;
+  readonly badRowCount?: number;
+  readonly line?: number;
+  readonly column?: string;
+  readonly reason?: string;
+}
+
+interface BadRow {
+  line: number;
+  column: string;
+  value: string;
+  reason: string;
+}
+
+const DIR = join(ROOT, 'test', 'fixtures', 'bad');
+const BASE = [1, 2, 3, 4].map((i) => [`base-${i}`, `${i}.25`, '2018-01-04 06:01:20 +0100 CET']);
+const AUTH = { authorization: `Bearer ${LEADER_TOKEN}` };
+
+describe('bad-input corpus', () => {
+  let leader: TestLeader;
+  let replica: TestReplica;
+  let baseAnswer: string;
+  let expected: Record<string, Expected>;
+
+  before(async () => {
+    expected = JSON.parse(await readFile(join(ROOT, 'test', 'fixtures', 'bad-expected.json'), 'utf8'));
+    // Every accepted file makes a version; the base must stay kept so that it can be activated again.
+    leader = await startLeader({ INGEST_WORKERS: '1', KEEP_VERSIONS: '50' });
+    expect((await putCsv(leader.url, csvOf(BASE))).status).to.equal(201);
+    replica = await startReplica(leader.url);
+    baseAnswer = await waitFor(
+      async () => {
+        const res = await http(`${replica.url}/promotions/base-1`);
+        return res.status === 200 ? res.text : undefined;
+      },
+      10_000,
+      'the replica on the base version',
+    );
+    expect(JSON.parse(baseAnswer)).to.deep.equal({
+      id: 'base-1',
+      price: 1.25,
+      expiration_date: '2018-01-04 06:01:20',
+    });
+  });
+  after(cleanup);
+
+  /** The base version is current, and the replica answers from it exactly as before. */
+  async function expectBaseLive(): Promise<void> {
+    expect(leader.store.current()?.version).to.equal(1);
+    expect(leader.store.list()).to.have.length(1);
+    const res = await http(`${replica.url}/promotions/base-1`);
+    expect([res.status, res.headers.get('x-snapshot-version'), res.text]).to.deep.equal([
+      200,
+      '1',
+      baseAnswer,
+    ]);
+  }
+
+  it('has at least 30 bad files, each with its expectation, and an expectation only for files that exist', async () => {
+    const files = (await readdir(DIR)).sort();
+    expect(files).to.deep.equal(Object.keys(expected).sort());
+    expect(files.filter((f) => expected[f].status !== 201).length).to.be.at.least(30);
+  });
+
+  it('refuses each bad file with its status, code, line, column and reason; the live version stays', async () => {
+    for (const [file, e] of Object.entries(expected).filter(([, x]) => x.status !== 201)) {
+      const body = new Uint8Array(await readFile(join(DIR, file)));
+      const res = await http(`${leader.url}/promotions`, { method: 'PUT', headers: AUTH, body });
+      const about = `${file} (${e.what}): ${res.text.slice(0, 300)}`;
+      expect(res.status, about).to.equal(e.status);
+      expect(res.json.error, about).to.equal(e.error);
+      if (e.line !== undefined) {
+        expect(res.json.message, about).to.match(new RegExp(`^line ${e.line}: `));
+        const rows = res.json.badRows as BadRow[];
+        expect(res.json.badRowCount, about).to.equal(e.badRowCount);
+        expect(rows.length, about).to.equal(Math.min(100, e.badRowCount ?? 0));
+        expect([rows[0].line, rows[0].column], about).to.deep.equal([e.line, e.column]);
+        expect(rows[0].reason.startsWith(e.reason ?? '?'), `${about}: reason ${rows[0].reason}`).to.equal(
+          true,
+        );
+        for (const r of rows) expect(r.value.length, about).to.be.at.most(80);
+      }
+      await expectBaseLive();
+    }
+  });
+
+  it('refuses a single 10 MB line, naming line 1, with its value cut to 80 characters', async () => {
+    const body = Buffer.alloc(10 * 1024 * 1024 + 1, 'x');
+    body[body.length - 1] = 0x0a;
+    const res = await http(`${leader.url}/promotions`, {
+      method: 'PUT',
+      headers: AUTH,
+      body: new Uint8Array(body),
+    });
+    expect(res.status).to.equal(422);
+    expect(res.json.error).to.equal('INGEST_BAD_ROWS');
+    expect(res.json.message).to.match(/^line 1: /);
+    expect((res.json.badRows as BadRow[])[0].value).to.equal('x'.repeat(80));
+    await expectBaseLive();
+  });
+
+  it('accepts the files that are valid despite their shape', async () => {
+    for (const [file, e] of Object.entries(expected).filter(([, x]) => x.status === 201)) {
+      const body = new Uint8Array(await readFile(join(DIR, file)));
+      const res = await http(`${leader.url}/promotions`, { method: 'PUT', headers: AUTH, body });
+      expect(res.status, `${file} (${e.what}): ${res.text.slice(0, 300)}`).to.equal(201);
+      expect(res.json.rows, file).to.equal(e.rows);
+      const version = res.json.version as number;
+      await waitFor(
+        async () => ((await http(`${replica.url}/promotions/id-3`)).status === 200 ? true : undefined),
+        10_000,
+        `${file}: the replica on version ${version}`,
+      );
+      // Back to the base version for the next file (activate, the replicas follow).
+      const back = await http(`${leader.url}/snapshots/1/activate`, { method: 'POST', headers: AUTH });
+      expect(back.status, `${file}: ${back.text}`).to.equal(200);
+      await waitFor(
+        async () => ((await http(`${replica.url}/promotions/id-3`)).status === 404 ? true : undefined),
+        10_000,
+        `${file}: the replica back on version 1`,
+      );
+    }
+  });
+});
