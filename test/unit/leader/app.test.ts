@@ -117,6 +117,24 @@ describe('leader app', () => {
     expect(await currentVersion(leader.url)).to.equal(2);
   });
 
+  it('refuses a PUT over MAX_UPLOAD_BYTES with 413, declared or streamed, and keeps the current version', async () => {
+    const leader = await startLeader({ MAX_UPLOAD_BYTES: '1KiB' });
+    expect((await putCsv(leader.url, csvOf(A))).status).to.equal(201);
+    const big = csvOf(Array.from({ length: 50 }, (_, i) => [`id-${i}`, '1.5', '2018-01-04 06:01:20']));
+    const declared = await putCsv(leader.url, big);
+    expect([declared.status, declared.json.error]).to.deep.equal([413, 'REQUEST_TOO_LARGE']);
+    // Without a length (chunked), the limit is enforced on the bytes as they arrive.
+    const streamed = await http(`${leader.url}/promotions`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${LEADER_TOKEN}` },
+      body: new Blob([big]).stream(),
+      duplex: 'half',
+    } as RequestInit);
+    expect([streamed.status, streamed.json.error]).to.deep.equal([413, 'REQUEST_TOO_LARGE']);
+    expect(streamed.json.message).to.include('MAX_UPLOAD_BYTES (1024 bytes)');
+    expect(leader.store.list().map((m) => m.version)).to.deep.equal([1]);
+  });
+
   it('answers 409 to a second ingest while one runs', async () => {
     const leader = await startLeader();
     let push: ((s: string | null) => void) | undefined;
