@@ -124,10 +124,13 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
     ctx.respond = false;
     await deps.uploads.server.handle(ctx.req, ctx.res);
   };
-  for (const path of [UPLOADS_PATH, `${UPLOADS_PATH}/:id`]) {
-    router.options(path, tus);
-    router.all(path, writeAuth, tus);
-  }
+  // tus needs no GET: the library would serve an upload's bytes back, which nobody should fetch from here.
+  const paths = [UPLOADS_PATH, `${UPLOADS_PATH}/:id`];
+  router.options(paths, tus);
+  router.post(UPLOADS_PATH, writeAuth, tus);
+  router.head(paths[1], writeAuth, tus);
+  router.patch(paths[1], writeAuth, tus);
+  router.delete(paths[1], writeAuth, tus);
 
   router.get('/snapshots', (ctx) => {
     const current = store.current()?.version ?? null;

@@ -211,6 +211,9 @@ describe('leader resumable uploads (tus 1.0)', () => {
       headers: { ...TUS, 'upload-length': '1001' },
     });
     expect([big.status, big.json.error]).to.deep.equal([413, 'REQUEST_TOO_LARGE']);
+    // No way to read an upload's bytes back.
+    const read = await http(url, { headers: TUS });
+    expect(read.status).to.equal(405);
   });
 
   it('keeps the connection open while a large finished upload is ingested, past IDLE_TIMEOUT_MS', async () => {
