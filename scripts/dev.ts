@@ -84,6 +84,7 @@ async function main(): Promise<void> {
   say(`  curl -s ${leader.url}/snapshots`);
   say(`  curl -s ${leader.url}/replicas`);
   say(`  LEADER_TOKEN=${leaderToken} node --import tsx scripts/upload.ts FILE.csv --leader ${leader.url}`);
+  say(`  cp FILE.csv ${join(dir, 'leader', 'inbox')}/   # then see inbox/done or inbox/rejected`);
   say('');
   say('Ctrl-C stops all three.');
 }
