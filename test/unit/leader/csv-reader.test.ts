@@ -186,4 +186,31 @@ describe('leader/csv-reader: the fast path equals csv-parse', function () {
     const out = await ours(`a,1,2018-01-01 00:00:00\n${long}`, [1 << 20], new ParsePool(0), 1 << 20);
     expect(out).to.deep.equal({ syntaxErrorLine: 2 });
   });
+
+  it('ends an unterminated quoted field at the record size limit, naming the line it starts on', async () => {
+    const head = 'a,1,2018-01-01 00:00:00\r\n\nb,2,"2018-01-01\n00:00:00"\n"';
+    // The open field is followed by more input: csv-parse must stop at the limit, not at the end of the file.
+    const chunks = [Buffer.from(head), ...Array.from({ length: 20 }, () => Buffer.alloc(1 << 20, 'x'))];
+    let error: unknown;
+    try {
+      await readCsv(Readable.from(chunks), {
+        pool: new ParsePool(0),
+        reportLimit: 10,
+        onBytes: () => undefined,
+        onBlock: () => undefined,
+        onRow: () => undefined,
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).to.be.instanceOf(CsvSyntaxError);
+    expect((error as CsvSyntaxError).line).to.equal(5);
+    expect((error as CsvSyntaxError).message).to.match(/longer than 16777216 bytes/);
+  });
+
+  it('takes a long line arriving in many small chunks', async () => {
+    const id = 'y'.repeat(100);
+    const text = `a,1,2018-01-01 00:00:00\n${id},${'9'.repeat(60_000)},2018-01-01 00:00:00\nb,2,2018-01-01 00:00:00\n`;
+    expect(await ours(text, [7, 13], new ParsePool(0), 1 << 20)).to.deep.equal(reference(text));
+  });
 });
