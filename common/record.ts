@@ -196,6 +196,45 @@ function parsePlainExpiration(t: string): number {
   return (daysFromCivil(y, mo, d) + DAYS_0000_TO_1970) * 86400 + h * 3600 + mi * 60 + s;
 }
 
+function digitAt(b: Uint8Array, i: number): number {
+  const d = b[i] - 48;
+  return d >= 0 && d <= 9 ? d : -1e6;
+}
+
+/**
+ * parsePlainExpiration of the ASCII text `b[at, at + n)`, read from the bytes without making a string: the same
+ * value, or -1 for every text it refuses (the caller then takes the string route).
+ */
+export function plainExpirationBytes(b: Uint8Array, at: number, n: number): number {
+  if (n < 19 || b[at + 4] !== 45 || b[at + 7] !== 45 || b[at + 10] !== 32) return -1;
+  if (b[at + 13] !== 58 || b[at + 16] !== 58) return -1;
+  if (n > 19) {
+    const sign = b[at + 20];
+    if (n < 25 || b[at + 19] !== 32 || (sign !== 43 && sign !== 45)) return -1;
+    const oh = digitAt(b, at + 21) * 10 + digitAt(b, at + 22);
+    const om = digitAt(b, at + 23) * 10 + digitAt(b, at + 24);
+    if (oh < 0 || om < 0 || oh > 23 || om > 59) return -1;
+    if (n > 25) {
+      if (b[at + 25] !== 32 || n > 36) return -1;
+      for (let i = at + 26; i < at + n; i++) {
+        const c = b[i] | 0x20;
+        if (c < 97 || c > 122) return -1;
+      }
+      if (n === 26) return -1;
+    }
+  }
+  const y = digitAt(b, at) * 1000 + digitAt(b, at + 1) * 100 + digitAt(b, at + 2) * 10 + digitAt(b, at + 3);
+  const mo = digitAt(b, at + 5) * 10 + digitAt(b, at + 6);
+  const d = digitAt(b, at + 8) * 10 + digitAt(b, at + 9);
+  const h = digitAt(b, at + 11) * 10 + digitAt(b, at + 12);
+  const mi = digitAt(b, at + 14) * 10 + digitAt(b, at + 15);
+  const s = digitAt(b, at + 17) * 10 + digitAt(b, at + 18);
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59)
+    return -1;
+  if (d > (mo === 2 && isLeap(y) ? 29 : DAYS_IN_MONTH[mo - 1])) return -1;
+  return (daysFromCivil(y, mo, d) + DAYS_0000_TO_1970) * 86400 + h * 3600 + mi * 60 + s;
+}
+
 /** Validates one row's three fields; `line` is the 1-based line number in the file. */
 export function parseFields(id: string, price: string, expiration: string, line: number): Promotion | BadRow {
   const idWhy = idProblem(id);

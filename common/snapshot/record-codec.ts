@@ -58,6 +58,47 @@ function writeUuid(id: string, buf: Buffer, off: number): boolean {
   return true;
 }
 
+/**
+ * The record of a row whose id is a canonical UUID, from the row's ASCII bytes: the id at `src[idAt, idAt + 36)`,
+ * the price (already canonical) at `src[priceAt, priceAt + priceLen)`. Writes at `off` and returns the offset after
+ * it, or -1 when the id is not a canonical UUID (the bytes written are then garbage). The same bytes as
+ * encodeRecord of the decoded row.
+ */
+export function encodeUuidRecordBytes(
+  src: Uint8Array,
+  idAt: number,
+  priceAt: number,
+  priceLen: number,
+  expiresAt: number,
+  buf: Uint8Array,
+  off: number,
+): number {
+  if (src[idAt + 8] !== 45 || src[idAt + 13] !== 45 || src[idAt + 18] !== 45 || src[idAt + 23] !== 45)
+    return -1;
+  for (let i = 0; i < 16; i++) {
+    const c = idAt + UUID_POS[i];
+    const hi = src[c];
+    const lo = src[c + 1];
+    if (hi >= 128 || lo >= 128) return -1;
+    const h = HEX[hi];
+    const l = HEX[lo];
+    if (h < 0 || l < 0) return -1;
+    buf[off + 1 + i] = (h << 4) | l;
+  }
+  buf[off] = RECORD_KIND_UUID;
+  let at = off + 17;
+  buf[at++] = priceLen;
+  for (let i = 0; i < priceLen; i++) buf[at + i] = src[priceAt + i];
+  at += priceLen;
+  const low = expiresAt % 4294967296;
+  buf[at] = low & 0xff;
+  buf[at + 1] = (low >>> 8) & 0xff;
+  buf[at + 2] = (low >>> 16) & 0xff;
+  buf[at + 3] = low >>> 24;
+  buf[at + 4] = Math.floor(expiresAt / 4294967296);
+  return at + 5;
+}
+
 /** Writes an ASCII string byte by byte (short strings: cheaper than Buffer.write's call). */
 function writeAscii(s: string, buf: Buffer, off: number): number {
   for (let i = 0; i < s.length; i++) buf[off + i] = s.charCodeAt(i);

@@ -28,8 +28,14 @@ import {
   type SnapshotHeader,
   TARGET_PARTITION_ROWS,
 } from './format.js';
-import { keyHash1, slotHash } from './key-hash.js';
-import { encodeRecord, MAX_RECORD_BYTES, recordLength, sameRecordId } from './record-codec.js';
+import { keyHash1, keyHash1Bytes, slotHash } from './key-hash.js';
+import {
+  encodeRecord,
+  encodeUuidRecordBytes,
+  MAX_RECORD_BYTES,
+  recordLength,
+  sameRecordId,
+} from './record-codec.js';
 
 /** A row in memory or in a run file: h1 u32, h2 u32, then the record. */
 const ROW_PREFIX = 8;
@@ -45,6 +51,35 @@ export function encodeRow(p: Promotion, buf: Buffer, off: number): number {
   buf.writeUInt32LE(h1, off);
   buf.writeUInt32LE(slotHash(h1), off + 4);
   return encodeRecord(p, buf, off + ROW_PREFIX) - off;
+}
+
+/**
+ * encodeRow for a row given as ASCII bytes whose id (36 bytes at `idAt`) is a canonical UUID and whose price is
+ * already canonical (see encodeUuidRecordBytes). Returns the row's length, or -1 when the id is not a canonical
+ * UUID. The parse workers' fast path: no strings are made.
+ */
+export function encodeUuidRowBytes(
+  src: Uint8Array,
+  idAt: number,
+  priceAt: number,
+  priceLen: number,
+  expiresAt: number,
+  buf: Uint8Array,
+  off: number,
+): number {
+  const end = encodeUuidRecordBytes(src, idAt, priceAt, priceLen, expiresAt, buf, off + ROW_PREFIX);
+  if (end < 0) return -1;
+  const h1 = keyHash1Bytes(src, idAt, 36);
+  const h2 = slotHash(h1);
+  buf[off] = h1 & 0xff;
+  buf[off + 1] = (h1 >>> 8) & 0xff;
+  buf[off + 2] = (h1 >>> 16) & 0xff;
+  buf[off + 3] = h1 >>> 24;
+  buf[off + 4] = h2 & 0xff;
+  buf[off + 5] = (h2 >>> 8) & 0xff;
+  buf[off + 6] = (h2 >>> 16) & 0xff;
+  buf[off + 7] = h2 >>> 24;
+  return end - off;
 }
 const CHUNK_BYTES = 1 << 20;
 const RUN_BUFFER_BYTES = 64 * 1024;
