@@ -120,13 +120,6 @@ export interface BuildStats {
   readonly spilled: boolean;
 }
 
-/** Where each row of a row set is: its buffer, its offset there, and its record's length. */
-interface RowRefs {
-  readonly bufIndex: Uint32Array;
-  readonly offsets: Uint32Array;
-  readonly lengths: Uint16Array;
-}
-
 /** Rows of one hash range: encoded rows in memory buffers, each buffer holding whole rows. */
 interface RowSet {
   readonly buffers: Buffer[];
@@ -283,9 +276,17 @@ export interface BuiltRange {
   readonly duplicates: number;
 }
 
+/** Reads the u32 little-endian at `off` (a row's h1 or h2) without Buffer.readUInt32LE's checks. */
+function u32(b: Uint8Array, off: number): number {
+  return (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
+}
+
 /**
  * Builds partitions [first, first + count) from rows that all hash into that range, given in input order (the
  * last of equal ids wins). Pure and synchronous: it runs on the main thread or in a worker (`RangeBuilder`).
+ *
+ * Every pass reads the rows front to back: the rows of a range are several megabytes, and a read at random in
+ * them costs a cache miss.
  */
 export function buildRange(
   buffers: Buffer[],
@@ -297,53 +298,78 @@ export function buildRange(
   const bufIndex = new Uint32Array(rowCount);
   const offsets = new Uint32Array(rowCount);
   const lengths = new Uint16Array(rowCount);
-  const partOf = new Uint32Array(rowCount);
   const starts = new Uint32Array(count + 1);
   let i = 0;
-  buffers.forEach((b, bi) => {
-    forEachRow(b, (off, len) => {
-      const p = partitionOf(b.readUInt32LE(off), partitionBits) - first;
+  for (let bi = 0; bi < buffers.length; bi++) {
+    const b = buffers[bi];
+    let off = 0;
+    while (off < b.length) {
+      const len = recordLength(b, off + ROW_PREFIX);
+      starts[partitionOf(u32(b, off), partitionBits) - first + 1]++;
       bufIndex[i] = bi;
       offsets[i] = off;
-      lengths[i] = len - ROW_PREFIX;
-      partOf[i++] = p;
-      starts[p + 1]++;
-    });
-  });
+      lengths[i++] = len;
+      off += ROW_PREFIX + len;
+    }
+  }
   for (let p = 0; p < count; p++) starts[p + 1] += starts[p];
-  // Stable counting sort by partition keeps input order inside a partition: last row wins on duplicates.
+  // Stable counting sort by partition keeps input order inside a partition: last row wins on duplicates. The
+  // hashes move with the rows, so placing a partition's rows reads them in order.
   const order = new Uint32Array(rowCount);
+  const h1s = new Uint32Array(rowCount);
+  const h2s = new Uint32Array(rowCount);
   const fill = starts.slice(0, count);
-  for (let r = 0; r < rowCount; r++) order[fill[partOf[r]]++] = r;
-  const refs: RowRefs = { bufIndex, offsets, lengths };
+  for (let r = 0; r < rowCount; r++) {
+    const b = buffers[bufIndex[r]];
+    const o = offsets[r];
+    const h1 = u32(b, o);
+    const k = fill[partitionOf(h1, partitionBits) - first]++;
+    order[k] = r;
+    h1s[k] = h1;
+    h2s[k] = u32(b, o + 4);
+  }
+  const sorted: SortedRows = { buffers, bufIndex, offsets, lengths, order, h1s, h2s };
   const parts: BuiltPartition[] = [];
   let duplicates = 0;
   for (let p = 0; p < count; p++) {
-    const built = buildPartition(buffers, refs, order.subarray(starts[p], starts[p + 1]));
+    const built = buildPartition(sorted, starts[p], starts[p + 1]);
     duplicates += built.duplicates;
     parts.push(built.part);
   }
   return { first, parts, duplicates };
 }
 
+/** A range's rows counting-sorted by partition: sorted position k is row order[k], with hashes h1s[k], h2s[k]. */
+interface SortedRows {
+  readonly buffers: Buffer[];
+  readonly bufIndex: Uint32Array;
+  readonly offsets: Uint32Array;
+  /** Record length (without the row prefix) of each row. */
+  readonly lengths: Uint16Array;
+  readonly order: Uint32Array;
+  readonly h1s: Uint32Array;
+  readonly h2s: Uint32Array;
+}
+
+/** One partition from sorted positions [from, to). Records are laid out in input order, which FORMAT.md leaves free. */
 function buildPartition(
-  buffers: Buffer[],
-  refsOf: RowRefs,
-  rows: Uint32Array,
+  sorted: SortedRows,
+  from: number,
+  to: number,
 ): { part: BuiltPartition; duplicates: number } {
-  const { bufIndex, offsets, lengths } = refsOf;
-  const homeSlots = Math.max(1, Math.ceil(rows.length / LOAD_FACTOR));
+  const { buffers, bufIndex, offsets, lengths, order, h1s, h2s } = sorted;
+  const n = to - from;
+  const homeSlots = Math.max(1, Math.ceil(n / LOAD_FACTOR));
   let cap = homeSlots + 64;
   let fps = new Uint32Array(cap);
+  // The sorted position (less `from`) of the row in each slot, -1 for none.
   let refs = new Int32Array(cap).fill(-1);
   let maxProbe = 0;
   let used = 0;
   let duplicates = 0;
-  for (const r of rows) {
-    const b = buffers[bufIndex[r]];
-    const o = offsets[r];
-    const h1 = b.readUInt32LE(o);
-    let s = homeSlot(b.readUInt32LE(o + 4), homeSlots);
+  for (let j = 0; j < n; j++) {
+    const h1 = h1s[from + j];
+    let s = homeSlot(h2s[from + j], homeSlots);
     let probe = 1;
     for (; ; s++, probe++) {
       if (s >= cap) {
@@ -358,50 +384,65 @@ function buildPartition(
       const other = refs[s];
       if (other === -1) {
         fps[s] = h1;
-        refs[s] = r;
+        refs[s] = j;
         if (s >= used) used = s + 1;
         break;
       }
-      if (
-        fps[s] === h1 &&
-        sameRecordId(b, o + ROW_PREFIX, buffers[bufIndex[other]], offsets[other] + ROW_PREFIX)
-      ) {
-        refs[s] = r;
-        duplicates++;
-        break;
+      if (fps[s] === h1) {
+        const r = order[from + j];
+        const q = order[from + other];
+        if (
+          sameRecordId(
+            buffers[bufIndex[r]],
+            offsets[r] + ROW_PREFIX,
+            buffers[bufIndex[q]],
+            offsets[q] + ROW_PREFIX,
+          )
+        ) {
+          refs[s] = j;
+          duplicates++;
+          break;
+        }
       }
     }
     if (probe > maxProbe) maxProbe = probe;
   }
+  // Which rows survived (the last of each id), and where each one's record goes: in input order.
+  const recordAt = new Int32Array(n).fill(-1);
+  for (let s = 0; s < used; s++) if (refs[s] !== -1) recordAt[refs[s]] = 0;
   let recordBytes = 0;
   let live = 0;
-  for (let s = 0; s < used; s++) {
-    const r = refs[s];
-    if (r === -1) continue;
+  for (let j = 0; j < n; j++) {
+    if (recordAt[j] === -1) continue;
+    recordAt[j] = recordBytes;
+    recordBytes += lengths[order[from + j]];
     live++;
-    recordBytes += lengths[r];
   }
   const slotBytes = used * SLOT_BYTES;
   // allocUnsafeSlow: offset 0 of its own ArrayBuffer, so the slot table can be written through a Uint32Array,
   // and the buffer can be transferred between threads.
   const part = Buffer.allocUnsafeSlow(slotBytes + recordBytes);
-  const slots = new Uint32Array(part.buffer, 0, used * 2);
   let rec = slotBytes;
+  for (let j = 0; j < n; j++) {
+    if (recordAt[j] === -1) continue;
+    const r = order[from + j];
+    const b = buffers[bufIndex[r]];
+    const o = offsets[r] + ROW_PREFIX;
+    const len = lengths[r];
+    // Records are a few dozen bytes: a plain loop beats Buffer.copy's per-call cost.
+    for (let k = 0; k < len; k++) part[rec + k] = b[o + k];
+    rec += len;
+  }
+  const slots = new Uint32Array(part.buffer, 0, used * 2);
   for (let s = 0; s < used; s++) {
-    const r = refs[s];
-    if (r === -1) {
+    const j = refs[s];
+    if (j === -1) {
       slots[2 * s] = 0;
       slots[2 * s + 1] = EMPTY_SLOT;
       continue;
     }
-    const b = buffers[bufIndex[r]];
-    const o = offsets[r] + ROW_PREFIX;
-    const len = lengths[r];
     slots[2 * s] = fps[s];
-    slots[2 * s + 1] = rec - slotBytes;
-    // Records are a few dozen bytes: a plain loop beats Buffer.copy's per-call cost.
-    for (let k = 0; k < len; k++) part[rec + k] = b[o + k];
-    rec += len;
+    slots[2 * s + 1] = recordAt[j];
   }
   return {
     part: {
