@@ -15,12 +15,22 @@ import {
   parseRow,
   plainExpirationBytes,
 } from '../common/record.js';
-import { encodeRow, encodeUuidRowBytes, MAX_ROW_BYTES } from '../common/snapshot/writer.js';
+import {
+  encodeRow,
+  encodeUuidRowBytes,
+  groupRows,
+  MAX_ROW_BYTES,
+  type RowGroups,
+} from '../common/snapshot/writer.js';
 
 /** What one block of lines gave. Line numbers in `badRows` count from 1 at the block's first line. */
 export interface ParsedBlock {
-  /** Encoded rows, whole, in input order (own ArrayBuffer, so it can be transferred). */
+  /**
+   * Encoded rows, whole, grouped by the top bits of their hash (`groupRows`; input order inside a group) so the
+   * builder routes them a group at a time. Own ArrayBuffer, so it can be transferred.
+   */
   readonly encoded: Buffer;
+  readonly groups: RowGroups;
   readonly rows: number;
   /** Lines in the block (a final line without a newline counts). */
   readonly lines: number;
@@ -97,6 +107,8 @@ export function parseBlock(bytes: Uint8Array, checkHeader: boolean, reportLimit:
   let out = Buffer.allocUnsafeSlow(Math.max(4096, Math.ceil(bytes.byteLength * 0.9)));
   let pos = 0;
   let rows = 0;
+  // Where each encoded row starts in `out`.
+  let starts = new Uint32Array(Math.ceil(bytes.byteLength / 48) + 16);
   let lines = 0;
   let badRowCount = 0;
   const badRows: BadRow[] = [];
@@ -109,10 +121,16 @@ export function parseBlock(bytes: Uint8Array, checkHeader: boolean, reportLimit:
       out.copy(bigger, 0, 0, pos);
       out = bigger;
     }
+    if (rows === starts.length) {
+      const more = new Uint32Array(starts.length * 2);
+      more.set(starts);
+      starts = more;
+    }
     const next = plainRow(buf, start, n);
     if (next !== -1) {
       const len = encodeUuidRowBytes(buf, start, priceAt, priceLen, expiresAt, out, pos);
       if (len !== -1) {
+        starts[rows] = pos;
         pos += len;
         rows++;
         lines++;
@@ -159,11 +177,11 @@ export function parseBlock(bytes: Uint8Array, checkHeader: boolean, reportLimit:
       if (badRows.length < reportLimit) badRows.push(result);
       continue;
     }
+    starts[rows] = pos;
     pos += encodeRow(result, out, pos);
     rows++;
   }
-  // An exact-size copy: the builder keeps these buffers and counts their bytes against its memory budget.
-  const encoded = Buffer.allocUnsafeSlow(pos);
-  out.copy(encoded, 0, 0, pos);
-  return { encoded, rows, lines, badRowCount, badRows };
+  // An exact-size copy (the builder keeps these buffers and counts their bytes against its memory budget), grouped.
+  const { rows: encoded, groups } = groupRows(out, pos, starts, rows);
+  return { encoded, groups, rows, lines, badRowCount, badRows };
 }

@@ -81,6 +81,57 @@ export function encodeUuidRowBytes(
   buf[off + 7] = h2 >>> 24;
   return end - off;
 }
+
+/**
+ * Rows of a block grouped by the top GROUP_BITS bits of h1 (the bits that pick spill runs and partitions), so the
+ * builder routes a block with one copy per group instead of one per row.
+ */
+export const GROUP_BITS = 8;
+const GROUPS = 2 ** GROUP_BITS;
+
+/** Where each group of a grouped block starts: group g is bytes [bytes[g], bytes[g+1]), rows [rows[g], rows[g+1]). */
+export interface RowGroups {
+  readonly bytes: Uint32Array;
+  readonly rows: Uint32Array;
+}
+
+/**
+ * Copies the `count` whole rows of `src[0, end)`, which start at `starts[0..count)`, into a new buffer of their
+ * exact size, grouped by the top GROUP_BITS bits of h1; input order is kept inside a group (last row wins).
+ */
+export function groupRows(
+  src: Uint8Array,
+  end: number,
+  starts: Uint32Array,
+  count: number,
+): { rows: Buffer; groups: RowGroups } {
+  const bytes = new Uint32Array(GROUPS + 1);
+  const rows = new Uint32Array(GROUPS + 1);
+  for (let i = 0; i < count; i++) {
+    const off = starts[i];
+    // h1 is little-endian at the row's start: its top byte is the group.
+    const g = src[off + 3] >>> (8 - GROUP_BITS);
+    bytes[g + 1] += (i + 1 < count ? starts[i + 1] : end) - off;
+    rows[g + 1]++;
+  }
+  for (let g = 0; g < GROUPS; g++) {
+    bytes[g + 1] += bytes[g];
+    rows[g + 1] += rows[g];
+  }
+  // allocUnsafeSlow: its own ArrayBuffer, so it can be transferred between threads.
+  const out = Buffer.allocUnsafeSlow(bytes[GROUPS]);
+  const fill = bytes.slice(0, GROUPS);
+  for (let i = 0; i < count; i++) {
+    const off = starts[i];
+    const stop = i + 1 < count ? starts[i + 1] : end;
+    const g = src[off + 3] >>> (8 - GROUP_BITS);
+    let at = fill[g];
+    for (let k = off; k < stop; k++) out[at++] = src[k];
+    fill[g] = at;
+  }
+  return { rows: out, groups: { bytes, rows } };
+}
+
 const CHUNK_BYTES = 1 << 20;
 const RUN_BUFFER_BYTES = 64 * 1024;
 /** Spill writes allowed in flight before `add` makes its caller wait. */
@@ -123,6 +174,8 @@ export interface BuildStats {
 /** Rows of one hash range: encoded rows in memory buffers, each buffer holding whole rows. */
 interface RowSet {
   readonly buffers: Buffer[];
+  /** Each buffer's groups when it is grouped (groupRows); memory rows only. */
+  readonly groups?: (RowGroups | undefined)[];
   readonly count: number;
 }
 
@@ -156,13 +209,32 @@ class Run {
     return p;
   }
 
+  /** Copies `count` whole rows, `src[start, end)`, in; returns the write to wait for when the buffer filled. */
+  appendSlice(src: Buffer, start: number, end: number, count: number): Promise<void> | undefined {
+    const len = end - start;
+    this.count += count;
+    if (len > RUN_BUFFER_BYTES) {
+      // Larger than the buffer: written as it is, after what is buffered (the rows are not changed afterwards).
+      this.flush();
+      return this.write(src.subarray(start, end));
+    }
+    const p = this.pos + len > this.buf.length ? this.flush() : undefined;
+    src.copy(this.buf, this.pos, start, end);
+    this.pos += len;
+    return p;
+  }
+
   flush(): Promise<void> {
     if (this.pos === 0) return this.tail;
     const out = this.buf.subarray(0, this.pos);
-    const at = this.bytes;
-    this.bytes += this.pos;
     this.buf = Buffer.allocUnsafe(RUN_BUFFER_BYTES);
     this.pos = 0;
+    return this.write(out);
+  }
+
+  private write(out: Buffer): Promise<void> {
+    const at = this.bytes;
+    this.bytes += out.length;
     this.tail = this.tail.then(async () => {
       this.handle ??= await open(this.path, 'w');
       await writeFully(this.handle, out, at);
@@ -210,6 +282,23 @@ class Spill {
     if (w === undefined) return undefined;
     this.pending.push(w);
     return this.pending.length < MAX_PENDING_WRITES ? undefined : this.drain();
+  }
+
+  /** Appends every row of a grouped buffer (groupRows), one copy per run, or row by row when groups do not fit. */
+  async appendGrouped(buf: Buffer, groups: RowGroups | undefined): Promise<void> {
+    if (groups === undefined || this.depth !== 0 || this.bits > GROUP_BITS) return this.appendRows(buf);
+    const shift = GROUP_BITS - this.bits;
+    for (let b = 0; b < this.runs.length; b++) {
+      const g0 = b << shift;
+      const g1 = (b + 1) << shift;
+      const start = groups.bytes[g0];
+      const end = groups.bytes[g1];
+      if (end === start) continue;
+      const w = this.runs[b].appendSlice(buf, start, end, groups.rows[g1] - groups.rows[g0]);
+      if (w === undefined) continue;
+      this.pending.push(w);
+      if (this.pending.length >= MAX_PENDING_WRITES) await this.drain();
+    }
   }
 
   /** Appends every row of a buffer of whole rows. */
@@ -627,6 +716,8 @@ class RangeJobs {
 /** Accepts validated rows and writes one snapshot file. See the module comment for the memory bound. */
 export class SnapshotBuilder {
   private chunks: Buffer[] = [];
+  /** The groups of each chunk that came grouped (groupRows); undefined for rows added one by one. */
+  private chunkGroups: (RowGroups | undefined)[] = [];
   private chunk = Buffer.allocUnsafe(CHUNK_BYTES);
   private pos = 0;
   private inMemory = 0;
@@ -657,6 +748,7 @@ export class SnapshotBuilder {
     }
     if (this.pos + MAX_ROW_BYTES > CHUNK_BYTES) {
       this.chunks.push(this.chunk.subarray(0, this.pos));
+      this.chunkGroups.push(undefined);
       this.chunk = Buffer.allocUnsafe(CHUNK_BYTES);
       this.pos = 0;
     }
@@ -668,29 +760,39 @@ export class SnapshotBuilder {
   }
 
   /**
-   * Adds `count` rows already encoded by `encodeRow`, in input order, as one buffer of whole rows. The builder
-   * keeps the buffer (the caller must not reuse it). When it returns a promise, wait for it before the next call.
+   * Adds `count` rows already encoded by `encodeRow`, as one buffer of whole rows: in input order, or grouped by
+   * `groupRows` (input order inside each group) when `groups` is given. The builder keeps the buffer (the caller
+   * must not reuse it). When it returns a promise, wait for it before the next call.
    */
-  addEncoded(rows: Buffer, count: number): Promise<void> | undefined {
+  addEncoded(rows: Buffer, count: number, groups?: RowGroups): Promise<void> | undefined {
     if (count === 0) return undefined;
     this.rowsAdded += count;
-    if (this.spill !== undefined) return this.spill.appendRows(rows);
+    if (this.spill !== undefined) return this.spill.appendGrouped(rows, groups);
     if (this.pos > 0) {
       // Rows added one by one before these keep their place in input order.
       this.chunks.push(this.chunk.subarray(0, this.pos));
+      this.chunkGroups.push(undefined);
       this.chunk = Buffer.allocUnsafe(CHUNK_BYTES);
       this.pos = 0;
     }
     this.chunks.push(rows);
+    this.chunkGroups.push(groups);
     this.inMemory += count;
     this.memoryRowBytes += rows.length;
     return this.memoryRowBytes + CHUNK_BYTES > this.options.memoryBytes ? this.startSpill() : undefined;
   }
 
   private takeMemoryRows(): RowSet {
-    const buffers = [...this.chunks, this.chunk.subarray(0, this.pos)].filter((b) => b.length > 0);
-    const set = { buffers, count: this.inMemory };
+    const buffers = [...this.chunks, this.chunk.subarray(0, this.pos)];
+    const groups = [...this.chunkGroups, undefined];
+    const keep = buffers.map((b) => b.length > 0);
+    const set = {
+      buffers: buffers.filter((_, i) => keep[i]),
+      groups: groups.filter((_, i) => keep[i]),
+      count: this.inMemory,
+    };
     this.chunks = [];
+    this.chunkGroups = [];
     this.chunk = Buffer.allocUnsafe(0);
     this.pos = 0;
     this.inMemory = 0;
@@ -711,7 +813,8 @@ export class SnapshotBuilder {
   private async startSpill(): Promise<void> {
     await mkdir(this.runDir, { recursive: true });
     this.spill = new Spill(this.runDir, 0, this.spillBits());
-    for (const b of this.takeMemoryRows().buffers) await this.spill.appendRows(b);
+    const set = this.takeMemoryRows();
+    for (const [i, b] of set.buffers.entries()) await this.spill.appendGrouped(b, set.groups?.[i]);
   }
 
   /** Writes the file (header last), fsyncs it and returns its header. Removes run files whatever happens. */
@@ -806,6 +909,7 @@ export class SnapshotBuilder {
   /** Drops buffered rows and removes run files. Safe to call more than once. */
   async abort(): Promise<void> {
     this.chunks = [];
+    this.chunkGroups = [];
     this.chunk = Buffer.allocUnsafe(0);
     const runs = this.spill?.runs ?? [];
     this.spill = undefined;
