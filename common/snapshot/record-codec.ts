@@ -3,7 +3,7 @@
  * A canonical lowercase UUID id is stored as its 16 bytes; any other id as length + ASCII bytes.
  * Pure functions over Buffers; safe to call from anywhere.
  */
-import { type Promotion, renderPromotion } from '../record.js';
+import { isJsonSafeId, type Promotion, renderPromotion, writeExpiration } from '../record.js';
 
 export const RECORD_KIND_UUID = 0;
 export const RECORD_KIND_RAW = 1;
@@ -181,10 +181,38 @@ function tail(buf: Buffer, off: number): { price: string; expiresAt: number } {
   };
 }
 
-/** The response body for the record at `off`, whose id the caller has matched against `id`. */
+const BODY_ID = Buffer.from('{"id":"', 'latin1');
+const BODY_PRICE = Buffer.from('","price":', 'latin1');
+const BODY_DATE = Buffer.from(',"expiration_date":"', 'latin1');
+/** Where renderRecord composes a body: lookups are synchronous, so one buffer per thread serves them all. */
+const body = Buffer.allocUnsafe(BODY_ID.length + 128 + BODY_PRICE.length + 64 + BODY_DATE.length + 19 + 2);
+
+function put(src: Uint8Array, dst: Uint8Array, at: number): number {
+  for (let i = 0; i < src.length; i++) dst[at + i] = src[i];
+  return at + src.length;
+}
+
+/**
+ * The response body for the record at `off`, whose id the caller has matched against `id`: renderPromotion's
+ * exact text, composed in bytes and turned into one flat string (a concatenation of five strings costs the read
+ * path about twice as much).
+ */
 export function renderRecord(buf: Buffer, off: number, id: string): string {
-  const t = tail(buf, off);
-  return renderPromotion(id, t.price, t.expiresAt);
+  if (buf[off] !== RECORD_KIND_UUID && !isJsonSafeId(id)) {
+    const t = tail(buf, off);
+    return renderPromotion(id, t.price, t.expiresAt);
+  }
+  let at = put(BODY_ID, body, 0);
+  for (let i = 0; i < id.length; i++) body[at + i] = id.charCodeAt(i);
+  at = put(BODY_PRICE, body, at + id.length);
+  const p = off + idBytes(buf, off);
+  const priceEnd = p + 1 + buf[p];
+  for (let i = p + 1; i < priceEnd; i++) body[at++] = buf[i];
+  at = put(BODY_DATE, body, at);
+  at = writeExpiration(buf.readUInt32LE(priceEnd) + buf[priceEnd + 4] * 4294967296, body, at);
+  body[at] = 34;
+  body[at + 1] = 125;
+  return body.toString('latin1', 0, at + 2);
 }
 
 /** The whole record at `off` (tools and tests; lookups use renderRecord). */
