@@ -2,10 +2,11 @@
  * Builds one snapshot file from validated rows with bounded memory (FORMAT.md, "How a file is built").
  *
  * Memory: rows are kept in memory, encoded, until they pass `memoryBytes`; past that they spill into run files,
- * one per hash bucket, in input order. `finish` then builds ranges of partitions, several at once but with at most
- * a quarter of the budget of rows in flight; a run larger than that quarter is split again by the next hash bits.
- * Peak: the budget of rows, plus ranges in flight (about 2.5 times their rows). Duplicate ids resolve last-wins
- * because every run keeps input order.
+ * one per hash bucket. `finish` then builds ranges of partitions, several at once but with at most a quarter of
+ * the budget of rows in flight; a run larger than that quarter is split again by the next hash bits. Peak: the
+ * budget of rows, plus ranges in flight (about 2.5 times their rows). Duplicate ids resolve last-wins because rows
+ * with the same id keep their input order everywhere: in memory, in runs, and in blocks the parse workers group by
+ * hash (equal ids have equal hashes, and the grouping is stable).
  *
  * Concurrency: one caller; `add` may return a promise (a spill write), which must settle before the next call.
  */
