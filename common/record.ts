@@ -196,6 +196,45 @@ function parsePlainExpiration(t: string): number {
   return (daysFromCivil(y, mo, d) + DAYS_0000_TO_1970) * 86400 + h * 3600 + mi * 60 + s;
 }
 
+function digitAt(b: Uint8Array, i: number): number {
+  const d = b[i] - 48;
+  return d >= 0 && d <= 9 ? d : -1e6;
+}
+
+/**
+ * parsePlainExpiration of the ASCII text `b[at, at + n)`, read from the bytes without making a string: the same
+ * value, or -1 for every text it refuses (the caller then takes the string route).
+ */
+export function plainExpirationBytes(b: Uint8Array, at: number, n: number): number {
+  if (n < 19 || b[at + 4] !== 45 || b[at + 7] !== 45 || b[at + 10] !== 32) return -1;
+  if (b[at + 13] !== 58 || b[at + 16] !== 58) return -1;
+  if (n > 19) {
+    const sign = b[at + 20];
+    if (n < 25 || b[at + 19] !== 32 || (sign !== 43 && sign !== 45)) return -1;
+    const oh = digitAt(b, at + 21) * 10 + digitAt(b, at + 22);
+    const om = digitAt(b, at + 23) * 10 + digitAt(b, at + 24);
+    if (oh < 0 || om < 0 || oh > 23 || om > 59) return -1;
+    if (n > 25) {
+      if (b[at + 25] !== 32 || n > 36) return -1;
+      for (let i = at + 26; i < at + n; i++) {
+        const c = b[i] | 0x20;
+        if (c < 97 || c > 122) return -1;
+      }
+      if (n === 26) return -1;
+    }
+  }
+  const y = digitAt(b, at) * 1000 + digitAt(b, at + 1) * 100 + digitAt(b, at + 2) * 10 + digitAt(b, at + 3);
+  const mo = digitAt(b, at + 5) * 10 + digitAt(b, at + 6);
+  const d = digitAt(b, at + 8) * 10 + digitAt(b, at + 9);
+  const h = digitAt(b, at + 11) * 10 + digitAt(b, at + 12);
+  const mi = digitAt(b, at + 14) * 10 + digitAt(b, at + 15);
+  const s = digitAt(b, at + 17) * 10 + digitAt(b, at + 18);
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59)
+    return -1;
+  if (d > (mo === 2 && isLeap(y) ? 29 : DAYS_IN_MONTH[mo - 1])) return -1;
+  return (daysFromCivil(y, mo, d) + DAYS_0000_TO_1970) * 86400 + h * 3600 + mi * 60 + s;
+}
+
 /** Validates one row's three fields; `line` is the 1-based line number in the file. */
 export function parseFields(id: string, price: string, expiration: string, line: number): Promotion | BadRow {
   const idWhy = idProblem(id);
@@ -263,7 +302,56 @@ export function formatExpiration(seconds: number): string {
   return `${yyyy}-${TWO_DIGITS[m]}-${TWO_DIGITS[d]} ${TWO_DIGITS[h]}:${TWO_DIGITS[mi]}:${TWO_DIGITS[s]}`;
 }
 
+/**
+ * Writes formatExpiration(seconds) as 19 ASCII bytes at `off` (no string is made); returns the offset after them.
+ */
+export function writeExpiration(seconds: number, buf: Uint8Array, off: number): number {
+  const days = Math.floor(seconds / 86400);
+  let rest = seconds - days * 86400;
+  // civilFromDays, inline: no array per call.
+  const z = days - DAYS_0000_TO_1970 + 719468;
+  const era = Math.floor(z / 146097);
+  const doe = z - era * 146097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  const h = Math.floor(rest / 3600);
+  rest -= h * 3600;
+  const mi = Math.floor(rest / 60);
+  const s = rest - mi * 60;
+  buf[off] = 48 + Math.floor(y / 1000);
+  buf[off + 1] = 48 + (Math.floor(y / 100) % 10);
+  buf[off + 2] = 48 + (Math.floor(y / 10) % 10);
+  buf[off + 3] = 48 + (y % 10);
+  buf[off + 4] = 45;
+  buf[off + 5] = 48 + Math.floor(m / 10);
+  buf[off + 6] = 48 + (m % 10);
+  buf[off + 7] = 45;
+  buf[off + 8] = 48 + Math.floor(d / 10);
+  buf[off + 9] = 48 + (d % 10);
+  buf[off + 10] = 32;
+  buf[off + 11] = 48 + Math.floor(h / 10);
+  buf[off + 12] = 48 + (h % 10);
+  buf[off + 13] = 58;
+  buf[off + 14] = 48 + Math.floor(mi / 10);
+  buf[off + 15] = 48 + (mi % 10);
+  buf[off + 16] = 58;
+  buf[off + 17] = 48 + Math.floor(s / 10);
+  buf[off + 18] = 48 + (s % 10);
+  return off + 19;
+}
+
 const NEEDS_ESCAPE = /["\\]/;
+
+/** True when `id` can go into the JSON body between quotes as it is (no `"` or `\\`; ids are printable ASCII). */
+export function isJsonSafeId(id: string): boolean {
+  return !NEEDS_ESCAPE.test(id);
+}
 
 /** The JSON body of `GET /promotions/{id}`; `price` is already a JSON number literal. */
 export function renderPromotion(id: string, price: string, expiresAt: number): string {

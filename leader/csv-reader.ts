@@ -66,7 +66,10 @@ export async function readCsv(source: Readable, options: ReadCsvOptions): Promis
   let blocks = 0;
   let pending: Buffer[] = [];
   let pendingBytes = 0;
-  let carry: Buffer = Buffer.alloc(0);
+  // The bytes after the last newline seen, in pieces: one long line arrives in many chunks, and concatenating
+  // each one onto the rest would copy the line over and over.
+  let carry: Buffer[] = [];
+  let carryBytes = 0;
   let head: Buffer | undefined = Buffer.alloc(0);
   let slow: { input: PassThrough; done: Promise<void> } | undefined;
 
@@ -93,7 +96,15 @@ export async function readCsv(source: Readable, options: ReadCsvOptions): Promis
   };
   const writeSlow = async (data: Buffer) => {
     const s = slow as { input: PassThrough; done: Promise<void> };
-    if (!s.input.write(data)) await Promise.race([once(s.input, 'drain'), s.done]);
+    if (s.input.write(data)) return;
+    try {
+      await Promise.race([once(s.input, 'drain'), s.done]);
+    } catch (err) {
+      // A parse error destroys the input too, and `once` rejects with csv-parse's raw error: report the one
+      // readWithCsvParse maps to a line.
+      await s.done;
+      throw err;
+    }
   };
   const toSlow = async (data: Buffer) => {
     // Everything not yet dispatched, in order, goes to csv-parse after the blocks already in flight.
@@ -101,18 +112,20 @@ export async function readCsv(source: Readable, options: ReadCsvOptions): Promis
     const input = new PassThrough();
     slow = { input, done: readWithCsvParse(input, options.onRow, lines) };
     slow.done.catch(() => undefined);
-    for (const b of [...pending, carry, data]) if (b.length > 0) await writeSlow(b);
+    for (const b of [...pending, ...carry, data]) if (b.length > 0) await writeSlow(b);
     pending = [];
     pendingBytes = 0;
-    carry = Buffer.alloc(0);
+    carry = [];
+    carryBytes = 0;
   };
   const take = async (data: Buffer) => {
     if (slow !== undefined) return writeSlow(data);
     if (options.pool === undefined || data.indexOf(QUOTE) !== -1) return toSlow(data);
     const cut = data.lastIndexOf(NEWLINE);
     if (cut === -1) {
-      carry = Buffer.concat([carry, data]);
-      if (carry.length > MAX_LINE_BYTES) {
+      carry.push(data);
+      carryBytes += data.length;
+      if (carryBytes > MAX_LINE_BYTES) {
         await dispatch();
         await drain();
         throw new CsvSyntaxError(
@@ -122,10 +135,11 @@ export async function readCsv(source: Readable, options: ReadCsvOptions): Promis
       }
       return;
     }
-    if (carry.length > 0) pending.push(carry);
+    for (const c of carry) pending.push(c);
     pending.push(data.subarray(0, cut + 1));
-    pendingBytes += carry.length + cut + 1;
-    carry = data.subarray(cut + 1);
+    pendingBytes += carryBytes + cut + 1;
+    carry = cut + 1 < data.length ? [data.subarray(cut + 1)] : [];
+    carryBytes = data.length - cut - 1;
     if (pendingBytes >= blockBytes) await dispatch();
   };
 
@@ -148,17 +162,29 @@ export async function readCsv(source: Readable, options: ReadCsvOptions): Promis
     await slow.done;
     return;
   }
-  if (carry.length > 0) {
-    pending.push(carry);
-    pendingBytes += carry.length;
-  }
+  for (const c of carry) pending.push(c);
+  pendingBytes += carryBytes;
   await dispatch();
   await drain();
 }
 
 /** The reference path: csv-parse, with line numbers continuing after `lineOffset` lines. */
 async function readWithCsvParse(input: Readable, sink: RowSink, lineOffset: number): Promise<void> {
-  const parser = parse({ bom: true, relax_column_count: true, info: true, record_delimiter: ['\r\n', '\n'] });
+  // Lines up to the end of the last record csv-parse finished: the records it hands on may lag behind it, and a
+  // record that fails starts on the line after this one.
+  let parsedLines = 0;
+  const parser = parse({
+    bom: true,
+    relax_column_count: true,
+    info: true,
+    record_delimiter: ['\r\n', '\n'],
+    // Without a limit an unterminated quoted field would buffer the rest of the file.
+    max_record_size: MAX_LINE_BYTES,
+    on_record: (record: string[], context: { lines: number }) => {
+      parsedLines = context.lines;
+      return record;
+    },
+  });
   let lastLine = 0;
   try {
     await pipeline(input, parser, async (records: AsyncIterable<ParsedRecord>) => {
@@ -171,6 +197,12 @@ async function readWithCsvParse(input: Readable, sink: RowSink, lineOffset: numb
       }
     });
   } catch (err) {
+    if (err instanceof CsvError && err.code === 'CSV_MAX_RECORD_SIZE') {
+      throw new CsvSyntaxError(
+        lineOffset + parsedLines + 1,
+        `the record starting on this line is longer than ${MAX_LINE_BYTES} bytes; a row is a few hundred (is a quoted field left open?)`,
+      );
+    }
     if (err instanceof CsvError) {
       // An unclosed quote is only noticed at the end of the file: name the line its record starts on instead.
       if (err.code === 'CSV_QUOTE_NOT_CLOSED') {

@@ -217,7 +217,7 @@ export class Ingestor {
             // Past the tolerance the file is refused: keep counting bad rows, stop building.
             return badRowCount > this.settings.maxBadRows
               ? undefined
-              : builder.addEncoded(block.encoded, block.rows);
+              : builder.addEncoded(block.encoded, block.rows, block.groups);
           },
           onRow: (fields, line) => {
             if (first) {

@@ -8,7 +8,8 @@
  * at once with 503 and `Retry-After`. Counts and durations go to plain-number metric cells; reads are logged at
  * debug level only (see README).
  *
- * Concurrency: one handler per server, on the event loop; the counters are plain fields.
+ * Concurrency: one handler per server, on the event loop; the counters are plain fields, and what readHeaders
+ * finds is kept in module fields that `serve` reads before it returns or awaits anything.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -32,13 +33,11 @@ export interface ReadPathOptions {
   readonly logger: Logger;
 }
 
-interface Pending {
+/** A read waiting in the overload queue. */
+interface Queued {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly start: number;
-  ifNoneMatch?: string;
-  /** The client's X-Request-Id, echoed on the answer and in the debug log line. */
-  requestId?: string;
 }
 
 function idFromUrl(url: string): string | undefined {
@@ -52,16 +51,23 @@ function idFromUrl(url: string): string | undefined {
   }
 }
 
+/** What readHeaders found for the read being served (set and read synchronously, one read at a time). */
+let ifNoneMatch: string | undefined;
+/** The client's X-Request-Id, echoed on the answer and in the debug log line. */
+let requestId: string | undefined;
+
 /**
  * If-None-Match and X-Request-Id, read from rawHeaders in one pass: touching `req.headers` makes Node build the
  * whole headers object, which costs the hot path about a microsecond.
  */
-function readHeaders(p: Pending): void {
-  const raw = p.req.rawHeaders;
+function readHeaders(req: IncomingMessage): void {
+  ifNoneMatch = undefined;
+  requestId = undefined;
+  const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const k = raw[i];
-    if (k.length === 13 && k.toLowerCase() === 'if-none-match') p.ifNoneMatch = raw[i + 1];
-    else if (k.length === 12 && k.toLowerCase() === 'x-request-id') p.requestId = raw[i + 1].slice(0, 128);
+    if (k.length === 13 && k.toLowerCase() === 'if-none-match') ifNoneMatch = raw[i + 1];
+    else if (k.length === 12 && k.toLowerCase() === 'x-request-id') requestId = raw[i + 1].slice(0, 128);
   }
 }
 
@@ -80,33 +86,58 @@ export function createReadHandler(index: LiveIndex, fallback: Handler, options: 
   };
   const ok = countOf(200);
   const notFound = countOf(404);
-  const queue: Pending[] = [];
+  const queue: Queued[] = [];
   // Reads waiting on an asynchronous lookup (disk mode); memory-mode reads finish within the handler call.
   let inFlight = 0;
   const debug = logger.isLevelEnabled('debug');
+  // Raw header arrays of 200 answers by body length, for one version at a time: Node reads them and keeps no
+  // reference, so one array serves every answer of that length.
+  let headersOf: LiveVersion | undefined;
+  let okHeaders: string[][] = [];
 
-  const finish = (p: Pending, status: number, cell: CountCell) => {
+  const finish = (
+    req: IncomingMessage,
+    start: number,
+    status: number,
+    cell: CountCell,
+    rid: string | undefined,
+  ) => {
     cell.value++;
-    duration.observe((performance.now() - p.start) / 1000);
-    if (debug) logger.debug({ requestId: p.requestId, path: p.req.url, status }, 'read');
+    duration.observe((performance.now() - start) / 1000);
+    if (debug) logger.debug({ requestId: rid, path: req.url, status }, 'read');
   };
 
-  const sendError = (p: Pending, err: AppError, headers: Record<string, string> = {}) => {
+  const sendError = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    start: number,
+    rid: string | undefined,
+    err: AppError,
+    headers: Record<string, string> = {},
+  ) => {
     const body = JSON.stringify(errorBody(err));
-    p.res.writeHead(err.status, {
+    res.writeHead(err.status, {
       'content-type': 'application/json',
       'content-length': body.length,
       ...headers,
     });
-    p.res.end(body);
-    finish(p, err.status, countOf(err.status));
+    res.end(body);
+    finish(req, start, err.status, countOf(err.status), rid);
   };
 
-  const respond = (p: Pending, live: LiveVersion, id: string, body: string | undefined) => {
+  const respond = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    start: number,
+    rid: string | undefined,
+    live: LiveVersion,
+    id: string,
+    body: string | undefined,
+  ) => {
     if (body === undefined) {
       // Built by hand, not through AppError: a miss is a normal answer on the hot path.
       const miss = `{"error":"PROMOTION_NOT_FOUND","message":${JSON.stringify(`no promotion with id ${id}`)}}`;
-      p.res.writeHead(404, [
+      res.writeHead(404, [
         'content-type',
         'application/json',
         'content-length',
@@ -114,58 +145,81 @@ export function createReadHandler(index: LiveIndex, fallback: Handler, options: 
         SNAPSHOT_VERSION_HEADER,
         live.versionHeader,
       ]);
-      p.res.end(miss);
-      finish(p, 404, notFound);
+      res.end(miss);
+      finish(req, start, 404, notFound, rid);
       return;
     }
-    p.res.writeHead(200, [
-      'content-type',
-      'application/json',
-      'content-length',
-      String(body.length),
-      'etag',
-      live.etag,
-      SNAPSHOT_VERSION_HEADER,
-      live.versionHeader,
-    ]);
-    p.res.end(body);
-    finish(p, 200, ok);
+    if (live !== headersOf) {
+      headersOf = live;
+      okHeaders = [];
+    }
+    let headers = okHeaders[body.length];
+    if (headers === undefined) {
+      headers = [
+        'content-type',
+        'application/json',
+        'content-length',
+        String(body.length),
+        'etag',
+        live.etag,
+        SNAPSHOT_VERSION_HEADER,
+        live.versionHeader,
+      ];
+      okHeaders[body.length] = headers;
+    }
+    res.writeHead(200, headers);
+    res.end(body);
+    finish(req, start, 200, ok, rid);
   };
 
   const release = () => {
     inFlight--;
     metrics.inFlight.dec();
     const next = queue.shift();
-    if (next !== undefined) serve(next);
+    if (next !== undefined) serve(next.req, next.res, next.start);
   };
 
-  const serve = (p: Pending): void => {
-    readHeaders(p);
+  const serve = (req: IncomingMessage, res: ServerResponse, start: number): void => {
+    readHeaders(req);
     // At debug level every read is logged, so it gets an id when the client sent none.
-    if (p.requestId === undefined && debug) p.requestId = randomUUID();
-    if (p.requestId !== undefined) p.res.setHeader('x-request-id', p.requestId);
-    const id = idFromUrl(p.req.url as string);
+    if (requestId === undefined && debug) requestId = randomUUID();
+    const rid = requestId;
+    if (rid !== undefined) res.setHeader('x-request-id', rid);
+    const id = idFromUrl(req.url as string);
     const why = id === undefined ? 'the id is not valid percent-encoding' : idProblem(id);
     if (why !== undefined || id === undefined) {
-      sendError(p, new AppError('PROMOTION_BAD_ID', `no promotion can have this id: ${why}`));
+      sendError(
+        req,
+        res,
+        start,
+        rid,
+        new AppError('PROMOTION_BAD_ID', `no promotion can have this id: ${why}`),
+      );
       return;
     }
     const live = index.current;
     if (live === undefined) {
-      sendError(p, new AppError('REPLICA_NOT_READY', 'this replica has no data loaded yet'), {
-        'retry-after': '1',
-      });
+      sendError(
+        req,
+        res,
+        start,
+        rid,
+        new AppError('REPLICA_NOT_READY', 'this replica has no data loaded yet'),
+        {
+          'retry-after': '1',
+        },
+      );
       return;
     }
-    if (p.ifNoneMatch === live.etag) {
-      p.res.writeHead(304, { etag: live.etag, [SNAPSHOT_VERSION_HEADER]: live.versionHeader });
-      p.res.end();
-      finish(p, 304, countOf(304));
+    if (ifNoneMatch === live.etag) {
+      res.writeHead(304, { etag: live.etag, [SNAPSHOT_VERSION_HEADER]: live.versionHeader });
+      res.end();
+      finish(req, start, 304, countOf(304), rid);
       return;
     }
     const answer = live.snapshot.lookup(id);
     if (typeof answer !== 'object') {
-      respond(p, live, id, answer);
+      respond(req, res, start, rid, live, id, answer);
       return;
     }
     // Disk mode: the answer arrives after one or two positional reads; the read holds a slot until then.
@@ -174,12 +228,12 @@ export function createReadHandler(index: LiveIndex, fallback: Handler, options: 
     answer.then(
       (body) => {
         release();
-        respond(p, live, id, body);
+        respond(req, res, start, rid, live, id, body);
       },
       (err) => {
         release();
-        logger.error({ err, path: p.req.url }, 'read failed');
-        sendError(p, new AppError('INTERNAL', 'the snapshot could not be read'));
+        logger.error({ err, path: req.url }, 'read failed');
+        sendError(req, res, start, rid, new AppError('INTERNAL', 'the snapshot could not be read'));
       },
     );
   };
@@ -189,16 +243,21 @@ export function createReadHandler(index: LiveIndex, fallback: Handler, options: 
       fallback(req, res);
       return;
     }
-    const p: Pending = { req, res, start: performance.now() };
+    const start = performance.now();
     if (inFlight < options.maxInFlight) {
-      serve(p);
+      serve(req, res, start);
     } else if (queue.length < options.maxQueue) {
-      queue.push(p);
+      queue.push({ req, res, start });
     } else {
       metrics.shed.inc();
-      sendError(p, new AppError('REPLICA_OVERLOADED', 'too many requests in progress; retry shortly'), {
-        'retry-after': '1',
-      });
+      sendError(
+        req,
+        res,
+        start,
+        undefined,
+        new AppError('REPLICA_OVERLOADED', 'too many requests in progress; retry shortly'),
+        { 'retry-after': '1' },
+      );
     }
   };
 }

@@ -42,6 +42,30 @@ export function keyHash1(id: string): number {
   return fmix(h ^ n);
 }
 
+/** keyHash1 of an ASCII id given as its bytes `buf[off, off + n)`: the same value as keyHash1 of the string. */
+export function keyHash1Bytes(buf: Uint8Array, off: number, n: number): number {
+  let h = 0;
+  const end = off + (n & ~3);
+  for (let i = off; i < end; i += 4) {
+    let k = buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16) | (buf[i + 3] << 24);
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const rest = n & 3;
+  if (rest > 0) {
+    let k = buf[end];
+    if (rest > 1) k |= buf[end + 1] << 8;
+    if (rest > 2) k |= buf[end + 2] << 16;
+    k = Math.imul(k, 0xcc9e2d51);
+    k = (k << 15) | (k >>> 17);
+    h ^= Math.imul(k, 0x1b873593);
+  }
+  return fmix(h ^ n);
+}
+
 /**
  * Second hash, derived from the first: MurmurHash3's fmix32 of (h1 XOR 0x9E3779B9). The partition takes h1's top
  * bits, and this mixes all of h1's bits again, so home slots spread evenly inside a partition; keys with the same

@@ -2,10 +2,11 @@
  * Builds one snapshot file from validated rows with bounded memory (FORMAT.md, "How a file is built").
  *
  * Memory: rows are kept in memory, encoded, until they pass `memoryBytes`; past that they spill into run files,
- * one per hash bucket, in input order. `finish` then builds ranges of partitions, several at once but with at most
- * a quarter of the budget of rows in flight; a run larger than that quarter is split again by the next hash bits.
- * Peak: the budget of rows, plus ranges in flight (about 2.5 times their rows). Duplicate ids resolve last-wins
- * because every run keeps input order.
+ * one per hash bucket. `finish` then builds ranges of partitions, several at once but with at most a quarter of
+ * the budget of rows in flight; a run larger than that quarter is split again by the next hash bits. Peak: the
+ * budget of rows, plus ranges in flight (about 2.5 times their rows). Duplicate ids resolve last-wins because rows
+ * with the same id keep their input order everywhere: in memory, in runs, and in blocks the parse workers group by
+ * hash (equal ids have equal hashes, and the grouping is stable).
  *
  * Concurrency: one caller; `add` may return a promise (a spill write), which must settle before the next call.
  */
@@ -28,8 +29,14 @@ import {
   type SnapshotHeader,
   TARGET_PARTITION_ROWS,
 } from './format.js';
-import { keyHash1, slotHash } from './key-hash.js';
-import { encodeRecord, MAX_RECORD_BYTES, recordLength, sameRecordId } from './record-codec.js';
+import { keyHash1, keyHash1Bytes, slotHash } from './key-hash.js';
+import {
+  encodeRecord,
+  encodeUuidRecordBytes,
+  MAX_RECORD_BYTES,
+  recordLength,
+  sameRecordId,
+} from './record-codec.js';
 
 /** A row in memory or in a run file: h1 u32, h2 u32, then the record. */
 const ROW_PREFIX = 8;
@@ -46,6 +53,86 @@ export function encodeRow(p: Promotion, buf: Buffer, off: number): number {
   buf.writeUInt32LE(slotHash(h1), off + 4);
   return encodeRecord(p, buf, off + ROW_PREFIX) - off;
 }
+
+/**
+ * encodeRow for a row given as ASCII bytes whose id (36 bytes at `idAt`) is a canonical UUID and whose price is
+ * already canonical (see encodeUuidRecordBytes). Returns the row's length, or -1 when the id is not a canonical
+ * UUID. The parse workers' fast path: no strings are made.
+ */
+export function encodeUuidRowBytes(
+  src: Uint8Array,
+  idAt: number,
+  priceAt: number,
+  priceLen: number,
+  expiresAt: number,
+  buf: Uint8Array,
+  off: number,
+): number {
+  const end = encodeUuidRecordBytes(src, idAt, priceAt, priceLen, expiresAt, buf, off + ROW_PREFIX);
+  if (end < 0) return -1;
+  const h1 = keyHash1Bytes(src, idAt, 36);
+  const h2 = slotHash(h1);
+  buf[off] = h1 & 0xff;
+  buf[off + 1] = (h1 >>> 8) & 0xff;
+  buf[off + 2] = (h1 >>> 16) & 0xff;
+  buf[off + 3] = h1 >>> 24;
+  buf[off + 4] = h2 & 0xff;
+  buf[off + 5] = (h2 >>> 8) & 0xff;
+  buf[off + 6] = (h2 >>> 16) & 0xff;
+  buf[off + 7] = h2 >>> 24;
+  return end - off;
+}
+
+/**
+ * Rows of a block grouped by the top GROUP_BITS bits of h1 (the bits that pick spill runs and partitions), so the
+ * builder routes a block with one copy per group instead of one per row.
+ */
+export const GROUP_BITS = 8;
+const GROUPS = 2 ** GROUP_BITS;
+
+/** Where each group of a grouped block starts: group g is bytes [bytes[g], bytes[g+1]), rows [rows[g], rows[g+1]). */
+export interface RowGroups {
+  readonly bytes: Uint32Array;
+  readonly rows: Uint32Array;
+}
+
+/**
+ * Copies the `count` whole rows of `src[0, end)`, which start at `starts[0..count)`, into a new buffer of their
+ * exact size, grouped by the top GROUP_BITS bits of h1; input order is kept inside a group (last row wins).
+ */
+export function groupRows(
+  src: Uint8Array,
+  end: number,
+  starts: Uint32Array,
+  count: number,
+): { rows: Buffer; groups: RowGroups } {
+  const bytes = new Uint32Array(GROUPS + 1);
+  const rows = new Uint32Array(GROUPS + 1);
+  for (let i = 0; i < count; i++) {
+    const off = starts[i];
+    // h1 is little-endian at the row's start: its top byte is the group.
+    const g = src[off + 3] >>> (8 - GROUP_BITS);
+    bytes[g + 1] += (i + 1 < count ? starts[i + 1] : end) - off;
+    rows[g + 1]++;
+  }
+  for (let g = 0; g < GROUPS; g++) {
+    bytes[g + 1] += bytes[g];
+    rows[g + 1] += rows[g];
+  }
+  // allocUnsafeSlow: its own ArrayBuffer, so it can be transferred between threads.
+  const out = Buffer.allocUnsafeSlow(bytes[GROUPS]);
+  const fill = bytes.slice(0, GROUPS);
+  for (let i = 0; i < count; i++) {
+    const off = starts[i];
+    const stop = i + 1 < count ? starts[i + 1] : end;
+    const g = src[off + 3] >>> (8 - GROUP_BITS);
+    let at = fill[g];
+    for (let k = off; k < stop; k++) out[at++] = src[k];
+    fill[g] = at;
+  }
+  return { rows: out, groups: { bytes, rows } };
+}
+
 const CHUNK_BYTES = 1 << 20;
 const RUN_BUFFER_BYTES = 64 * 1024;
 /** Spill writes allowed in flight before `add` makes its caller wait. */
@@ -85,16 +172,11 @@ export interface BuildStats {
   readonly spilled: boolean;
 }
 
-/** Where each row of a row set is: its buffer, its offset there, and its record's length. */
-interface RowRefs {
-  readonly bufIndex: Uint32Array;
-  readonly offsets: Uint32Array;
-  readonly lengths: Uint16Array;
-}
-
 /** Rows of one hash range: encoded rows in memory buffers, each buffer holding whole rows. */
 interface RowSet {
   readonly buffers: Buffer[];
+  /** Each buffer's groups when it is grouped (groupRows); memory rows only. */
+  readonly groups?: (RowGroups | undefined)[];
   readonly count: number;
 }
 
@@ -128,13 +210,32 @@ class Run {
     return p;
   }
 
+  /** Copies `count` whole rows, `src[start, end)`, in; returns the write to wait for when the buffer filled. */
+  appendSlice(src: Buffer, start: number, end: number, count: number): Promise<void> | undefined {
+    const len = end - start;
+    this.count += count;
+    if (len > RUN_BUFFER_BYTES) {
+      // Larger than the buffer: written as it is, after what is buffered (the rows are not changed afterwards).
+      this.flush();
+      return this.write(src.subarray(start, end));
+    }
+    const p = this.pos + len > this.buf.length ? this.flush() : undefined;
+    src.copy(this.buf, this.pos, start, end);
+    this.pos += len;
+    return p;
+  }
+
   flush(): Promise<void> {
     if (this.pos === 0) return this.tail;
     const out = this.buf.subarray(0, this.pos);
-    const at = this.bytes;
-    this.bytes += this.pos;
     this.buf = Buffer.allocUnsafe(RUN_BUFFER_BYTES);
     this.pos = 0;
+    return this.write(out);
+  }
+
+  private write(out: Buffer): Promise<void> {
+    const at = this.bytes;
+    this.bytes += out.length;
     this.tail = this.tail.then(async () => {
       this.handle ??= await open(this.path, 'w');
       await writeFully(this.handle, out, at);
@@ -182,6 +283,23 @@ class Spill {
     if (w === undefined) return undefined;
     this.pending.push(w);
     return this.pending.length < MAX_PENDING_WRITES ? undefined : this.drain();
+  }
+
+  /** Appends every row of a grouped buffer (groupRows), one copy per run, or row by row when groups do not fit. */
+  async appendGrouped(buf: Buffer, groups: RowGroups | undefined): Promise<void> {
+    if (groups === undefined || this.depth !== 0 || this.bits > GROUP_BITS) return this.appendRows(buf);
+    const shift = GROUP_BITS - this.bits;
+    for (let b = 0; b < this.runs.length; b++) {
+      const g0 = b << shift;
+      const g1 = (b + 1) << shift;
+      const start = groups.bytes[g0];
+      const end = groups.bytes[g1];
+      if (end === start) continue;
+      const w = this.runs[b].appendSlice(buf, start, end, groups.rows[g1] - groups.rows[g0]);
+      if (w === undefined) continue;
+      this.pending.push(w);
+      if (this.pending.length >= MAX_PENDING_WRITES) await this.drain();
+    }
   }
 
   /** Appends every row of a buffer of whole rows. */
@@ -248,9 +366,17 @@ export interface BuiltRange {
   readonly duplicates: number;
 }
 
+/** Reads the u32 little-endian at `off` (a row's h1 or h2) without Buffer.readUInt32LE's checks. */
+function u32(b: Uint8Array, off: number): number {
+  return (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
+}
+
 /**
  * Builds partitions [first, first + count) from rows that all hash into that range, given in input order (the
  * last of equal ids wins). Pure and synchronous: it runs on the main thread or in a worker (`RangeBuilder`).
+ *
+ * Every pass reads the rows front to back: the rows of a range are several megabytes, and a read at random in
+ * them costs a cache miss.
  */
 export function buildRange(
   buffers: Buffer[],
@@ -262,53 +388,78 @@ export function buildRange(
   const bufIndex = new Uint32Array(rowCount);
   const offsets = new Uint32Array(rowCount);
   const lengths = new Uint16Array(rowCount);
-  const partOf = new Uint32Array(rowCount);
   const starts = new Uint32Array(count + 1);
   let i = 0;
-  buffers.forEach((b, bi) => {
-    forEachRow(b, (off, len) => {
-      const p = partitionOf(b.readUInt32LE(off), partitionBits) - first;
+  for (let bi = 0; bi < buffers.length; bi++) {
+    const b = buffers[bi];
+    let off = 0;
+    while (off < b.length) {
+      const len = recordLength(b, off + ROW_PREFIX);
+      starts[partitionOf(u32(b, off), partitionBits) - first + 1]++;
       bufIndex[i] = bi;
       offsets[i] = off;
-      lengths[i] = len - ROW_PREFIX;
-      partOf[i++] = p;
-      starts[p + 1]++;
-    });
-  });
+      lengths[i++] = len;
+      off += ROW_PREFIX + len;
+    }
+  }
   for (let p = 0; p < count; p++) starts[p + 1] += starts[p];
-  // Stable counting sort by partition keeps input order inside a partition: last row wins on duplicates.
+  // Stable counting sort by partition keeps input order inside a partition: last row wins on duplicates. The
+  // hashes move with the rows, so placing a partition's rows reads them in order.
   const order = new Uint32Array(rowCount);
+  const h1s = new Uint32Array(rowCount);
+  const h2s = new Uint32Array(rowCount);
   const fill = starts.slice(0, count);
-  for (let r = 0; r < rowCount; r++) order[fill[partOf[r]]++] = r;
-  const refs: RowRefs = { bufIndex, offsets, lengths };
+  for (let r = 0; r < rowCount; r++) {
+    const b = buffers[bufIndex[r]];
+    const o = offsets[r];
+    const h1 = u32(b, o);
+    const k = fill[partitionOf(h1, partitionBits) - first]++;
+    order[k] = r;
+    h1s[k] = h1;
+    h2s[k] = u32(b, o + 4);
+  }
+  const sorted: SortedRows = { buffers, bufIndex, offsets, lengths, order, h1s, h2s };
   const parts: BuiltPartition[] = [];
   let duplicates = 0;
   for (let p = 0; p < count; p++) {
-    const built = buildPartition(buffers, refs, order.subarray(starts[p], starts[p + 1]));
+    const built = buildPartition(sorted, starts[p], starts[p + 1]);
     duplicates += built.duplicates;
     parts.push(built.part);
   }
   return { first, parts, duplicates };
 }
 
+/** A range's rows counting-sorted by partition: sorted position k is row order[k], with hashes h1s[k], h2s[k]. */
+interface SortedRows {
+  readonly buffers: Buffer[];
+  readonly bufIndex: Uint32Array;
+  readonly offsets: Uint32Array;
+  /** Record length (without the row prefix) of each row. */
+  readonly lengths: Uint16Array;
+  readonly order: Uint32Array;
+  readonly h1s: Uint32Array;
+  readonly h2s: Uint32Array;
+}
+
+/** One partition from sorted positions [from, to). Records are laid out in input order, which FORMAT.md leaves free. */
 function buildPartition(
-  buffers: Buffer[],
-  refsOf: RowRefs,
-  rows: Uint32Array,
+  sorted: SortedRows,
+  from: number,
+  to: number,
 ): { part: BuiltPartition; duplicates: number } {
-  const { bufIndex, offsets, lengths } = refsOf;
-  const homeSlots = Math.max(1, Math.ceil(rows.length / LOAD_FACTOR));
+  const { buffers, bufIndex, offsets, lengths, order, h1s, h2s } = sorted;
+  const n = to - from;
+  const homeSlots = Math.max(1, Math.ceil(n / LOAD_FACTOR));
   let cap = homeSlots + 64;
   let fps = new Uint32Array(cap);
+  // The sorted position (less `from`) of the row in each slot, -1 for none.
   let refs = new Int32Array(cap).fill(-1);
   let maxProbe = 0;
   let used = 0;
   let duplicates = 0;
-  for (const r of rows) {
-    const b = buffers[bufIndex[r]];
-    const o = offsets[r];
-    const h1 = b.readUInt32LE(o);
-    let s = homeSlot(b.readUInt32LE(o + 4), homeSlots);
+  for (let j = 0; j < n; j++) {
+    const h1 = h1s[from + j];
+    let s = homeSlot(h2s[from + j], homeSlots);
     let probe = 1;
     for (; ; s++, probe++) {
       if (s >= cap) {
@@ -323,50 +474,65 @@ function buildPartition(
       const other = refs[s];
       if (other === -1) {
         fps[s] = h1;
-        refs[s] = r;
+        refs[s] = j;
         if (s >= used) used = s + 1;
         break;
       }
-      if (
-        fps[s] === h1 &&
-        sameRecordId(b, o + ROW_PREFIX, buffers[bufIndex[other]], offsets[other] + ROW_PREFIX)
-      ) {
-        refs[s] = r;
-        duplicates++;
-        break;
+      if (fps[s] === h1) {
+        const r = order[from + j];
+        const q = order[from + other];
+        if (
+          sameRecordId(
+            buffers[bufIndex[r]],
+            offsets[r] + ROW_PREFIX,
+            buffers[bufIndex[q]],
+            offsets[q] + ROW_PREFIX,
+          )
+        ) {
+          refs[s] = j;
+          duplicates++;
+          break;
+        }
       }
     }
     if (probe > maxProbe) maxProbe = probe;
   }
+  // Which rows survived (the last of each id), and where each one's record goes: in input order.
+  const recordAt = new Int32Array(n).fill(-1);
+  for (let s = 0; s < used; s++) if (refs[s] !== -1) recordAt[refs[s]] = 0;
   let recordBytes = 0;
   let live = 0;
-  for (let s = 0; s < used; s++) {
-    const r = refs[s];
-    if (r === -1) continue;
+  for (let j = 0; j < n; j++) {
+    if (recordAt[j] === -1) continue;
+    recordAt[j] = recordBytes;
+    recordBytes += lengths[order[from + j]];
     live++;
-    recordBytes += lengths[r];
   }
   const slotBytes = used * SLOT_BYTES;
   // allocUnsafeSlow: offset 0 of its own ArrayBuffer, so the slot table can be written through a Uint32Array,
   // and the buffer can be transferred between threads.
   const part = Buffer.allocUnsafeSlow(slotBytes + recordBytes);
-  const slots = new Uint32Array(part.buffer, 0, used * 2);
   let rec = slotBytes;
+  for (let j = 0; j < n; j++) {
+    if (recordAt[j] === -1) continue;
+    const r = order[from + j];
+    const b = buffers[bufIndex[r]];
+    const o = offsets[r] + ROW_PREFIX;
+    const len = lengths[r];
+    // Records are a few dozen bytes: a plain loop beats Buffer.copy's per-call cost.
+    for (let k = 0; k < len; k++) part[rec + k] = b[o + k];
+    rec += len;
+  }
+  const slots = new Uint32Array(part.buffer, 0, used * 2);
   for (let s = 0; s < used; s++) {
-    const r = refs[s];
-    if (r === -1) {
+    const j = refs[s];
+    if (j === -1) {
       slots[2 * s] = 0;
       slots[2 * s + 1] = EMPTY_SLOT;
       continue;
     }
-    const b = buffers[bufIndex[r]];
-    const o = offsets[r] + ROW_PREFIX;
-    const len = lengths[r];
     slots[2 * s] = fps[s];
-    slots[2 * s + 1] = rec - slotBytes;
-    // Records are a few dozen bytes: a plain loop beats Buffer.copy's per-call cost.
-    for (let k = 0; k < len; k++) part[rec + k] = b[o + k];
-    rec += len;
+    slots[2 * s + 1] = recordAt[j];
   }
   return {
     part: {
@@ -551,6 +717,8 @@ class RangeJobs {
 /** Accepts validated rows and writes one snapshot file. See the module comment for the memory bound. */
 export class SnapshotBuilder {
   private chunks: Buffer[] = [];
+  /** The groups of each chunk that came grouped (groupRows); undefined for rows added one by one. */
+  private chunkGroups: (RowGroups | undefined)[] = [];
   private chunk = Buffer.allocUnsafe(CHUNK_BYTES);
   private pos = 0;
   private inMemory = 0;
@@ -581,6 +749,7 @@ export class SnapshotBuilder {
     }
     if (this.pos + MAX_ROW_BYTES > CHUNK_BYTES) {
       this.chunks.push(this.chunk.subarray(0, this.pos));
+      this.chunkGroups.push(undefined);
       this.chunk = Buffer.allocUnsafe(CHUNK_BYTES);
       this.pos = 0;
     }
@@ -592,29 +761,39 @@ export class SnapshotBuilder {
   }
 
   /**
-   * Adds `count` rows already encoded by `encodeRow`, in input order, as one buffer of whole rows. The builder
-   * keeps the buffer (the caller must not reuse it). When it returns a promise, wait for it before the next call.
+   * Adds `count` rows already encoded by `encodeRow`, as one buffer of whole rows: in input order, or grouped by
+   * `groupRows` (input order inside each group) when `groups` is given. The builder keeps the buffer (the caller
+   * must not reuse it). When it returns a promise, wait for it before the next call.
    */
-  addEncoded(rows: Buffer, count: number): Promise<void> | undefined {
+  addEncoded(rows: Buffer, count: number, groups?: RowGroups): Promise<void> | undefined {
     if (count === 0) return undefined;
     this.rowsAdded += count;
-    if (this.spill !== undefined) return this.spill.appendRows(rows);
+    if (this.spill !== undefined) return this.spill.appendGrouped(rows, groups);
     if (this.pos > 0) {
       // Rows added one by one before these keep their place in input order.
       this.chunks.push(this.chunk.subarray(0, this.pos));
+      this.chunkGroups.push(undefined);
       this.chunk = Buffer.allocUnsafe(CHUNK_BYTES);
       this.pos = 0;
     }
     this.chunks.push(rows);
+    this.chunkGroups.push(groups);
     this.inMemory += count;
     this.memoryRowBytes += rows.length;
     return this.memoryRowBytes + CHUNK_BYTES > this.options.memoryBytes ? this.startSpill() : undefined;
   }
 
   private takeMemoryRows(): RowSet {
-    const buffers = [...this.chunks, this.chunk.subarray(0, this.pos)].filter((b) => b.length > 0);
-    const set = { buffers, count: this.inMemory };
+    const buffers = [...this.chunks, this.chunk.subarray(0, this.pos)];
+    const groups = [...this.chunkGroups, undefined];
+    const keep = buffers.map((b) => b.length > 0);
+    const set = {
+      buffers: buffers.filter((_, i) => keep[i]),
+      groups: groups.filter((_, i) => keep[i]),
+      count: this.inMemory,
+    };
     this.chunks = [];
+    this.chunkGroups = [];
     this.chunk = Buffer.allocUnsafe(0);
     this.pos = 0;
     this.inMemory = 0;
@@ -635,7 +814,8 @@ export class SnapshotBuilder {
   private async startSpill(): Promise<void> {
     await mkdir(this.runDir, { recursive: true });
     this.spill = new Spill(this.runDir, 0, this.spillBits());
-    for (const b of this.takeMemoryRows().buffers) await this.spill.appendRows(b);
+    const set = this.takeMemoryRows();
+    for (const [i, b] of set.buffers.entries()) await this.spill.appendGrouped(b, set.groups?.[i]);
   }
 
   /** Writes the file (header last), fsyncs it and returns its header. Removes run files whatever happens. */
@@ -730,6 +910,7 @@ export class SnapshotBuilder {
   /** Drops buffered rows and removes run files. Safe to call more than once. */
   async abort(): Promise<void> {
     this.chunks = [];
+    this.chunkGroups = [];
     this.chunk = Buffer.allocUnsafe(0);
     const runs = this.spill?.runs ?? [];
     this.spill = undefined;

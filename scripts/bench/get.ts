@@ -9,8 +9,8 @@
  * script that requests ids picked at random from a sample of existing ids. Servers are measured alternately
  * (bare, replica, bare, replica, ... `--rounds` times each, after a short warm-up of each) and the best run of
  * each by requests/s is reported, with that run's latencies. An extra run against the replica mixes `--absent`
- * of ids that do not exist (404s). `--cpu-prof DIR` runs the replica under `--cpu-prof` and prints where its CPU
- * time went over all the runs.
+ * of ids that do not exist (404s). `--cpu-prof DIR` runs both servers under `--cpu-prof` (DIR/replica, DIR/bare)
+ * and prints where each one's CPU time went over all the runs.
  */
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -189,7 +189,7 @@ async function main(): Promise<void> {
     'replica/main.ts',
     [],
     replicaEnv(join(dir, 'replica'), leader.url, { SERVE_MODE: 'memory' }),
-    cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`],
+    cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(cpuProfDir, 'replica')}`],
   );
   const readyz = await waitFor(
     async () => {
@@ -215,7 +215,12 @@ async function main(): Promise<void> {
   const mixedScript = join(dir, 'mixed.lua');
   await writeFile(mixedScript, wrkRandomIdsScript(mixedIds));
 
-  const bare = await pinnedNode('scripts/bench/bare-server.ts', ['--port', '0', '--body', body], {});
+  const bare = await pinnedNode(
+    'scripts/bench/bare-server.ts',
+    ['--port', '0', '--body', body],
+    {},
+    cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(cpuProfDir, 'bare')}`],
+  );
 
   log(
     `replica ${replica.url} (version ${readyz.version}, ${readyz.rows} rows, mode ${readyz.mode}); bare ${bare.url}`,
@@ -240,8 +245,11 @@ async function main(): Promise<void> {
   await bare.stop();
   await replica.stop();
   if (cpuProfDir !== undefined) {
-    await printCpuProfile(cpuProfDir, 'replica');
-    process.stdout.write('\n(the replica ran under --cpu-prof: its figures below are lower than without)\n');
+    await printCpuProfile(join(cpuProfDir, 'replica'), 'replica');
+    await printCpuProfile(join(cpuProfDir, 'bare'), 'bare');
+    process.stdout.write(
+      '\n(both servers ran under --cpu-prof: their figures below are lower than without)\n',
+    );
   }
 
   const bestBare = best(bareRuns);

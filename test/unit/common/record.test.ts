@@ -13,6 +13,7 @@ import {
   parseExpirationGeneral,
   parseRow,
   renderPromotion,
+  writeExpiration,
 } from '../../../common/record.js';
 
 const UUID = 'd018ef0b-dbd9-48f1-ac1a-eb4d90e57118';
@@ -185,9 +186,13 @@ describe('common/record', () => {
     ]) {
       expect(formatExpiration(parseExpiration(d) as number)).to.equal(d);
     }
+    const bytes = Buffer.alloc(21);
     for (let days = 0; days < 3_000_000; days += 997) {
-      const s = days * 86400 + 3723;
+      const s = days * 86400 + 3723 + (days % 86400);
       expect(parseExpiration(formatExpiration(s))).to.equal(s);
+      // The bytes variant (the read path's) writes the same text.
+      expect(writeExpiration(s, bytes, 1)).to.equal(20);
+      expect(bytes.toString('latin1', 1, 20)).to.equal(formatExpiration(s));
     }
   });
 

@@ -21,19 +21,28 @@ describe('leader/parse-pool: partitions built on worker threads', function () {
     await cleanup();
   });
 
-  for (const [name, options] of [
-    ['from memory, in many ranges', { rangeRows: 500 }],
-    ['from run files', { memoryBytes: 64 * 1024, spillBuckets: 8 }],
+  for (const [name, options, blockRows] of [
+    ['from memory, in many ranges', { rangeRows: 500 }, undefined],
+    ['from run files', { memoryBytes: 64 * 1024, spillBuckets: 8 }, undefined],
+    ['from memory, rows added in grouped blocks', { rangeRows: 500 }, 700],
+    ['from run files, rows added in grouped blocks', { memoryBytes: 64 * 1024, spillBuckets: 8 }, 700],
+    ['from run files split finer than the groups', { memoryBytes: 64 * 1024, spillBuckets: 512 }, 700],
   ] as const) {
     it(`answers exactly as an inline build, ${name}`, async () => {
       const dir = await tempDir();
       const data = rows(9000);
-      const { path } = await buildFile(dir, data, {
-        targetPartitionRows: 64,
-        rangeBuilder: (...args) => pool.build(...args),
-        buildConcurrency: 3,
-        ...options,
-      });
+      const { path } = await buildFile(
+        dir,
+        data,
+        {
+          targetPartitionRows: 64,
+          rangeBuilder: (...args) => pool.build(...args),
+          buildConcurrency: 3,
+          ...options,
+        },
+        'test.snap',
+        blockRows,
+      );
       const snap = await loadSnapshot(path);
       const expected = expectedAnswers(data);
       expect(snap.header.rowCount).to.equal(expected.size);

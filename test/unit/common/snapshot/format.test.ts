@@ -16,7 +16,7 @@ import {
   SLOT_BYTES,
   TARGET_PARTITION_ROWS,
 } from '../../../../common/snapshot/format.js';
-import { keyHash1, slotHash } from '../../../../common/snapshot/key-hash.js';
+import { keyHash1, keyHash1Bytes, slotHash } from '../../../../common/snapshot/key-hash.js';
 import { MAX_RECORD_BYTES } from '../../../../common/snapshot/record-codec.js';
 
 const spec = await readFile(new URL('../../../../common/snapshot/FORMAT.md', import.meta.url), 'utf8');
@@ -75,6 +75,19 @@ describe('common/snapshot/format matches FORMAT.md', () => {
     expect(keyHash1('')).to.equal(0);
     expect(keyHash1('hello')).to.equal(0x248bfa47);
     expect(keyHash1('The quick brown fox jumps over the lazy dog')).to.equal(0x2e4ff723);
+    // The bytes variant (the parse workers' route) agrees, at any offset and for every tail length.
+    for (const s of [
+      '',
+      'a',
+      'ab',
+      'abc',
+      'hello',
+      'd018ef0b-dbd9-48f1-ac1a-eb4d90e57118',
+      'x'.repeat(127),
+    ]) {
+      const bytes = Buffer.from(`..${s}..`, 'latin1');
+      expect(keyHash1Bytes(bytes, 2, s.length), s).to.equal(keyHash1(s));
+    }
     // fmix32(0x9E3779B9): MurmurHash3's finaliser of the constant, computed by hand from its definition.
     expect(slotHash(0)).to.equal(slotHash(0x9e3779b9 ^ 0x9e3779b9));
     expect(slotHash(1)).to.not.equal(slotHash(2));

@@ -2,7 +2,13 @@
 import { join } from 'node:path';
 import { isBadRow, type Promotion, parseFields, renderPromotion } from '../../../../common/record.js';
 import type { SnapshotHeader } from '../../../../common/snapshot/format.js';
-import { type BuildOptions, SnapshotBuilder } from '../../../../common/snapshot/writer.js';
+import {
+  type BuildOptions,
+  encodeRow,
+  groupRows,
+  MAX_ROW_BYTES,
+  SnapshotBuilder,
+} from '../../../../common/snapshot/writer.js';
 
 export type Row = readonly [id: string, price: string, date: string];
 
@@ -12,18 +18,38 @@ export function promotion(row: Row, line = 1): Promotion {
   return p;
 }
 
-/** Writes `rows` (in order, duplicates allowed) to `dir/name` and returns its header. */
+/**
+ * Writes `rows` (in order, duplicates allowed) to `dir/name` and returns its header. `blockRows`: add them as the
+ * parse workers do, in blocks of that many encoded rows grouped by hash (groupRows, addEncoded); else one by one.
+ */
 export async function buildFile(
   dir: string,
   rows: readonly Row[],
   options: Partial<BuildOptions> = {},
   name = 'test.snap',
+  blockRows?: number,
 ): Promise<{ path: string; header: SnapshotHeader }> {
   const path = join(dir, name);
   const builder = new SnapshotBuilder({ path, tmpDir: dir, memoryBytes: 64 * 1024 * 1024, ...options });
-  for (const [i, row] of rows.entries()) {
-    const wait = builder.add(promotion(row, i + 1));
+  for (let i = 0; i < rows.length; ) {
+    if (blockRows === undefined) {
+      const wait = builder.add(promotion(rows[i], i + 1));
+      if (wait !== undefined) await wait;
+      i++;
+      continue;
+    }
+    const n = Math.min(blockRows, rows.length - i);
+    const buf = Buffer.alloc(n * MAX_ROW_BYTES);
+    const starts = new Uint32Array(n);
+    let pos = 0;
+    for (let k = 0; k < n; k++) {
+      starts[k] = pos;
+      pos += encodeRow(promotion(rows[i + k], i + k + 1), buf, pos);
+    }
+    const grouped = groupRows(buf, pos, starts, n);
+    const wait = builder.addEncoded(grouped.rows, n, grouped.groups);
     if (wait !== undefined) await wait;
+    i += n;
   }
   const header = await builder.finish({ version: 3, sourceSha256: 'ab'.repeat(32), badRowCount: 0 });
   return { path, header };
