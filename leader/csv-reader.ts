@@ -207,7 +207,7 @@ async function readWithCsvParse(input: Readable, sink: RowSink, lineOffset: numb
       // An unclosed quote is only noticed at the end of the file: name the line its record starts on instead.
       if (err.code === 'CSV_QUOTE_NOT_CLOSED') {
         throw new CsvSyntaxError(
-          lineOffset + lastLine + 1,
+          lineOffset + parsedLines + 1,
           'a quoted field starts on this line and is never closed',
         );
       }
