@@ -31,6 +31,11 @@ export interface CommonConfig {
    * silent client). Work after a body has arrived (an ingest) is not limited by it.
    */
   readonly idleTimeoutMs: number;
+  /**
+   * KEEP_ALIVE_TIMEOUT_MS: an idle keep-alive connection is closed after this long (and answers say so in their
+   * Keep-Alive header). Behind a load balancer that keeps connections, set it above the balancer's idle timeout.
+   */
+  readonly keepAliveTimeoutMs: number;
 }
 
 export interface LeaderConfig extends CommonConfig {
@@ -106,6 +111,7 @@ export const DEFAULTS = Object.freeze({
   maxHeaderBytes: 16 * 1024,
   headersTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
   maxBadRows: 0,
   minRowsRatio: 0.5,
   buildMemoryBytes: 128 * MiB,
@@ -220,6 +226,7 @@ function common(env: Env, port: number, dataDir: string): CommonConfig {
     maxHeaderBytes: bytes(env, 'MAX_HEADER_BYTES', DEFAULTS.maxHeaderBytes, 1024),
     headersTimeoutMs: int(env, 'HEADERS_TIMEOUT_MS', DEFAULTS.headersTimeoutMs, 10),
     idleTimeoutMs: int(env, 'IDLE_TIMEOUT_MS', DEFAULTS.idleTimeoutMs, 10),
+    keepAliveTimeoutMs: int(env, 'KEEP_ALIVE_TIMEOUT_MS', DEFAULTS.keepAliveTimeoutMs, 10),
   };
 }
 

@@ -112,6 +112,19 @@ export interface RunningServer {
   readonly url: string;
   /** Stops accepting, lets in-flight requests finish for up to `timeoutMs`, then closes what is left. */
   close(timeoutMs?: number): Promise<void>;
+  /** Destroys every connection at once (a crash, in tests). */
+  closeAllConnections(): void;
+}
+
+/**
+ * Connections that a server handles in front of node:http (the replica's raw read path), so that closing the
+ * server reaches them too.
+ */
+export interface FrontConnections {
+  /** Closes connections with nothing in progress; from now on the others close after their current answer. */
+  closeIdle(): void;
+  /** Destroys every connection. */
+  closeAll(): void;
 }
 
 /** Limits that protect a server from slow and oversized clients (DEFAULTS in config.ts). */
@@ -119,6 +132,7 @@ export interface ServerLimits {
   readonly maxHeaderBytes: number;
   readonly headersTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
 }
 
 /** Sockets whose request body has arrived and whose answer is being worked on (an ingest): not idle. */
@@ -140,16 +154,20 @@ export function keepOpenAfterBody(req: IncomingMessage, res: ServerResponse): vo
   });
 }
 
-/** Listens with a request handler (a Koa callback, or a lean handler in front of one). */
+/**
+ * Listens with a request handler (a Koa callback, or a lean handler in front of one). `front`, when given, puts its
+ * own connection handling in front of node:http before the server listens (the replica's fast read path).
+ */
 export async function listen(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   host: string,
   port: number,
   limits: ServerLimits = DEFAULTS,
+  front?: (server: Server) => FrontConnections,
 ): Promise<RunningServer> {
   const server = createServer(
     {
-      keepAliveTimeout: 5000,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
       maxHeaderSize: limits.maxHeaderBytes,
       // A slow client must send its whole head in time (slowloris); the body is bounded by the idle timeout instead
       // of a total time, since a 100 GB upload takes as long as it takes.
@@ -164,6 +182,11 @@ export async function listen(
   server.on('timeout', (socket: Socket) => {
     if (!working.has(socket)) socket.destroy();
   });
+  const extra = front?.(server);
+  const closeAll = () => {
+    server.closeAllConnections();
+    extra?.closeAll();
+  };
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -179,15 +202,20 @@ export async function listen(
     url: `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${actual}`,
     close: (timeoutMs = 10_000) =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+        const closeIdle = () => {
+          server.closeIdleConnections();
+          extra?.closeIdle();
+        };
+        const timer = setTimeout(closeAll, timeoutMs);
         // Keep-alive connections become idle as their last response ends: close them as they do.
-        const sweep = setInterval(() => server.closeIdleConnections(), 50);
+        const sweep = setInterval(closeIdle, 50);
         server.close(() => {
           clearTimeout(timer);
           clearInterval(sweep);
           resolve();
         });
-        server.closeIdleConnections();
+        closeIdle();
       }),
+    closeAllConnections: closeAll,
   };
 }

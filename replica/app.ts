@@ -1,6 +1,7 @@
 /**
- * The replica's HTTP surface: the lean read handler in front of a Koa app that serves everything else
- * (health, readiness, the leader's notices). Built only from its dependencies; `main.ts` listens.
+ * The replica's HTTP surface: the read path (answered by the raw fast path of `read-server.ts`, or by a lean
+ * node:http handler) in front of a Koa app that serves everything else (health, readiness, metrics, the leader's
+ * notices). Built only from its dependencies; `listenReplica` puts it on a port.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Router from '@koa/router';
@@ -8,13 +9,22 @@ import Koa from 'koa';
 import { koaBody } from 'koa-body';
 import type { ReplicaConfig } from '../common/config.js';
 import { AppError } from '../common/errors.js';
-import { errorMiddleware, requestLogMiddleware, requireBearer } from '../common/http.js';
+import {
+  errorMiddleware,
+  listen,
+  type RunningServer,
+  requestLogMiddleware,
+  requireBearer,
+  type ServerLimits,
+} from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { createHttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
 import { parseManifest } from '../common/protocol.js';
 import type { LiveIndex } from './live-index.js';
 import { registerReplicaMetrics } from './metrics.js';
 import { createReadHandler } from './read-handler.js';
+import { ReadPath } from './read-path.js';
+import { installFastReads } from './read-server.js';
 import type { Syncer } from './sync.js';
 
 export interface ReplicaDeps {
@@ -28,8 +38,10 @@ export interface ReplicaDeps {
 
 export interface ReplicaApp {
   readonly koa: Koa;
-  /** The server's request handler: reads first, Koa for the rest. */
+  /** The node:http request handler: reads first, Koa for the rest. */
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
+  /** The read path, shared by the fast path and `handler`. */
+  readonly reads: ReadPath;
 }
 
 export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
@@ -80,11 +92,21 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
   koa.use(errorMiddleware(logger));
   koa.use(router.routes());
   koa.use(router.allowedMethods());
-  const handler = createReadHandler(index, koa.callback(), {
+  const reads = new ReadPath(index, {
     maxInFlight: config.maxInFlight,
     maxQueue: config.maxQueue,
     metrics,
     logger,
   });
-  return { koa, handler };
+  return { koa, handler: createReadHandler(reads, koa.callback()), reads };
+}
+
+/** Listens with the app: the raw fast path takes reads first, node:http (and Koa) the rest. */
+export function listenReplica(
+  app: ReplicaApp,
+  host: string,
+  port: number,
+  limits: ServerLimits,
+): Promise<RunningServer> {
+  return listen(app.handler, host, port, limits, (server) => installFastReads(server, app.reads, limits));
 }

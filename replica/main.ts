@@ -1,8 +1,7 @@
 /** Starts a replica from the environment; SIGTERM or SIGINT stops it gracefully. */
 import { ConfigError, loadReplicaConfig } from '../common/config.js';
-import { listen } from '../common/http.js';
 import { createLogger } from '../common/logger.js';
-import { createReplicaApp } from './app.js';
+import { createReplicaApp, listenReplica } from './app.js';
 import { LiveIndex } from './live-index.js';
 import { Syncer } from './sync.js';
 
@@ -22,7 +21,7 @@ async function main(): Promise<void> {
   const syncer = new Syncer(config, index, logger);
   const lifecycle = { draining: false };
   const app = createReplicaApp({ config, logger, index, syncer, lifecycle });
-  const server = await listen(app.handler, config.host, config.port, config);
+  const server = await listenReplica(app, config.host, config.port, config);
   syncer.advertiseUrl = config.advertiseUrl || server.url;
   logger.info(
     { port: server.port, url: server.url, leader: config.leaderUrl, serveMode: config.serveMode },

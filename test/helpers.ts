@@ -5,6 +5,7 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -17,7 +18,7 @@ import { listen, type RunningServer } from '../common/http.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { createLeader, type Leader } from '../leader/leader.js';
 import type { ReplicaRegistryOptions } from '../leader/replicas.js';
-import { createReplicaApp } from '../replica/app.js';
+import { createReplicaApp, listenReplica } from '../replica/app.js';
 import { LiveIndex } from '../replica/live-index.js';
 import { Syncer } from '../replica/sync.js';
 
@@ -98,6 +99,127 @@ export function rawGet(baseUrl: string, path: string): Promise<{ status: number;
   });
 }
 
+/** Opens a raw connection, writes `data`, and resolves with what came back once the server closed it. */
+export function rawExchange(
+  port: number,
+  data: string | Buffer,
+  boundMs = 10_000,
+): Promise<{ text: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the server kept the connection open for ${boundMs} ms`));
+    }, boundMs);
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => {
+      text += c;
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text });
+    });
+    socket.write(data);
+  });
+}
+
+/** One HTTP/1.1 answer as read off the wire: header names lower-cased, in the order sent. */
+export interface RawAnswer {
+  readonly status: number;
+  readonly headers: [string, string][];
+  readonly body: string;
+}
+
+/** The value of header `name` in a raw answer, or undefined. */
+export function rawHeader(answer: RawAnswer, name: string): string | undefined {
+  return answer.headers.find(([k]) => k === name)?.[1];
+}
+
+/**
+ * A raw HTTP/1.1 client connection: send any bytes (pipelined requests, malformed heads), read answers one by one.
+ * Bodies are taken by Content-Length (none for 304). Registered for cleanup.
+ */
+export class RawConnection {
+  private buffered = '';
+  private wake: (() => void) | undefined;
+  closed = false;
+
+  private constructor(readonly socket: Socket) {
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => {
+      this.buffered += c;
+      this.wake?.();
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake?.();
+    });
+  }
+
+  static async open(port: number): Promise<RawConnection> {
+    const socket = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    onCleanup(async () => socket.destroy());
+    return new RawConnection(socket);
+  }
+
+  send(data: string | Buffer): void {
+    this.socket.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
+  }
+
+  /** The next answer; rejects when the connection closes first or nothing complete arrives within `boundMs`. */
+  async next(boundMs = 10_000): Promise<RawAnswer> {
+    const deadline = Date.now() + boundMs;
+    for (;;) {
+      const answer = this.take();
+      if (answer !== undefined) return answer;
+      if (this.closed) throw new Error(`connection closed; unparsed: ${JSON.stringify(this.buffered)}`);
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new Error(`no complete answer within ${boundMs} ms: ${JSON.stringify(this.buffered)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+
+  /** Resolves once the server has closed the connection (within `boundMs`). */
+  async waitClosed(boundMs = 10_000): Promise<void> {
+    const deadline = Date.now() + boundMs;
+    while (!this.closed) {
+      if (Date.now() > deadline) throw new Error(`the server kept the connection open for ${boundMs} ms`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  private take(): RawAnswer | undefined {
+    const end = this.buffered.indexOf('\r\n\r\n');
+    if (end === -1) return undefined;
+    const [statusLine, ...lines] = this.buffered.slice(0, end).split('\r\n');
+    const status = Number(statusLine.split(' ')[1]);
+    const headers = lines.map((l): [string, string] => {
+      const colon = l.indexOf(':');
+      return [l.slice(0, colon).toLowerCase(), l.slice(colon + 1).trim()];
+    });
+    const length = status === 304 ? 0 : Number(headers.find(([k]) => k === 'content-length')?.[1] ?? 0);
+    if (this.buffered.length < end + 4 + length) return undefined;
+    const body = this.buffered.slice(end + 4, end + 4 + length);
+    this.buffered = this.buffered.slice(end + 4 + length);
+    return { status, headers, body };
+  }
+}
+
 /** PUTs a CSV body to a leader with the leader token. */
 export function putCsv(leaderUrl: string, csv: string, query = ''): Promise<HttpAnswer> {
   return http(`${leaderUrl}/promotions${query}`, {
@@ -168,7 +290,7 @@ export async function startReplica(
   const syncer = new Syncer(config, index, logger);
   const lifecycle = { draining: false };
   const app = createReplicaApp({ config, logger, index, syncer, lifecycle });
-  const server = await listen(app.handler, config.host, config.port, config);
+  const server = await listenReplica(app, config.host, config.port, config);
   syncer.advertiseUrl = server.url;
   onCleanup(async () => {
     syncer.stop();
@@ -185,7 +307,7 @@ export async function startReplica(
  */
 export async function stopReplica(replica: TestReplica): Promise<void> {
   replica.syncer.stop();
-  replica.server.server.closeAllConnections();
+  replica.server.closeAllConnections();
   await replica.server.close(0);
 }
 

@@ -1,31 +1,17 @@
-import { connect } from 'node:net';
 import { expect } from 'chai';
 import { listen } from '../../../common/http.js';
-import { cleanup, csvOf, LEADER_TOKEN, onCleanup, putCsv, startLeader, waitFor } from '../../helpers.js';
+import {
+  cleanup,
+  csvOf,
+  LEADER_TOKEN,
+  onCleanup,
+  putCsv,
+  rawExchange,
+  startLeader,
+  waitFor,
+} from '../../helpers.js';
 
-/** Opens a raw connection, writes `data`, and resolves with what came back once the server closed it. */
-function rawExchange(port: number, data: string, boundMs = 10_000): Promise<{ text: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let text = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`the server kept the connection open for ${boundMs} ms`));
-    }, boundMs);
-    socket.setEncoding('utf8');
-    socket.on('data', (c: string) => {
-      text += c;
-    });
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve({ text });
-    });
-    socket.write(data);
-  });
-}
-
-const LIMITS = { maxHeaderBytes: 4096, headersTimeoutMs: 200, idleTimeoutMs: 300 };
+const LIMITS = { maxHeaderBytes: 4096, headersTimeoutMs: 200, idleTimeoutMs: 300, keepAliveTimeoutMs: 5000 };
 
 describe('common/http server limits', () => {
   afterEach(cleanup);

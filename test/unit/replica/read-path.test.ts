@@ -1,0 +1,71 @@
+import { expect } from 'chai';
+import { cleanup, http, waitFor } from '../../helpers.js';
+import { heldSnapshot, readServer } from './fakes.js';
+
+for (const transport of ['fast', 'node'] as const) {
+  describe(`replica/read-path: overload protection (${transport} transport)`, () => {
+    afterEach(cleanup);
+
+    it('answers past the in-flight and queue limits with 503 at once, and serves the admitted reads', async () => {
+      const held = heldSnapshot();
+      const { server, metrics } = await readServer(held.snapshot, { transport, maxInFlight: 2, maxQueue: 2 });
+
+      const admitted = [1, 2, 3, 4].map((i) => http(`${server.url}/promotions/id-${i}`));
+      // Wait until two reads reached the snapshot and the other two are queued (the gauge counts both).
+      await waitFor(
+        async () => ((await metrics.inFlight.get()).values[0]?.value === 4 ? true : undefined),
+        5000,
+        'four reads admitted',
+      );
+      expect(held.started()).to.equal(2);
+      const shed = await Promise.all([5, 6, 7].map((i) => http(`${server.url}/promotions/id-${i}`)));
+      for (const res of shed) {
+        expect(res.status).to.equal(503);
+        expect(res.json.error).to.equal('REPLICA_OVERLOADED');
+        expect(res.headers.get('retry-after')).to.equal('1');
+      }
+      expect(held.started()).to.equal(2);
+      held.release();
+      const answers = await Promise.all(admitted);
+      expect(answers.map((a) => a.status)).to.deep.equal([200, 200, 200, 200]);
+      expect(answers.map((a) => a.json.id)).to.deep.equal([1, 2, 3, 4].map((i) => `id-${i}`));
+
+      const text = await metrics.registry.metrics();
+      expect(text).to.match(/^promotions_http_requests_shed_total\{role="replica"\} 3$/m);
+      expect(text).to.match(
+        /^promotions_http_requests_total\{route="\/promotions\/:id",method="GET",status="200",role="replica"\} 4$/m,
+      );
+      expect(text).to.match(
+        /^promotions_http_requests_total\{route="\/promotions\/:id",method="GET",status="503",role="replica"\} 3$/m,
+      );
+      expect(text).to.match(
+        /^promotions_http_request_duration_seconds_count\{route="\/promotions\/:id",role="replica"\} 7$/m,
+      );
+    });
+
+    it('lets reads in flight finish when the server closes (what SIGTERM does)', async () => {
+      const held = heldSnapshot();
+      const { server } = await readServer(held.snapshot, { transport });
+      const reads = [1, 2, 3].map((i) => http(`${server.url}/promotions/id-${i}`));
+      while (held.started() < 3) await new Promise((r) => setTimeout(r, 10));
+      const closed = server.close(10_000);
+      let isClosed = false;
+      void closed.then(() => {
+        isClosed = true;
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      expect(isClosed).to.equal(false);
+      held.release();
+      expect((await Promise.all(reads)).map((r) => r.status)).to.deep.equal([200, 200, 200]);
+      await closed;
+    });
+
+    it('answers 503 with Retry-After before the first version is loaded', async () => {
+      const { server } = await readServer(undefined, { transport });
+      const res = await http(`${server.url}/promotions/a`);
+      expect(res.status).to.equal(503);
+      expect(res.json.error).to.equal('REPLICA_NOT_READY');
+      expect(res.headers.get('retry-after')).to.equal('1');
+    });
+  });
+}
