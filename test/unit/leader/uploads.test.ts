@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -138,6 +138,28 @@ describe('leader resumable uploads (tus 1.0)', () => {
     const done = await patch(again, 100_000, bytes.subarray(100_000));
     expect(done.status, done.text).to.equal(200);
     expect(done.json).to.include({ version: 1, rows: 5000 });
+  });
+
+  it('ingests at start an upload that was complete when the leader stopped', async () => {
+    const csv = `${[...generateLines({ rows: 5000, seed: 9 })].join('\n')}\n`;
+    const bytes = Buffer.from(csv);
+    const first = await startLeader();
+    const url = await create(first, bytes.length);
+    expect((await patch(url, 0, bytes.subarray(0, bytes.length - 1))).status).to.equal(204);
+    await first.server.close(100);
+    await first.close();
+    // The last byte reached the disk, and the leader stopped before the ingest committed (SIGTERM, a crash).
+    const id = url.slice(url.lastIndexOf('/') + 1);
+    await appendFile(join(first.uploads.directory, id), bytes.subarray(bytes.length - 1));
+
+    const second = await startLeader({ DATA_DIR: first.config.dataDir });
+    const current = await waitFor(async () => second.store.current(), 10_000, 'the upload ingested at start');
+    expect(current).to.include({ version: 1, rows: 5000 });
+    await waitFor(
+      async () => ((await readdir(second.uploads.directory)).length === 0 ? true : undefined),
+      5000,
+      'the ingested upload deleted',
+    );
   });
 
   it('answers a refused file on the last PATCH with its bad rows, keeps the live version, drops the bytes', async () => {
