@@ -124,6 +124,11 @@ export class ResumableUploads {
     clearInterval(this.sweeper);
   }
 
+  /** When an upload that receives its last byte now expires, unless more bytes arrive. */
+  expiresAt(now = Date.now()): Date {
+    return new Date(now + this.settings.uploadIdleExpiryMs);
+  }
+
   /** Ids of the uploads on disk. */
   private ids(): Promise<string[]> {
     return (this.store.configstore.list as () => Promise<string[]>)();
