@@ -3,8 +3,9 @@
  * by `curl -T`, in the same run, from the same page-cached file.
  *   node --import tsx scripts/bench/upload.ts [--rows 13000000] [--runs 3] [--seed 42] [--warmup-rows 10000]
  *
- * Contenders, in a rotating order in each run (so none always follows another's disk writes), each after `sync`
- * (so none pays for the writeback of the one before):
+ * Contenders, in a rotating order in each run, each once the machine has settled: `sync` (so none pays for the
+ * writeback of the one before), then a wait until the leader has been idle for QUIET_MS (its work after an ingest:
+ * pruning old versions, freeing memory), at most SETTLE_MAX_MS:
  *   curl -T sink   `curl -T FILE` to a bare node:http server that writes the body to a file on the same disk: what
  *                  moving the bytes costs on this machine. The baseline.
  *   ours (tus)     scripts/upload.ts's resumable upload (tus-js-client, the whole file in one PATCH) to the leader's
@@ -38,9 +39,11 @@ import {
   parseCounts,
   printJson,
   printTable,
+  procCpuSeconds,
   round,
   runBench,
   runTool,
+  sleep,
   startTracked,
   TOKENS,
   tempDir,
@@ -51,6 +54,9 @@ import {
 /** Ours over curl -T into a bare sink, MB/s: a cost under 20% is not worth our own protocol (decision 003). */
 const GOAL_RATIO = 0.8;
 const CURL_TIMEOUT_MS = 30 * 60_000;
+/** The leader counts as idle when it used under 2% of a core over this long. */
+const QUIET_MS = 500;
+const SETTLE_MAX_MS = 20_000;
 const CONTENDERS = ['sink', 'ours', 'curlTus', 'put'] as const;
 type Contender = (typeof CONTENDERS)[number];
 
@@ -148,7 +154,17 @@ async function main(): Promise<void> {
     env: leaderEnv(await tempDir('upload-leader'), { KEEP_VERSIONS: '2' }),
   });
   const state = join(await tempDir('upload-state'), 'uploads.json');
-  const sync = () => runTool('sync', [], { timeoutMs: 120_000 });
+  /** Flushes dirty pages, then waits for the leader to be idle; returns the seconds it waited. */
+  const settle = async () => {
+    const t0 = performance.now();
+    await runTool('sync', [], { timeoutMs: 120_000 });
+    while (performance.now() - t0 < SETTLE_MAX_MS) {
+      const cpu0 = await procCpuSeconds(leader.child.pid as number);
+      await sleep(QUIET_MS);
+      if ((await procCpuSeconds(leader.child.pid as number)) - cpu0 < (0.02 * QUIET_MS) / 1000) break;
+    }
+    return (performance.now() - t0) / 1000;
+  };
 
   /** Our client: resolves with the wall seconds and the ingest seconds. */
   const ours = async (path: string) => {
@@ -211,7 +227,9 @@ async function main(): Promise<void> {
       put: 0,
     };
     for (const contender of order) {
-      await sync();
+      const waited = await settle();
+      if (waited > SETTLE_MAX_MS / 1000)
+        log(`run ${run}: the leader was still busy after ${waited.toFixed(1)} s`);
       if (contender === 'sink') {
         const s = await curlUpload(file, sink.url, ['-H', 'Content-Type: text/csv']);
         if (s.status !== 201) throw new Error(`the sink answered ${s.status}`);
