@@ -120,7 +120,13 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
   // Resumable uploads: @tus/server answers on the raw request and response; Koa checks the token first. OPTIONS
   // (tus capabilities, CORS preflight) changes nothing and carries no token in browsers.
   const tus: Koa.Middleware = async (ctx) => {
-    if (ctx.method === 'PATCH') keepOpenAfterBody(ctx.req, ctx.res);
+    // A PATCH, or a POST carrying the whole file (creation-with-upload), may complete the upload and wait for its
+    // ingest. Both restart the idle expiry, which counts from the last byte: say when it ends at the earliest (tus
+    // expiration extension).
+    if (ctx.method === 'PATCH' || ctx.method === 'POST') {
+      keepOpenAfterBody(ctx.req, ctx.res);
+      ctx.set('Upload-Expires', deps.uploads.expiresAt().toUTCString());
+    }
     ctx.respond = false;
     await deps.uploads.server.handle(ctx.req, ctx.res);
   };

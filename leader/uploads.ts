@@ -6,8 +6,9 @@
  *
  * When the last byte arrives, the upload is ingested like any other file (waiting its turn behind a running
  * ingest) and the final PATCH answers with the ingest report (200) or the refusal (its 4xx and error body); either
- * way the upload's bytes are deleted then. An upload that receives nothing for UPLOAD_IDLE_EXPIRY_MS is deleted by
- * a periodic sweep. Metadata `force` = `true` passes the shrink guard.
+ * way the upload's bytes are deleted then. A complete upload found at start (the leader stopped before its ingest
+ * committed) is ingested then. An upload that receives nothing for UPLOAD_IDLE_EXPIRY_MS is deleted by a periodic
+ * sweep. Metadata `force` = `true` passes the shrink guard.
  *
  * Concurrency: @tus/server locks an upload while a request writes to it; `finish` runs once per upload (a second
  * finishing PATCH shares the first one's outcome).
@@ -91,16 +92,41 @@ export class ResumableUploads {
     });
   }
 
-  /** Creates the directory and starts the idle sweep. */
+  /**
+   * Creates the directory, starts the idle sweep, and queues the ingest of every complete upload found on disk:
+   * a leader stopped after an upload's last byte but before its ingest committed (a crash, or SIGTERM outlasting
+   * SHUTDOWN_TIMEOUT_MS) left it there, and its client, asking the offset, would find it complete and never send
+   * it again. Resolves once they are queued, not ingested.
+   */
   async start(): Promise<void> {
     await mkdir(this.directory, { recursive: true });
     const every = Math.max(10, Math.min(60_000, Math.floor(this.settings.uploadIdleExpiryMs / 4)));
     this.sweeper = setInterval(() => void this.sweep(), every);
     this.sweeper.unref();
+    for (const upload of await this.complete()) {
+      this.logger.info({ upload: upload.id, bytes: upload.size }, 'ingesting an upload found complete');
+      // Its outcome is logged by the ingest; nobody waits for this answer.
+      this.finish(upload).catch(() => undefined);
+    }
+  }
+
+  /** The uploads on disk that have all their bytes (a declared length, reached). */
+  private async complete(): Promise<Upload[]> {
+    const found: Upload[] = [];
+    for (const id of await this.ids()) {
+      const upload = await this.store.getUpload(id).catch(() => undefined);
+      if (upload?.size !== undefined && upload.offset === upload.size) found.push(upload);
+    }
+    return found;
   }
 
   close(): void {
     clearInterval(this.sweeper);
+  }
+
+  /** When an upload that receives its last byte now expires, unless more bytes arrive. */
+  expiresAt(now = Date.now()): Date {
+    return new Date(now + this.settings.uploadIdleExpiryMs);
   }
 
   /** Ids of the uploads on disk. */

@@ -2,7 +2,7 @@
  * The bad-input corpus (test/fixtures/bad/, expectations in bad-expected.json): every file is sent with
  * PUT /promotions to a leader serving a base version through a replica. A bad file gets its exact status, code,
  * line, column and reason, and the live version and its answers stay as they were; a file that is valid despite its
- * odd shape is accepted.
+ * odd shape is accepted, and its rows answer as written.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -30,6 +30,8 @@ interface Expected {
   readonly line?: number;
   readonly column?: string;
   readonly reason?: string;
+  /** For accepted files: what the replica answers for these ids once the file is live. */
+  readonly answers?: Record<string, Record<string, unknown>>;
 }
 
 interface BadRow {
@@ -138,6 +140,16 @@ describe('bad-input corpus', () => {
         10_000,
         `${file}: the replica on version ${version}`,
       );
+      // Its rows answer as written: no CR, BOM, quote or header left in a value, the last row kept.
+      expect(Object.keys(e.answers ?? {}), file).to.have.length(e.rows ?? 0);
+      for (const [id, answer] of Object.entries(e.answers ?? {})) {
+        const got = await http(`${replica.url}/promotions/${id}`);
+        expect([got.status, got.headers.get('x-snapshot-version')], `${file} ${id}`).to.deep.equal([
+          200,
+          String(version),
+        ]);
+        expect(got.json, `${file} ${id}`).to.deep.equal(answer);
+      }
       // Back to the base version for the next file (activate, the replicas follow).
       const back = await http(`${leader.url}/snapshots/1/activate`, { method: 'POST', headers: AUTH });
       expect(back.status, `${file}: ${back.text}`).to.equal(200);

@@ -135,7 +135,7 @@ describe('leader app', () => {
     expect(leader.store.list().map((m) => m.version)).to.deep.equal([1]);
   });
 
-  it('answers 409 to a second ingest while one runs', async () => {
+  it('answers 409 to a second ingest, or an activation, while one runs', async () => {
     const leader = await startLeader();
     let push: ((s: string | null) => void) | undefined;
     const body = new ReadableStream<Uint8Array>({
@@ -150,10 +150,16 @@ describe('leader app', () => {
       duplex: 'half',
     } as RequestInit);
     push?.(`${A[0].join(',')}\n`);
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor(async () => (leader.ingestor.busy ? true : undefined), 5000, 'the first ingest to start');
     const second = await putCsv(leader.url, csvOf(A));
     expect(second.status).to.equal(409);
     expect(second.json.error).to.equal('INGEST_BUSY');
+    // An activation would race the running ingest's commit of the current version: refused as well.
+    const activate = await http(`${leader.url}/snapshots/1/activate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${LEADER_TOKEN}` },
+    });
+    expect([activate.status, activate.json.error]).to.deep.equal([409, 'INGEST_BUSY']);
     push?.(null);
     expect((await first).status).to.equal(201);
   });

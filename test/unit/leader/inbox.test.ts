@@ -64,6 +64,16 @@ describe('leader inbox', () => {
     expect(leader.store.current()?.version).to.equal(1);
   });
 
+  it('refuses a dropped file much smaller than the current version (no force from the inbox)', async () => {
+    const leader = await startLeader(STABLE);
+    expect((await putCsv(leader.url, rowsCsv(10, 4))).status).to.equal(201);
+    await writeFile(join(leader.config.inboxDir, 'small.csv'), rowsCsv(2, 5));
+    const report = await reportIn(join(leader.config.inboxDir, 'rejected'));
+    expect(report).to.include({ file: 'small.csv', accepted: false, error: 'INGEST_SHRINK' });
+    expect(report.message).to.include('force=true');
+    expect(leader.store.list().map((m) => m.rows)).to.deep.equal([10]);
+  });
+
   it('does not ingest early a file found half-copied at start', async () => {
     const dataDir = await tempDir();
     const inbox = join(dataDir, 'inbox');

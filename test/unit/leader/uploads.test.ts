@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -140,6 +140,28 @@ describe('leader resumable uploads (tus 1.0)', () => {
     expect(done.json).to.include({ version: 1, rows: 5000 });
   });
 
+  it('ingests at start an upload that was complete when the leader stopped', async () => {
+    const csv = `${[...generateLines({ rows: 5000, seed: 9 })].join('\n')}\n`;
+    const bytes = Buffer.from(csv);
+    const first = await startLeader();
+    const url = await create(first, bytes.length);
+    expect((await patch(url, 0, bytes.subarray(0, bytes.length - 1))).status).to.equal(204);
+    await first.server.close(100);
+    await first.close();
+    // The last byte reached the disk, and the leader stopped before the ingest committed (SIGTERM, a crash).
+    const id = url.slice(url.lastIndexOf('/') + 1);
+    await appendFile(join(first.uploads.directory, id), bytes.subarray(bytes.length - 1));
+
+    const second = await startLeader({ DATA_DIR: first.config.dataDir });
+    const current = await waitFor(async () => second.store.current(), 10_000, 'the upload ingested at start');
+    expect(current).to.include({ version: 1, rows: 5000 });
+    await waitFor(
+      async () => ((await readdir(second.uploads.directory)).length === 0 ? true : undefined),
+      5000,
+      'the ingested upload deleted',
+    );
+  });
+
   it('answers a refused file on the last PATCH with its bad rows, keeps the live version, drops the bytes', async () => {
     const leader = await startLeader();
     const good = csvOf([['a', '1', '2018-01-04 06:01:20']]);
@@ -176,11 +198,32 @@ describe('leader resumable uploads (tus 1.0)', () => {
     const leader = await startLeader({ UPLOAD_IDLE_EXPIRY_MS: '60000' });
     const idle = await create(leader, 100);
     const active = await create(leader, 100);
-    expect((await patch(active, 0, Buffer.from('a,1,2018-01-04'))).status).to.equal(204);
+    const sent = await patch(active, 0, Buffer.from('a,1,2018-01-04'));
+    expect(sent.status).to.equal(204);
+    // tus expiration: every PATCH says when the upload expires if nothing more arrives.
+    const expires = Date.parse(sent.headers.get('upload-expires') ?? '');
+    expect(expires - Date.now()).to.be.within(55_000, 61_000);
     // A sweep 61 s from now finds both idle; one right now finds none.
     expect(await leader.uploads.sweep()).to.equal(0);
     expect(await leader.uploads.sweep(Date.now() + 61_000)).to.equal(2);
     expect((await http(idle, { method: 'HEAD', headers: TUS })).status).to.equal(404);
+    expect(await readdir(leader.uploads.directory)).to.deep.equal([]);
+  });
+
+  it('deletes an idle upload by itself, on the sweep schedule', async () => {
+    const leader = await startLeader({ UPLOAD_IDLE_EXPIRY_MS: '300' });
+    const created = await http(`${leader.url}/uploads`, {
+      method: 'POST',
+      headers: { ...TUS, 'upload-length': '100' },
+    });
+    expect(created.status).to.equal(201);
+    expect(Date.parse(created.headers.get('upload-expires') ?? '')).to.be.greaterThan(Date.now() - 1000);
+    const url = `${leader.url}${created.headers.get('location')}`;
+    await waitFor(
+      async () => ((await http(url, { method: 'HEAD', headers: TUS })).status === 404 ? true : undefined),
+      5000,
+      'the idle upload expired',
+    );
     expect(await readdir(leader.uploads.directory)).to.deep.equal([]);
   });
 
@@ -230,5 +273,22 @@ describe('leader resumable uploads (tus 1.0)', () => {
     // Meaningful only if the ingest outlasted the idle timeout.
     expect(res.json.durationMs as number).to.be.greaterThan(100);
     expect(performance.now() - started).to.be.greaterThan(100);
+  });
+
+  it('keeps the connection open while a file sent with its creation (creation-with-upload) is ingested', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'big.csv');
+    await generateFile(file, { rows: 150_000, seed: 4 });
+    const bytes = await readFile(file);
+    const leader = await startLeader({ IDLE_TIMEOUT_MS: '100' });
+    const res = await http(`${leader.url}/uploads`, {
+      method: 'POST',
+      headers: { ...CHUNK, 'upload-length': String(bytes.length) },
+      body: new Uint8Array(bytes),
+    });
+    expect(res.status, res.text).to.equal(200);
+    expect(res.json).to.include({ version: 1, rows: 150_000 });
+    expect(res.json.durationMs as number).to.be.greaterThan(100);
+    expect(await readdir(leader.uploads.directory)).to.deep.equal([]);
   });
 });

@@ -1,28 +1,114 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { generateFile } from '../../../scripts/generate.js';
 import { ROOT } from '../../../scripts/lib/processes.js';
 import { ProgressView, resumableUpload } from '../../../scripts/upload.js';
-import { cleanup, csvOf, http, LEADER_TOKEN, startLeader, tempDir } from '../../helpers.js';
+import {
+  cleanup,
+  csvOf,
+  http,
+  LEADER_TOKEN,
+  onCleanup,
+  startLeader,
+  tempDir,
+  waitFor,
+} from '../../helpers.js';
 
-function runUpload(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'upload.ts'), ...args], {
-      env: { ...process.env, LEADER_TOKEN },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c;
-    });
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts the upload command: `child` to interrupt it, `done` for its exit code and output. */
+function spawnUpload(args: string[]): { child: ChildProcess; done: Promise<Run> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'upload.ts'), ...args], {
+    env: { ...process.env, LEADER_TOKEN },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  onCleanup(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const run: Run = { code: null, stdout: '', stderr: '' };
+  child.stdout?.on('data', (c: Buffer) => {
+    run.stdout += c;
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    run.stderr += c;
+  });
+  const done = new Promise<Run>((resolve) =>
+    child.on('close', (code) => {
+      run.code = code;
+      resolve(run);
+    }),
+  );
+  return { child, done };
+}
+
+function runUpload(args: string[]): Promise<Run> {
+  return spawnUpload(args).done;
+}
+
+/**
+ * A TCP proxy in front of the leader, as a flaky link: the first connection that carries more than `cutAfter` bytes
+ * towards the leader is cut there, or stalled there (`stallAfter`: nothing more goes through, nothing closes); the
+ * connections after it pass. `offsets` lists the Upload-Offset of each PATCH that went through, in order.
+ */
+async function startLink(
+  target: string,
+  rule: { cutAfter?: number; stallAfter?: number },
+): Promise<{ url: string; offsets: number[]; triggered: boolean }> {
+  const { hostname, port } = new URL(target);
+  const state = { url: '', offsets: [] as number[], triggered: false };
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(port), hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    }
+    const limit = state.triggered ? Infinity : (rule.cutAfter ?? rule.stallAfter ?? Infinity);
+    let sent = 0;
+    client.on('data', (chunk: Buffer) => {
+      const part = chunk.subarray(0, Math.max(0, limit - sent));
+      sent += part.length;
+      // A request head arrives in one write from these clients; the CSV bodies hold no such header.
+      const offset = /^PATCH [^\r]*\r\n(?:[^\r]*\r\n)*?upload-offset: (\d+)\r\n/im.exec(
+        part.toString('latin1'),
+      );
+      if (offset !== null) state.offsets.push(Number(offset[1]));
+      if (part.length > 0) upstream.write(part);
+      if (sent < limit) return;
+      state.triggered = true;
+      if (rule.cutAfter !== undefined) {
+        client.destroy();
+        upstream.destroy();
+      } else {
+        client.pause();
+      }
+    });
+    upstream.on('data', (c: Buffer) => client.write(c));
+    client.on('end', () => upstream.end());
+    upstream.on('end', () => client.end());
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  onCleanup(
+    () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(resolve);
+      }),
+  );
+  const address = server.address();
+  state.url = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;
+  return state;
 }
 
 describe('scripts/upload', () => {
@@ -83,6 +169,55 @@ describe('scripts/upload', () => {
     expect(firstSent).to.be.greaterThan(offset - 1);
     // Finished uploads are forgotten: nothing left to resume.
     expect(JSON.parse(await readFile(storagePath, 'utf8'))).to.deep.equal({});
+  });
+
+  it('retries a link dropped mid-upload and sends only the rest', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'promotions.csv');
+    await generateFile(file, { rows: 20_000, seed: 6 });
+    const size = (await readFile(file)).length;
+    const leader = await startLeader();
+    const link = await startLink(leader.url, { cutAfter: Math.floor(size * 0.6) });
+    const result = await resumableUpload({
+      leader: link.url,
+      token: LEADER_TOKEN,
+      path: file,
+      storagePath: join(dir, 'uploads.json'),
+    });
+    expect(link.triggered).to.equal(true);
+    expect(result.status, JSON.stringify(result.body)).to.equal(200);
+    expect(result.body).to.include({ version: 1, rows: 20_000, sourceBytes: size });
+    // The rest was sent from the offset the leader had, not the whole file again.
+    expect(link.offsets).to.have.length(2);
+    expect(link.offsets[0]).to.equal(0);
+    expect(link.offsets[1]).to.be.greaterThan(0).and.lessThan(size);
+  });
+
+  it('stops on Ctrl-C (exit 130) and, run again, resumes the upload and prints the report', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'promotions.csv');
+    await generateFile(file, { rows: 20_000, seed: 7 });
+    const size = (await readFile(file)).length;
+    const leader = await startLeader();
+    // A link that stalls midway, so that the upload is still running when Ctrl-C comes.
+    const link = await startLink(leader.url, { stallAfter: Math.floor(size * 0.4) });
+    const args = [file, '--leader', link.url, '--state', join(dir, 'state.json')];
+    const first = spawnUpload(args);
+    await waitFor(async () => (link.triggered ? true : undefined), 20_000, 'the upload to reach the stall');
+    first.child.kill('SIGINT');
+    const stopped = await first.done;
+    expect(stopped.code, stopped.stderr).to.equal(130);
+    expect(stopped.stderr).to.include('run the same command again to resume');
+    expect(leader.store.current()).to.equal(undefined);
+
+    const again = await runUpload(args);
+    expect(again.code, again.stderr).to.equal(0);
+    expect(again.stderr).to.include('resuming an earlier upload of this file');
+    expect(JSON.parse(again.stdout)).to.include({ version: 1, rows: 20_000, sourceBytes: size });
+    // The second run sent the rest, from where the first stopped.
+    expect(link.offsets).to.have.length(2);
+    expect(link.offsets[0]).to.equal(0);
+    expect(link.offsets[1]).to.be.greaterThan(0).and.lessThan(size);
   });
 
   it('prints the report and exits 1 when the leader refuses the file; 0 when it becomes current', async () => {
