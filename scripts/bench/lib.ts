@@ -483,14 +483,14 @@ export function printTable(header: readonly string[], rows: readonly (readonly (
 }
 
 /**
- * The code measured: HEAD's commit and the files of the service that differ from it (the working tree may be
- * ahead of HEAD while work is in progress).
+ * The code measured: HEAD's commit and the files of the service and its benchmarks that differ from it (the
+ * working tree may be ahead of HEAD while work is in progress).
  */
 export function codeState(): { commit: string; uncommitted: string[] } {
   const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' });
   try {
     // Porcelain lines are `XY path`: the two status columns may start with a space, so no trim before slicing.
-    const changed = git('status', '--porcelain', '--', 'common', 'leader', 'replica')
+    const changed = git('status', '--porcelain', '--', 'common', 'leader', 'replica', 'scripts')
       .split('\n')
       .filter((l) => l !== '')
       .map((l) => l.slice(3));
