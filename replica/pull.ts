@@ -74,7 +74,7 @@ export async function pullSnapshot(
         fromDisk = verifier.position > HEADER_BYTES;
       }
       await transferBody(ctx, m, part, verifier);
-      await finishPart(part, layout.directory);
+      await finishPart(part, layout.directory, layout.header.fileBytes);
       return verifier;
     } catch (err) {
       if (err instanceof SnapshotError) {
@@ -201,6 +201,14 @@ async function transferBody(
   if (verifier.position >= verifier.end) return;
   const out = await open(part, 'a');
   try {
+    // The file must hold exactly what has verified: a write lost with a cut would leave a hole, found here.
+    const size = (await out.stat()).size;
+    if (size !== verifier.position) {
+      throw new AppError(
+        'REPLICA_SYNC_FAILED',
+        `the transfer file holds ${size} bytes, not the ${verifier.position} verified; pulling again`,
+      );
+    }
     await fetchRange(ctx, m, verifier.position, verifier.end, (chunk) => {
       verifier.accept(chunk);
       return writeAll(out, chunk);
@@ -213,11 +221,21 @@ async function transferBody(
   }
 }
 
-/** Appends the (already verified) directory and fsyncs, so a file that verified is on disk when it is renamed. */
-async function finishPart(part: string, directory: Buffer): Promise<void> {
+/**
+ * Appends the (already verified) directory and fsyncs, so a file that verified is on disk, whole, when it is
+ * renamed.
+ */
+async function finishPart(part: string, directory: Buffer, fileBytes: number): Promise<void> {
   const h = await open(part, 'a');
   try {
     await writeAll(h, directory);
+    const size = (await h.stat()).size;
+    if (size !== fileBytes) {
+      throw new AppError(
+        'REPLICA_SYNC_FAILED',
+        `the transfer file is ${size} bytes, not ${fileBytes}; pulling again`,
+      );
+    }
     await h.sync();
   } finally {
     await h.close();

@@ -125,7 +125,7 @@ export function getRange(get: RangeGet, onChunk: (chunk: Buffer) => void | Promi
       const text = head.toString('latin1', 0, at);
       const rest = head.subarray(at + 4);
       head = undefined;
-      const parsed = parseHead(text, get.start);
+      const parsed = parseHead(text, get.start, get.end);
       if (parsed instanceof Error) {
         fail(parsed);
         return false;
@@ -164,8 +164,8 @@ export function getRange(get: RangeGet, onChunk: (chunk: Buffer) => void | Promi
   });
 }
 
-/** The body length of a 206 answer for bytes from `start`, or the error that refuses the answer. */
-function parseHead(text: string, start: number): number | Error {
+/** The body length of a 206 answer for bytes [start, end), or the error that refuses the answer. */
+function parseHead(text: string, start: number, end: number): number | Error {
   const [statusLine, ...lines] = text.split('\r\n');
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
   if (m === null) return new TransferCut(`not an HTTP answer: ${JSON.stringify(statusLine.slice(0, 80))}`);
@@ -183,5 +183,8 @@ function parseHead(text: string, start: number): number | Error {
   if (headers.has('transfer-encoding') || length === undefined || !/^\d+$/.test(length)) {
     return new RangeRefused(status, 'answered 206 without a plain Content-Length');
   }
+  // Fewer bytes than asked is a file that ends early (the caller finds out); more is an answer to another question.
+  if (Number(length) > end - start)
+    return new RangeRefused(status, `answered ${length} bytes for ${end - start}`);
   return Number(length);
 }

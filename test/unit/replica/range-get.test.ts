@@ -84,6 +84,12 @@ describe('replica/range-get', () => {
         return void res.writeHead(404).end('{"error":"SNAPSHOT_NOT_FOUND"}');
       if (req.headers.range === 'bytes=1-9')
         return void res.writeHead(200, { 'content-length': 3 }).end('abc');
+      // More bytes than asked.
+      if (req.headers.range === 'bytes=3-9') {
+        return void res
+          .writeHead(206, { 'content-range': `bytes 3-20/${FILE.length}`, 'content-length': 18 })
+          .end(FILE.subarray(3, 21));
+      }
       // A 206 for another range than the one asked.
       res
         .writeHead(206, { 'content-range': `bytes 0-9/${FILE.length}`, 'content-length': 10 })
@@ -95,6 +101,7 @@ describe('replica/range-get', () => {
       [0, 404],
       [1, 200],
       [2, 206],
+      [3, 206],
     ]) {
       const err = await refusal(get(start));
       expect(err).to.be.instanceOf(RangeRefused);
