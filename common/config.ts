@@ -73,6 +73,12 @@ export interface LeaderConfig extends CommonConfig {
   readonly keepVersions: number;
   /** PUSH_TIMEOUT_MS: how long the leader waits for one replica to answer a notice. */
   readonly pushTimeoutMs: number;
+  /**
+   * REPLICA_EXPIRY_MS: a replica that registered by polling and has not been heard from (no poll, no answer to a
+   * notice) for this long is forgotten: no more notices, and its version no longer keeps old versions from being
+   * pruned. 0 never forgets. Keep it well above the replicas' SYNC_INTERVAL_MS.
+   */
+  readonly replicaExpiryMs: number;
   /** INGEST_WORKERS: parse worker threads for the CSV fast path; 0 parses on the main thread. */
   readonly ingestWorkers: number;
 }
@@ -122,6 +128,7 @@ export const DEFAULTS = Object.freeze({
   inboxKeepFiles: 3,
   keepVersions: 5,
   pushTimeoutMs: 60_000,
+  replicaExpiryMs: 600_000,
   ingestWorkers: Math.min(8, availableParallelism()),
   leaderUrl: 'http://127.0.0.1:8080',
   syncIntervalMs: 10_000,
@@ -269,6 +276,7 @@ export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
     inboxKeepFiles: int(env, 'INBOX_KEEP_FILES', DEFAULTS.inboxKeepFiles, 1),
     keepVersions: int(env, 'KEEP_VERSIONS', DEFAULTS.keepVersions, 2, 1000),
     pushTimeoutMs: int(env, 'PUSH_TIMEOUT_MS', DEFAULTS.pushTimeoutMs, 1),
+    replicaExpiryMs: int(env, 'REPLICA_EXPIRY_MS', DEFAULTS.replicaExpiryMs, 0),
     ingestWorkers: int(env, 'INGEST_WORKERS', DEFAULTS.ingestWorkers, 0, 64),
   });
 }

@@ -57,6 +57,7 @@ export async function createLeader(
   // to another version (a notice answered, a poll reporting it, a replica gone from DNS). Cheap when nothing goes.
   const replicas = new ReplicaRegistry(config.replicas, config.replicaToken, config.pushTimeoutMs, logger, {
     dns: config.replicasDns,
+    expiryMs: config.replicaExpiryMs,
     onServedChange: () => void prune(),
     ...replicaOptions,
   });

@@ -8,6 +8,10 @@
  * one: replicas follow the newest *published* version, which after a rollback has a lower number. A replica that
  * no notice reaches catches up by its own poll (DESIGN §5), so giving up is safe.
  *
+ * A replica that registered by polling and is then not heard from (no poll, no answer to a notice) for `expiryMs`
+ * is forgotten: a replica that died would otherwise get failing notices forever and keep the version it last
+ * served from being pruned. Configured replicas stay (the operator listed them); DNS ones follow the DNS answer.
+ *
  * Concurrency: called from the leader's request handlers and ingest on one event loop. State changes are
  * synchronous; each replica has at most one notice campaign at a time, which only records its outcome.
  */
@@ -45,6 +49,10 @@ export interface ReplicaRegistryOptions {
   readonly dnsRefreshMs?: number;
   /** Called when a replica is seen serving another version, or is forgotten (the leader prunes then). */
   readonly onServedChange?: () => void;
+  /** REPLICA_EXPIRY_MS: forget a registered replica not heard from for this long; 0 or absent: never. */
+  readonly expiryMs?: number;
+  /** The clock, ms since the epoch; a fake in tests. */
+  readonly now?: () => number;
 }
 
 type Source = 'config' | 'dns' | 'registered';
@@ -100,7 +108,9 @@ export class ReplicaRegistry {
   private readonly retry: NoticeRetry;
   private readonly resolve: Resolve4 | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly now: () => number;
   /** Counts publishes, so that one whose DNS lookup ends after a later publish's does not overtake it. */
   private published = 0;
 
@@ -113,22 +123,38 @@ export class ReplicaRegistry {
   ) {
     this.retry = { ...NOTICE_RETRY, ...options.retry };
     this.resolve = options.resolve;
+    this.now = options.now ?? Date.now;
     for (const url of configured) this.entries.set(url, newEntry(url, 'config'));
   }
 
-  /** Looks up REPLICAS_DNS now and then every `dnsRefreshMs` (no-op without it). */
+  /**
+   * Looks up REPLICAS_DNS now and then every `dnsRefreshMs` (without it, no lookups), and forgets expired replicas
+   * periodically (with `expiryMs`).
+   */
   start(): void {
-    if (this.options.dns == null || this.timer !== undefined || this.closed) return;
+    if (this.closed) return;
+    const expiryMs = this.options.expiryMs ?? 0;
+    if (expiryMs > 0 && this.expiryTimer === undefined) {
+      // Often enough that a dead replica goes within about 1.5 times its expiry.
+      this.expiryTimer = setInterval(
+        () => this.forgetExpired(),
+        Math.max(100, Math.min(expiryMs / 2, 60_000)),
+      );
+      this.expiryTimer.unref();
+    }
+    if (this.options.dns == null || this.timer !== undefined) return;
     void this.refreshDns();
     this.timer = setInterval(() => void this.refreshDns(), this.options.dnsRefreshMs ?? DNS_REFRESH_MS);
     this.timer.unref();
   }
 
-  /** Stops the DNS refresh and every pending retry (at shutdown). */
+  /** Stops the DNS refresh, the expiry sweep and every pending retry (at shutdown). */
   close(): void {
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
+    if (this.expiryTimer !== undefined) clearInterval(this.expiryTimer);
     this.timer = undefined;
+    this.expiryTimer = undefined;
     for (const e of this.entries.values()) stop(e.campaign, 'superseded');
   }
 
@@ -170,12 +196,42 @@ export class ReplicaRegistry {
     }
   }
 
+  /**
+   * Forgets every replica that registered by polling and has not been heard from for `expiryMs` (see the module
+   * comment); the leader prunes then. Called periodically once started, and before each publish.
+   */
+  forgetExpired(): void {
+    let moved = false;
+    for (const e of [...this.entries.values()]) {
+      if (!this.expired(e)) continue;
+      stop(e.campaign, 'superseded');
+      this.entries.delete(e.url);
+      this.logger.info(
+        { replica: e.url, version: e.version, lastContact: e.lastContact?.toISOString() ?? null },
+        'replica not heard from for REPLICA_EXPIRY_MS; forgotten',
+      );
+      moved ||= e.version !== null;
+    }
+    if (moved) this.options.onServedChange?.();
+  }
+
+  /** A registered replica silent for longer than the expiry (never a configured or DNS one). */
+  private expired(e: Entry): boolean {
+    const expiryMs = this.options.expiryMs ?? 0;
+    return (
+      expiryMs > 0 &&
+      e.source === 'registered' &&
+      e.lastContact !== null &&
+      this.now() - e.lastContact.getTime() > expiryMs
+    );
+  }
+
   /** Records a replica's poll: it lives at `url` and serves `version` (null when it serves nothing yet). */
   seen(url: string, version: number | null): void {
     const e = this.entries.get(url) ?? newEntry(url, 'registered');
     const moved = e.version !== version;
     e.version = version;
-    e.lastContact = new Date();
+    e.lastContact = new Date(this.now());
     if (version !== null && version === e.failedVersion) {
       // It got there by itself (its own poll): the failure is over, and so are the retries.
       e.lastError = null;
@@ -207,9 +263,14 @@ export class ReplicaRegistry {
     }));
   }
 
-  /** Versions some replica still serves (kept when old versions are pruned). */
+  /** Versions some replica still serves (kept when old versions are pruned); an expired replica keeps none. */
   versionsInUse(): Set<number> {
-    return new Set([...this.entries.values()].map((e) => e.version).filter((v): v is number => v !== null));
+    return new Set(
+      [...this.entries.values()]
+        .filter((e) => !this.expired(e))
+        .map((e) => e.version)
+        .filter((v): v is number => v !== null),
+    );
   }
 
   /**
@@ -222,6 +283,7 @@ export class ReplicaRegistry {
     const seq = ++this.published;
     // Cancel older campaigns first, so that no retry of an older version lands while DNS answers.
     for (const e of this.entries.values()) stop(e.campaign, 'superseded');
+    this.forgetExpired();
     await this.refreshDns();
     if (this.closed || seq !== this.published) return;
     await Promise.all([...this.entries.values()].map((e) => this.campaign(e, manifest)));
@@ -298,7 +360,7 @@ export class ReplicaRegistry {
       return 'retry';
     }
     if (c.abort.signal.aborted) return 'cancelled';
-    e.lastContact = new Date();
+    e.lastContact = new Date(this.now());
     if (res.ok) {
       const moved = typeof body.version === 'number' && body.version !== e.version;
       if (typeof body.version === 'number') e.version = body.version;

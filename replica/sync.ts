@@ -1,6 +1,7 @@
 /**
- * Keeps this replica on the leader's current version: pulls the file (resuming a cut transfer with Range), writes
- * it under a temporary name, fsyncs, verifies and loads it beside the live version, renames it, then swaps.
+ * Keeps this replica on the leader's current version: pulls a new version's file and verifies it while it arrives
+ * (pull.ts), renames it into place, builds the version from the bytes already in memory (disk mode opens the
+ * file), swaps it in, and records it as the version to serve after a restart.
  *
  * Files: DATA_DIR/v000042.snap (verified versions: the one served and one other are kept), DATA_DIR/SERVING
  * (`{"version": 42}`, the version served last, replaced atomically: a restart serves it at once, even after a
@@ -10,12 +11,8 @@
  * polls): a newer request supersedes a pending older one, and every caller's promise settles when the wanted
  * version (or a later one) is served, or with the error that stopped it.
  */
-import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { get as httpGet, type IncomingMessage } from 'node:http';
-import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { ReplicaConfig } from '../common/config.js';
 import { writeFileAtomic } from '../common/durable-file.js';
 import { AppError } from '../common/errors.js';
@@ -28,18 +25,20 @@ import {
   type SnapshotManifest,
   snapshotFileName,
 } from '../common/protocol.js';
-import { type LoadedSnapshot, loadSnapshot, type SnapshotMode } from '../common/snapshot/reader.js';
+import {
+  type LoadedSnapshot,
+  loadSnapshot,
+  openVerified,
+  type SnapshotMode,
+} from '../common/snapshot/reader.js';
+import type { ExpectedSnapshot } from '../common/snapshot/verifier.js';
 import type { LiveIndex, LiveVersion } from './live-index.js';
+import { pullSnapshot } from './pull.js';
 
 const FILE_RE = /^v(\d{6,})\.snap$/;
 /** Verified files kept on disk: the one served and the one before it (a quick way back). */
 const KEEP_FILES = 2;
-/** Tries at one file transfer: a cut transfer resumes from the bytes already on disk. */
-const TRANSFER_ATTEMPTS = 3;
-/** A transfer that receives nothing for this long is cut (and resumed), so a stalled leader cannot hold the load. */
-const TRANSFER_IDLE_MS = 30_000;
 const SERVING_FILE = 'SERVING';
-const MiB = 1024 * 1024;
 
 export interface SyncStatus {
   readonly lastError: string | null;
@@ -47,9 +46,6 @@ export interface SyncStatus {
   /** The version being pulled or loaded now, if any. */
   readonly loading: number | null;
 }
-
-/** A transfer that broke off (connection cut, stalled, an unusable range answer): worth resuming. */
-class TransferCut extends Error {}
 
 export type SyncSettings = Pick<
   ReplicaConfig,
@@ -216,10 +212,11 @@ export class Syncer {
   /** A verified file for `m`: the local one when it matches, else pulled from the leader. */
   private async fetchAndLoad(m: SnapshotManifest): Promise<LoadedSnapshot> {
     const path = this.filePath(m.version);
-    const expect = { snapshotId: m.snapshotId, checksum: m.checksum };
+    const expect: ExpectedSnapshot = { snapshotId: m.snapshotId, checksum: m.checksum };
+    const mode = this.modeFor(m.bytes);
     if (await exists(path)) {
       try {
-        return await loadSnapshot(path, expect, this.modeFor(m.bytes));
+        return await loadSnapshot(path, expect, mode);
       } catch (err) {
         // Pull again; the rename below replaces the local file only once the new one has verified.
         this.logger.warn(
@@ -229,88 +226,31 @@ export class Syncer {
       }
     }
     const part = join(this.tmpDir, `${snapshotFileName(m.version)}.${m.checksum.slice(0, 16)}.part`);
-    await this.download(m, part);
-    // Verify before the file takes its final name: a bad transfer never looks like a good version.
-    let snapshot: LoadedSnapshot;
-    try {
-      snapshot = await loadSnapshot(part, expect, this.modeFor(m.bytes));
-    } catch (err) {
-      await rm(part, { force: true });
-      throw err;
+    // Every byte has verified when the pull returns: a bad transfer never takes a version's name.
+    await mkdir(this.tmpDir, { recursive: true });
+    const pull = {
+      leaderUrl: this.settings.leaderUrl,
+      replicaToken: this.settings.replicaToken,
+      logger: this.logger,
+      onBytes: (n: number) => {
+        this.pulledBytes += n;
+      },
+    };
+    const verified = await pullSnapshot(pull, m, expect, part, mode === 'memory');
+    if (verified === 'unverified') {
+      // A leader (or proxy) that ignores Range sent the file whole: verify it from the file, then name it.
+      let snapshot: LoadedSnapshot;
+      try {
+        snapshot = await loadSnapshot(part, expect, mode);
+      } catch (err) {
+        await rm(part, { force: true });
+        throw err;
+      }
+      await rename(part, path);
+      return snapshot;
     }
     await rename(part, path);
-    return snapshot;
-  }
-
-  /** Pulls the file into `part`; a cut transfer is resumed (TRANSFER_ATTEMPTS tries in all), then fsynced. */
-  private async download(m: SnapshotManifest, part: string): Promise<void> {
-    await mkdir(this.tmpDir, { recursive: true });
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.transfer(m, part);
-        return;
-      } catch (err) {
-        const cut = err instanceof TransferCut;
-        if (!cut || attempt >= TRANSFER_ATTEMPTS) {
-          throw err instanceof AppError
-            ? err
-            : new AppError('REPLICA_SYNC_FAILED', `pulling version ${m.version}: ${messageOf(err as Error)}`);
-        }
-        const have = (await exists(part)) ? (await stat(part)).size : 0;
-        this.logger.warn(
-          { version: m.version, have, attempt, err: messageOf(err as Error) },
-          'file transfer cut; resuming',
-        );
-        await new Promise((r) => setTimeout(r, 100 * attempt));
-      }
-    }
-  }
-
-  /**
-   * One request for the file, continuing from the bytes already in `part` (`Range: bytes=N-`). After a cut, `part`
-   * holds a prefix of the file (what reached the disk), and the next try asks for the rest. Throws TransferCut
-   * when the transfer broke off, AppError when the leader refused.
-   * node:http rather than fetch: about twice the throughput on large bodies, which is most of a new version's
-   * time to live (DESIGN §6: under 2 s on every replica).
-   */
-  private async transfer(m: SnapshotManifest, part: string): Promise<void> {
-    const have = (await exists(part)) ? (await stat(part)).size : 0;
-    const headers: Record<string, string> = { authorization: `Bearer ${this.settings.replicaToken}` };
-    if (have > 0 && have < m.bytes) headers.range = `bytes=${have}-`;
-    const url = new URL(`${this.settings.leaderUrl}/snapshots/${m.version}/file`);
-    const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = (url.protocol === 'https:' ? httpsGet : httpGet)(url, { headers }, resolve);
-      req.setTimeout(TRANSFER_IDLE_MS, () =>
-        req.destroy(new TransferCut(`no bytes for ${TRANSFER_IDLE_MS} ms`)),
-      );
-      req.once('error', (err) => reject(err instanceof TransferCut ? err : new TransferCut(messageOf(err))));
-    });
-    const status = res.statusCode ?? 0;
-    const resume = status === 206 && res.headers['content-range']?.startsWith(`bytes ${have}-`) === true;
-    if (status === 416 || (status === 206 && !resume)) {
-      // The bytes on disk do not fit this file: start again from the first byte.
-      res.destroy();
-      await rm(part, { force: true });
-      throw new TransferCut(`leader answered ${status} to a resumed transfer; starting over`);
-    }
-    if (status !== 200 && status !== 206) {
-      res.destroy();
-      throw new AppError('REPLICA_SYNC_FAILED', `leader answered ${status} for version ${m.version}'s file`);
-    }
-    try {
-      // `flush`: fsync before close, so a file that verifies is on disk when it is renamed.
-      res.on('data', (chunk: Buffer) => {
-        this.pulledBytes += chunk.length;
-      });
-      await pipeline(
-        res,
-        createWriteStream(part, { flags: resume ? 'a' : 'w', flush: true, highWaterMark: MiB }),
-      );
-    } catch (err) {
-      // Our own file errors (a full disk) are not a cut: resuming would not help.
-      if (err instanceof TransferCut || isFileError(err)) throw err;
-      throw new TransferCut(messageOf(err as Error));
-    }
+    return mode === 'memory' ? verified.toMemorySnapshot() : await openVerified(path, verified);
   }
 
   /** Serves the version served before the restart (SERVING), else the newest verified local file. */
@@ -364,16 +304,6 @@ export class Syncer {
       .map((m) => Number(m[1]))
       .sort((a, b) => b - a);
   }
-}
-
-/** The most telling message of a fetch failure (undici puts the socket error in `cause`). */
-function messageOf(err: Error): string {
-  const cause = err.cause as Error | undefined;
-  return cause?.message !== undefined ? `${err.message}: ${cause.message}` : err.message;
-}
-
-function isFileError(err: unknown): boolean {
-  return typeof (err as NodeJS.ErrnoException).syscall === 'string';
 }
 
 async function exists(path: string): Promise<boolean> {

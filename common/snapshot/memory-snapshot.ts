@@ -20,8 +20,8 @@ export class MemorySnapshot implements LoadedSnapshot {
   ) {
     this.residentBytes = buffers.reduce((n, b) => n + b.length, 0);
     this.directory = new PartitionDirectory(header.partitionBits, partitions);
-    // allocUnsafeSlow buffers start at offset 0 of their own ArrayBuffer, so a Uint32Array view is aligned
-    // (little-endian, as the file is, on every platform Node runs on here).
+    // Each buffer starts at an aligned offset of its ArrayBuffer (BodyVerifier places them so), so a Uint32Array
+    // view is aligned (little-endian, as the file is, on every platform Node runs on here).
     this.slots = buffers.map((b, i) => new Uint32Array(b.buffer, b.byteOffset, partitions[i].slotCount * 2));
   }
 

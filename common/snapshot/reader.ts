@@ -1,32 +1,27 @@
 /**
- * Opens a snapshot file, proves it is what it claims (header checksum, layout, per-partition and body checksums,
- * identity against the manifest), and serves lookups from it in memory.
+ * Opens a snapshot file, proves it is what it claims (header checksum, layout, per-partition checksums, identity
+ * against the manifest: verifier.ts), and serves lookups from it, in memory or from disk.
  *
- * Loading reads the file in chunks of at most READ_CHUNK_BYTES with asynchronous reads, so the event loop is never
- * held for more than one chunk's hashing. A loaded snapshot is immutable: any number of lookups may run on it;
- * `close` is called once, by the owner, after the last lookup.
+ * A replica verifies a pulled file while it arrives (replica/sync.ts) and never reads it back; this reader is for
+ * files already on disk (a restart, a local copy of a kept version). It reads the body in chunks of
+ * VERIFY_CHUNK_BYTES with asynchronous reads, so the event loop is held for one chunk's hash at a time. A loaded
+ * snapshot is immutable: any number of lookups may run on it; `close` is called once, by the owner, after the last
+ * lookup.
  */
-import { createHash } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
 import { SnapshotError } from '../errors.js';
 import { DiskSnapshot } from './disk-snapshot.js';
+import { HEADER_BYTES, type PartitionEntry, type SnapshotHeader } from './format.js';
 import {
-  DIRECTORY_ENTRY_BYTES,
-  decodeDirectory,
-  decodeHeader,
-  HEADER_BYTES,
-  type PartitionEntry,
-  type SnapshotHeader,
-} from './format.js';
-import { MemorySnapshot } from './memory-snapshot.js';
+  BodyVerifier,
+  checkDirectory,
+  checkHeader,
+  directoryRange,
+  type ExpectedSnapshot,
+  VERIFY_CHUNK_BYTES,
+} from './verifier.js';
 
-const READ_CHUNK_BYTES = 1 << 20;
-
-/** What the manifest says the file must be; a file that differs is refused. */
-export interface ExpectedSnapshot {
-  readonly snapshotId?: string;
-  readonly checksum?: string;
-}
+export type { ExpectedSnapshot } from './verifier.js';
 
 /** A verified snapshot, ready to answer lookups. */
 export interface LoadedSnapshot {
@@ -46,12 +41,7 @@ export interface LoadedSnapshot {
 async function readFully(h: FileHandle, buf: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
-    const { bytesRead } = await h.read(
-      buf,
-      done,
-      Math.min(READ_CHUNK_BYTES, buf.length - done),
-      position + done,
-    );
+    const { bytesRead } = await h.read(buf, done, buf.length - done, position + done);
     if (bytesRead === 0) {
       throw new SnapshotError(
         'SNAPSHOT_TRUNCATED',
@@ -70,63 +60,30 @@ export async function readLayout(
   const size = (await h.stat()).size;
   const head = Buffer.alloc(HEADER_BYTES);
   if (size >= HEADER_BYTES) await readFully(h, head, 0);
-  const header = decodeHeader(head, size);
-  if (expect.checksum !== undefined && expect.checksum !== header.checksum) {
-    throw new SnapshotError(
-      'SNAPSHOT_ID_MISMATCH',
-      `snapshot checksum ${header.checksum} is not the expected ${expect.checksum}`,
-    );
-  }
-  if (expect.snapshotId !== undefined && expect.snapshotId !== header.snapshotId) {
-    throw new SnapshotError(
-      'SNAPSHOT_ID_MISMATCH',
-      `snapshot id ${header.snapshotId} is not the expected ${expect.snapshotId}`,
-    );
-  }
-  const directory = Buffer.alloc(2 ** header.partitionBits * DIRECTORY_ENTRY_BYTES);
-  await readFully(h, directory, header.directoryOffset);
-  return { header, directory, partitions: decodeDirectory(directory, header) };
+  const header = checkHeader(head, size, expect);
+  const { start, end } = directoryRange(header);
+  const directory = Buffer.alloc(end - start);
+  await readFully(h, directory, start);
+  return { header, directory, partitions: checkDirectory(header, directory) };
 }
 
 export type SnapshotMode = 'memory' | 'disk';
 
 /**
- * Reads every partition in chunks of at most READ_CHUNK_BYTES, checking each partition's checksum and the body's,
- * and returns the partitions' bytes when `keep` (memory mode). Throws SNAPSHOT_CHECKSUM_MISMATCH on any difference.
+ * Feeds `verifier` the file's body bytes from `verifier.position` up to `until` (the body's end by default), one
+ * chunk of at most VERIFY_CHUNK_BYTES per read (each read is asynchronous: other work runs between chunks).
  */
-async function verifyBody(
+export async function verifyFromFile(
   h: FileHandle,
-  header: SnapshotHeader,
-  directory: Buffer,
-  partitions: PartitionEntry[],
-  keep: boolean,
-): Promise<Buffer[]> {
-  // The header's checksum covers the directory's hash; the directory holds every partition's: one pass each.
-  if (createHash('sha256').update(directory).digest('hex') !== header.directorySha256) {
-    throw new SnapshotError('SNAPSHOT_CHECKSUM_MISMATCH', 'snapshot directory does not match its checksum');
+  verifier: BodyVerifier,
+  until = verifier.end,
+): Promise<void> {
+  const scratch = Buffer.allocUnsafe(Math.max(0, Math.min(VERIFY_CHUNK_BYTES, until - verifier.position)));
+  while (verifier.position < until) {
+    const chunk = scratch.subarray(0, Math.min(scratch.length, until - verifier.position));
+    await readFully(h, chunk, verifier.position);
+    verifier.accept(chunk);
   }
-  const kept: Buffer[] = [];
-  const scratch = keep ? undefined : Buffer.allocUnsafe(READ_CHUNK_BYTES);
-  for (let i = 0; i < partitions.length; i++) {
-    const e = partitions[i];
-    const part = createHash('sha256');
-    const whole = keep ? Buffer.allocUnsafeSlow(e.bytes) : undefined;
-    for (let done = 0; done < e.bytes; ) {
-      const n = Math.min(READ_CHUNK_BYTES, e.bytes - done);
-      const target = whole ? whole.subarray(done, done + n) : (scratch as Buffer).subarray(0, n);
-      await readFully(h, target, e.offset + done);
-      part.update(target);
-      done += n;
-    }
-    if (!part.digest().subarray(0, e.sha256.length).equals(e.sha256)) {
-      throw new SnapshotError(
-        'SNAPSHOT_CHECKSUM_MISMATCH',
-        `snapshot partition ${i} does not match its checksum`,
-      );
-    }
-    if (whole) kept.push(whole);
-  }
-  return kept;
 }
 
 /**
@@ -142,12 +99,31 @@ export async function loadSnapshot(
   const h = await open(path, 'r');
   let keepOpen = false;
   try {
-    const { header, directory, partitions } = await readLayout(h, expect);
-    const kept = await verifyBody(h, header, directory, partitions, mode === 'memory');
-    if (mode === 'memory') return new MemorySnapshot(header, partitions, kept);
+    const { header, partitions } = await readLayout(h, expect);
+    const verifier = new BodyVerifier(header, partitions, mode === 'memory');
+    await verifyFromFile(h, verifier);
+    if (mode === 'memory') return verifier.toMemorySnapshot();
     keepOpen = true;
     return new DiskSnapshot(header, partitions, h);
   } finally {
     if (!keepOpen) await h.close();
+  }
+}
+
+/** Opens a file whose every byte was already verified (by a BodyVerifier as it arrived) for disk-mode lookups. */
+export async function openVerified(path: string, verifier: BodyVerifier): Promise<DiskSnapshot> {
+  const h = await open(path, 'r');
+  try {
+    const size = (await h.stat()).size;
+    if (!verifier.done || size !== verifier.header.fileBytes) {
+      throw new SnapshotError(
+        'SNAPSHOT_TRUNCATED',
+        `snapshot file is ${size} bytes, not the ${verifier.header.fileBytes} verified`,
+      );
+    }
+    return new DiskSnapshot(verifier.header, [...verifier.partitions], h);
+  } catch (err) {
+    await h.close();
+    throw err;
   }
 }

@@ -9,7 +9,9 @@
  * runs alone on core 0 with scripts/bench/eld-probe.ts preloaded (its event-loop delay, every 250 ms); wrk, the
  * leader and this script share core 1. Every version holds the same 1M ids (the same CSV ingested again: a new
  * snapshot file, id and checksum), so every read is a 200 and wrk counts any other answer as an error.
- *   1. `--versions` versions are ingested before the measurements, replica A following each (no read load).
+ *   1. `--versions` versions are ingested before the measurements, replica A following each (no read load); A's CPU
+ *      time (/proc/PID/stat) from the end of each ingest until it serves the version is shown for information: what
+ *      taking a version costs the serving core.
  *   2. steady: wrk for `--steady-s`, no swaps.
  *   3. swaps: wrk for `--swap-s` while every `--every-s` another kept version is activated, in a cycle. A replica
  *      keeps two files, so with 3+ versions in the cycle every swap pulls, verifies, loads and swaps a 1M-row file.
@@ -46,6 +48,7 @@ import {
   parsePositive,
   printJson,
   printTable,
+  procCpuSeconds,
   replicaEnv,
   round,
   runBench,
@@ -254,18 +257,24 @@ async function main(): Promise<void> {
 
   // 1. The versions the swaps cycle through, each live on every replica before the next ingest.
   const quietLive: number[] = [];
+  const quietCpuMs: number[] = [];
   const ingestDurations: number[] = [];
   let current = 0;
   for (let i = 0; i < versions; i++) {
     const t = performance.now();
     const { version, endedAt } = await ingest(leader.url, csv);
+    // Replica A does nothing else meanwhile: its CPU time from here to live is what taking a version costs it.
+    const cpu0 = await procCpuSeconds(a.pid);
     const live = await allLive(replicas, version, endedAt).catch((err: Error) => {
       throw new Error(`${err.message}${lastLines(a.lines)}`);
     });
+    const cpuMs = round(((await procCpuSeconds(a.pid)) - cpu0) * 1000);
     log(
-      `version ${version}: ingest ${round(endedAt - t)} ms, then live on replica A in ${live} ms (no load)`,
+      `version ${version}: ingest ${round(endedAt - t)} ms, then live on replica A in ${live} ms (no load), ` +
+        `${cpuMs} ms of A's CPU`,
     );
     quietLive.push(live);
+    quietCpuMs.push(cpuMs);
     ingestDurations.push(endedAt - t);
     current = version;
   }
@@ -367,6 +376,7 @@ async function main(): Promise<void> {
     ['new version live', 'each, ms', 'max ms'],
     [
       ['on A, after ingest ends, no load (info)', quietLive.join(' / '), Math.max(...quietLive)],
+      ["  A's CPU ms to take it, no load (info)", quietCpuMs.join(' / '), Math.max(...quietCpuMs)],
       ['on A, after activate, A under load (info)', swapLive.join(' / '), Math.max(...swapLive)],
       ['on all 3, after ingest ends, A under load', loadedLive.join(' / '), maxLive],
     ],
@@ -400,6 +410,7 @@ async function main(): Promise<void> {
     ingests: { ...ingestWindow, count: ingests, eventLoopDelayMaxMs: ingestEld, cpuWaitPct: ingestWait },
     liveMs: {
       replicaAAfterIngestNoLoad: quietLive,
+      replicaACpuMsPerVersionNoLoad: quietCpuMs,
       replicaAAfterActivate: swapLive,
       allThreeAfterIngestUnderLoad: loadedLive,
     },

@@ -4,12 +4,14 @@
  * rollback and forward, retention that spares versions in use, and swaps under a steady stream of reads.
  * Fake leaders are node:http proxies in front of the real one, so the replica under test talks to real code.
  */
-import { readdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { loadReplicaConfig } from '../../common/config.js';
+import { type SnapshotManifest, snapshotFileName } from '../../common/protocol.js';
+import { H, HEADER_BYTES, readU64 } from '../../common/snapshot/format.js';
 import { LiveIndex } from '../../replica/live-index.js';
 import { Syncer } from '../../replica/sync.js';
 import {
@@ -80,6 +82,14 @@ async function replicaView(leader: TestLeader, url: string): Promise<ReplicaView
   return list.find((r) => r.url === url);
 }
 
+/** Where version `version`'s directory starts, read from its header on the leader. */
+async function directoryOffset(leader: TestLeader, version: number): Promise<number> {
+  const res = await fetch(`${leader.url}/snapshots/${version}/file`, {
+    headers: { authorization: `Bearer ${REPLICA_TOKEN}`, range: `bytes=0-${HEADER_BYTES - 1}` },
+  });
+  return readU64(Buffer.from(await res.arrayBuffer()), H.directoryOffset);
+}
+
 async function keptVersions(leader: TestLeader): Promise<number[]> {
   return ((await http(`${leader.url}/snapshots`)).json.versions as { version: number }[]).map(
     (v) => v.version,
@@ -97,9 +107,9 @@ interface FakeLeader {
   readonly url: string;
   /** Every file request: its Range header and the status answered. */
   readonly fileRequests: { range: string | undefined; status: number }[];
-  /** Flip one bit in the middle of every file it serves. */
+  /** Flip one bit in the middle of every file answer longer than 1 KiB (the body: header and directory pass). */
   flip: boolean;
-  /** Cut the next file transfer after this many bytes, once `beforeCut` resolves. */
+  /** Cut the next file answer longer than this many bytes after that many, once `beforeCut` resolves. */
   cutAt: number | undefined;
   beforeCut: () => Promise<unknown>;
 }
@@ -137,8 +147,8 @@ async function fakeLeader(leaderUrl: string): Promise<FakeLeader> {
     }
     const isFile = req.url?.endsWith('/file') === true;
     if (isFile) fake.fileRequests.push({ range: req.headers.range, status: real.status });
-    if (isFile && fake.flip) bytes[bytes.length >> 1] ^= 0x01;
-    if (isFile && fake.cutAt !== undefined) {
+    if (isFile && fake.flip && bytes.length > 1024) bytes[bytes.length >> 1] ^= 0x01;
+    if (isFile && fake.cutAt !== undefined && bytes.length > fake.cutAt) {
       const cutAt = fake.cutAt;
       fake.cutAt = undefined;
       res.writeHead(real.status, out);
@@ -244,29 +254,72 @@ describe('replication (issue 5)', function () {
       bytes: number;
       checksum: string;
     };
+    const dirAt = await directoryOffset(leader, 1);
     const fake = await fakeLeader(leader.url);
     const dataDir = await tempDir();
     const cutAt = Math.floor(manifest.bytes * 0.4);
     fake.cutAt = cutAt;
-    // Cut only once the replica has written every byte sent, so the resume point is exact.
+    // Cut only once the replica has written every byte sent (after the header), so the resume point is exact.
     fake.beforeCut = () =>
       waitFor(
-        async () => ((await partBytes(dataDir)) === cutAt ? true : undefined),
+        async () => ((await partBytes(dataDir)) === HEADER_BYTES + cutAt ? true : undefined),
         5000,
         'the bytes on disk',
       );
 
     const replica = await startReplica(fake.url, { DATA_DIR: dataDir });
     await serving(replica, 1);
+    // Header, directory, body; then the rest of the body after the cut.
     expect(fake.fileRequests).to.deep.equal([
-      { range: undefined, status: 200 },
-      { range: `bytes=${cutAt}-`, status: 206 },
+      { range: `bytes=0-${HEADER_BYTES - 1}`, status: 206 },
+      { range: `bytes=${dirAt}-${manifest.bytes - 1}`, status: 206 },
+      { range: `bytes=${HEADER_BYTES}-${dirAt - 1}`, status: 206 },
+      { range: `bytes=${HEADER_BYTES + cutAt}-${dirAt - 1}`, status: 206 },
     ]);
     expect(replica.index.current?.manifest.checksum).to.equal(manifest.checksum);
     for (const id of ['promo-00000', 'promo-01500', 'promo-02999']) {
       expect((await http(`${replica.url}/promotions/${id}`)).text).to.equal(a.answers.get(id));
     }
     expect(await readdir(join(dataDir, 'tmp'))).to.deep.equal([]);
+  });
+
+  it('a transfer left on disk by an earlier process is verified, then only the rest is pulled', async () => {
+    // Small partitions, so that the bytes on disk hold whole partitions and end inside one.
+    const leader = await startLeader({}, { targetPartitionRows: 100 });
+    const a = dataSet(3000, 1);
+    await ingest(leader, a.csv);
+    const manifest = (await http(`${leader.url}/snapshots/current`)).json as unknown as SnapshotManifest;
+    const dirAt = await directoryOffset(leader, 1);
+    const file = await readFile(leader.store.filePath(1));
+    const partName = `${snapshotFileName(1)}.${manifest.checksum.slice(0, 16)}.part`;
+    const have = Math.floor(file.length * 0.6);
+    const rest = { range: `bytes=${have}-${dirAt - 1}`, status: 206 };
+    const all = { range: `bytes=${HEADER_BYTES}-${dirAt - 1}`, status: 206 };
+
+    const cases = [
+      { name: 'intact', flipAt: undefined, body: [rest] },
+      // A flipped bit in a whole partition on disk is caught before anything is asked: the body is pulled whole.
+      { name: 'a bad partition', flipAt: HEADER_BYTES + 10, body: [all] },
+      // A torn end (a crash before fsync) shows only once the network completes that partition: start over.
+      { name: 'a torn end', flipAt: have - 1, body: [rest, all] },
+    ];
+    for (const c of cases) {
+      const dataDir = await tempDir();
+      await mkdir(join(dataDir, 'tmp'));
+      const prefix = Buffer.from(file.subarray(0, have));
+      if (c.flipAt !== undefined) prefix[c.flipAt] ^= 0x01;
+      await writeFile(join(dataDir, 'tmp', partName), prefix);
+      const fake = await fakeLeader(leader.url);
+      const replica = await startReplica(fake.url, { DATA_DIR: dataDir });
+      await serving(replica, 1);
+      // After the header and the directory: the body, as much of it as the bytes on disk did not cover.
+      expect(fake.fileRequests.slice(2), c.name).to.deep.equal(c.body);
+      expect((await http(`${replica.url}/promotions/promo-02999`)).text).to.equal(
+        a.answers.get('promo-02999'),
+      );
+      expect(await readFile(join(dataDir, snapshotFileName(1))), c.name).to.deep.equal(file);
+      await stopReplica(replica);
+    }
   });
 
   it('a file altered in transit is refused and reported; the replica keeps serving its version', async () => {

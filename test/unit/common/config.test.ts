@@ -21,6 +21,7 @@ describe('common/config', () => {
       maxBadRows: 0,
       minRowsRatio: 0.5,
       keepVersions: 5,
+      replicaExpiryMs: 600_000,
       host: '127.0.0.1',
     });
     expect(Object.isFrozen(c)).to.equal(true);
@@ -92,6 +93,9 @@ describe('common/config', () => {
     );
     expect(refusal(() => loadLeaderConfig({ ...TOKENS, PORT: '70000' }))).to.match(/^PORT must be between/);
     expect(refusal(() => loadLeaderConfig({ ...TOKENS, KEEP_VERSIONS: '1' }))).to.match(/^KEEP_VERSIONS/);
+    expect(refusal(() => loadLeaderConfig({ ...TOKENS, REPLICA_EXPIRY_MS: '10m' }))).to.match(
+      /^REPLICA_EXPIRY_MS/,
+    );
     expect(refusal(() => loadLeaderConfig({ ...TOKENS, MIN_ROWS_RATIO: '2' }))).to.match(/^MIN_ROWS_RATIO/);
     expect(refusal(() => loadLeaderConfig({ ...TOKENS, BUILD_MEMORY_BYTES: 'lots' }))).to.match(
       /^BUILD_MEMORY_BYTES/,

@@ -217,6 +217,68 @@ describe('leader/replicas: the registry and its notices', () => {
     expect(calls).to.equal(2);
   });
 
+  describe('REPLICA_EXPIRY_MS', () => {
+    it('forgets a registered replica silent for longer than the expiry, and only such ones', () => {
+      let now = 1_000_000;
+      let moves = 0;
+      const r = registry(['http://10.9.9.9:8081'], {
+        expiryMs: 60_000,
+        now: () => now,
+        onServedChange: () => moves++,
+      });
+      r.seen('http://a:1', 3);
+      r.seen('http://b:1', 4);
+      moves = 0;
+      now += 40_000;
+      r.seen('http://b:1', 4);
+      now += 30_000;
+      // a: silent 70 s; b: 30 s; the configured replica was never heard from and stays whatever.
+      expect([...r.versionsInUse()], 'an expired replica pins nothing, even before the sweep').to.deep.equal([
+        4,
+      ]);
+      r.forgetExpired();
+      expect(r.list(4).map((s) => s.url)).to.deep.equal(['http://10.9.9.9:8081', 'http://b:1']);
+      expect(moves, 'the leader prunes').to.equal(1);
+
+      // Back from the dead: its next poll registers it again.
+      r.seen('http://a:1', 4);
+      expect(r.list(4).map((s) => [s.url, s.source])).to.deep.include(['http://a:1', 'registered']);
+    });
+
+    it('notifies no expired replica, and counts an answered notice as contact', async () => {
+      const alive = await fakeReplica(ok);
+      let now = 1_000_000;
+      const r = registry([], { expiryMs: 60_000, now: () => now, retry: { ...FAST, maxAttempts: 1 } });
+      // A replica that registered, then died: nothing listens on its port any more.
+      const dead = await fakeReplica(ok);
+      await dead.close();
+      r.seen(alive.url, 1);
+      r.seen(dead.url, 1);
+      now += 50_000;
+      await r.notifyAll(manifest(2));
+      expect(statusOf(r, dead.url).lastError).to.match(/^version 2: ECONNREFUSED/);
+      now += 20_000;
+      // The live one answered a notice 20 s ago (its last poll was 70 s ago); the dead one is 70 s silent.
+      await r.notifyAll(manifest(3));
+      expect(alive.notices.map((n) => n.version)).to.deep.equal([2, 3]);
+      expect(r.list(3).map((s) => s.url)).to.deep.equal([alive.url]);
+    });
+
+    it('sweeps periodically once started; 0 never forgets', async () => {
+      let now = 0;
+      const r = registry([], { expiryMs: 200, now: () => now });
+      const never = registry([], { expiryMs: 0, now: () => now });
+      r.seen('http://a:1', 1);
+      never.seen('http://a:1', 1);
+      r.start();
+      never.start();
+      now = 1_000_000;
+      await waitFor(() => (r.list(undefined).length === 0 ? true : undefined), 5000, 'the sweep');
+      never.forgetExpired();
+      expect(never.list(undefined)).to.have.length(1);
+    });
+  });
+
   describe('REPLICAS_DNS', () => {
     /** A resolver whose answer the test sets; it counts lookups. */
     function fakeDns(initial: string[] | Error) {
