@@ -4,8 +4,8 @@
  * then the body (one Range request, resumed where a cut one stopped), each partition hashed as its bytes arrive
  * and, in memory mode, copied into memory, while the same bytes are appended to the file; then the directory, and
  * fsync. What this costs the core that also serves reads is kept small (DESIGN §6: reads during a swap within 2x
- * of steady state): one chunk per turn of the event loop, nothing allocated per chunk, and no use of node:http on
- * an http: leader (range-get.ts says why).
+ * of steady state): one chunk at a time with a rest after each (PULL_REST_FACTOR), nothing allocated per chunk,
+ * and no use of node:http on an http: leader (range-get.ts says why).
  *
  * Concurrency: one pull per `part` file at a time (the Syncer runs one load at a time).
  */
@@ -30,6 +30,13 @@ import { getRange, RangeRefused, TransferCut } from './range-get.js';
 const TRANSFER_ATTEMPTS = 3;
 /** A transfer that receives nothing for this long is cut (and resumed), so a stalled leader cannot hold the load. */
 const TRANSFER_IDLE_MS = 30_000;
+/**
+ * Reads keep the core during a pull: after each chunk (verified, written) the pull rests this many times as long as
+ * the chunk took, 1 ms at least, so it takes about a third of a core that also serves reads. Measured with the swap
+ * benchmark (BENCHMARKS.md, Swap): p99 during swaps 1.35-1.59x of steady with 2, 1.34-2.62x without resting (the
+ * pull's bursts starve reads), 1.47-1.68x with 3; a 1M-row version live on all 3 replicas in 1.1-1.35 s with 2.
+ */
+const PULL_REST_FACTOR = 2;
 
 export interface PullContext {
   readonly leaderUrl: string;
@@ -209,9 +216,12 @@ async function transferBody(
         `the transfer file holds ${size} bytes, not the ${verifier.position} verified; pulling again`,
       );
     }
-    await fetchRange(ctx, m, verifier.position, verifier.end, (chunk) => {
+    await fetchRange(ctx, m, verifier.position, verifier.end, async (chunk) => {
+      const start = performance.now();
       verifier.accept(chunk);
-      return writeAll(out, chunk);
+      await writeAll(out, chunk);
+      // The next chunk waits in the socket meanwhile (the leader's send waits too).
+      await new Promise((r) => setTimeout(r, Math.max(1, PULL_REST_FACTOR * (performance.now() - start))));
     });
   } finally {
     await out.close();

@@ -13,6 +13,8 @@
  *      time (/proc/PID/stat) from the end of each ingest until it serves the version is shown for information: what
  *      taking a version costs the serving core.
  *   2. steady: wrk for `--steady-s`, no swaps.
+ *      In steps 2 and 3 the leader runs under SCHED_IDLE (`chrt --idle`): it gets core 1 whenever wrk waits, but
+ *      never delays wrk's reading of replica A's answers, which wrk would count as A's latency.
  *   3. swaps: wrk for `--swap-s` while every `--every-s` another kept version is activated, in a cycle. A replica
  *      keeps two files, so with 3+ versions in the cycle every swap pulls, verifies, loads and swaps a 1M-row file.
  *      Only replica A runs in steps 1-3: replicas B and C would pull and verify on wrk's core and slow the load
@@ -174,6 +176,14 @@ function pin(pid: number, cpu: number): void {
   execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
 }
 
+/**
+ * Sets the scheduling policy of every thread of `pid`: `idle` (SCHED_IDLE) runs it only when core 1 has nothing
+ * else to run, `other` is the normal policy again.
+ */
+function policy(pid: number, which: 'idle' | 'other'): void {
+  execFileSync('chrt', [`--${which}`, '-a', '-p', '0', String(pid)], { stdio: 'ignore' });
+}
+
 /** Microseconds some task spent waiting for a CPU so far (/proc/pressure/cpu), NaN where the kernel lacks PSI. */
 async function cpuWaitUs(): Promise<number> {
   try {
@@ -218,6 +228,7 @@ async function main(): Promise<void> {
   if (versions < 3) throw new Error('--versions must be at least 3, so that every swap pulls a file');
   ensureTool('wrk');
   ensureTool('taskset', 'util-linux');
+  ensureTool('chrt', 'util-linux');
   // This script (uploads, polls) stays off the replica's core too.
   pin(process.pid, OTHERS_CPU);
 
@@ -285,6 +296,12 @@ async function main(): Promise<void> {
     await wrk(a.url, script, warmupS, connections);
   }
 
+  // Steps 2 and 3 measure replica A's answers, so the leader, which in production runs on a machine of its own,
+  // must not take core 1 from the load generator: a leader sending a 42 MB file to A delays wrk's own reading of
+  // A's answers, which wrk then counts as A's latency (measured apart: wrk's p99 rose 1.13-1.39x with the leader
+  // sending to a sink and A doing nothing). Under SCHED_IDLE the leader gets core 1 whenever wrk waits.
+  policy(leader.child.pid!, 'idle');
+
   // 2. Steady state.
   log(`steady: wrk ${steadyS} s, no swaps`);
   const steadyFrom = Date.now();
@@ -314,6 +331,8 @@ async function main(): Promise<void> {
   }
   const { result: swaps, cpuWaitPct: swapWait } = await swapRun;
   const swapEld = eldMax(eld, swapFrom, Date.now());
+
+  policy(leader.child.pid!, 'other');
 
   // 4. New versions ingested under load: end of ingest until all three serve it.
   for (const name of ['B', 'C']) {
