@@ -98,6 +98,7 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
     metrics,
     logger,
   });
+  syncer.readsReceived = () => reads.received;
   return { koa, handler: createReadHandler(reads, koa.callback()), reads };
 }
 

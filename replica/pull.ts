@@ -32,9 +32,10 @@ const TRANSFER_ATTEMPTS = 3;
 const TRANSFER_IDLE_MS = 30_000;
 /**
  * Reads keep the core during a pull: after each chunk (verified, written) the pull rests this many times as long as
- * the chunk took, 1 ms at least, so it takes about a third of a core that also serves reads. Measured with the swap
- * benchmark (BENCHMARKS.md, Swap): p99 during swaps 1.35-1.59x of steady with 2, 1.34-2.62x without resting (the
- * pull's bursts starve reads), 1.47-1.68x with 3; a 1M-row version live on all 3 replicas in 1.1-1.35 s with 2.
+ * the chunk took, 1 ms at least, so it takes about a third of a core that also serves reads; a replica that received
+ * no read since the last chunk (starting, not ready yet, or idle) does not rest. Chosen with the swap benchmark
+ * (BENCHMARKS.md, Swap): without resting the pull's bursts starve reads (p99 during swaps 1.34-2.62x of steady),
+ * with 2 the swap windows' p99 was steadiest for a 1M-row version live on all 3 replicas in about a second.
  */
 const PULL_REST_FACTOR = 2;
 
@@ -44,6 +45,8 @@ export interface PullContext {
   readonly logger: Logger;
   /** Told of every byte received from the leader (metrics). */
   readonly onBytes: (n: number) => void;
+  /** Reads the replica has received so far: the pull rests between chunks only while this moves. */
+  readonly readsReceived: () => number;
 }
 
 /** A version's header and directory, fetched and checked before its body: what the body is verified against. */
@@ -216,10 +219,14 @@ async function transferBody(
         `the transfer file holds ${size} bytes, not the ${verifier.position} verified; pulling again`,
       );
     }
+    let reads = ctx.readsReceived();
     await fetchRange(ctx, m, verifier.position, verifier.end, async (chunk) => {
       const start = performance.now();
       verifier.accept(chunk);
       await writeAll(out, chunk);
+      const now = ctx.readsReceived();
+      if (now === reads) return;
+      reads = now;
       // The next chunk waits in the socket meanwhile (the leader's send waits too).
       await new Promise((r) => setTimeout(r, Math.max(1, PULL_REST_FACTOR * (performance.now() - start))));
     });

@@ -85,6 +85,8 @@ export function readAnswerHeaders(
 }
 
 export class ReadPath {
+  /** Reads received so far (a snapshot pull rests between chunks only while this moves). */
+  received = 0;
   private readonly queue: Queued[] = [];
   /** Reads waiting on an asynchronous lookup (disk mode); memory-mode reads finish within `read`. */
   private inFlight = 0;
@@ -114,6 +116,7 @@ export class ReadPath {
    */
   read(url: string, ifNoneMatch: string | undefined, requestId: string | undefined, reply: ReadReply): void {
     const start = performance.now();
+    this.received++;
     if (this.inFlight < this.options.maxInFlight) {
       this.serve(url, ifNoneMatch, requestId, reply, start);
     } else if (this.queue.length < this.options.maxQueue) {

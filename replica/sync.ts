@@ -66,6 +66,8 @@ export class Syncer {
   pulledBytes = 0;
   /** Called with the seconds from deciding to load a version to serving it (pull, verify, load, swap). */
   onLoaded: ((seconds: number) => void) | undefined;
+  /** Reads received so far by this replica: a pull leaves the core to reads only while there are some. */
+  readsReceived: () => number = () => 0;
 
   constructor(
     private readonly settings: SyncSettings,
@@ -235,6 +237,7 @@ export class Syncer {
       onBytes: (n: number) => {
         this.pulledBytes += n;
       },
+      readsReceived: this.readsReceived,
     };
     const verified = await pullSnapshot(pull, m, expect, part, mode === 'memory');
     if (verified === 'unverified') {
