@@ -4,8 +4,8 @@
  * `afterEach`/`after` so that servers stop and files go even when a test fails.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -97,6 +97,25 @@ export function rawGet(baseUrl: string, path: string): Promise<{ status: number;
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * A plain node:http server on an ephemeral loopback port answering with `handle` (a fake leader, a file server);
+ * its base URL, `http://127.0.0.1:PORT`. Closed, connections and all, by cleanup().
+ */
+export async function fakeServer(
+  handle: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<string> {
+  const server = createServer(handle);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  onCleanup(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  );
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 /** Opens a raw connection, writes `data`, and resolves with what came back once the server closed it. */

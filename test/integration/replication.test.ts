@@ -5,8 +5,7 @@
  * Fake leaders are node:http proxies in front of the real one, so the replica under test talks to real code.
  */
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { loadReplicaConfig } from '../../common/config.js';
@@ -17,6 +16,7 @@ import { Syncer } from '../../replica/sync.js';
 import {
   cleanup,
   csvOf,
+  fakeServer,
   http,
   LEADER_TOKEN,
   onCleanup,
@@ -159,18 +159,10 @@ async function fakeLeader(leaderUrl: string): Promise<FakeLeader> {
     }
     res.writeHead(real.status, out).end(bytes);
   };
-  const server = createServer((req, res) => {
+  const url = await fakeServer((req, res) => {
     forward(req, res).catch((err: Error) => res.writeHead(500).end(err.message));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  onCleanup(
-    () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  );
-  return Object.assign(fake, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+  return Object.assign(fake, { url });
 }
 
 describe('replication (issue 5)', function () {

@@ -3,26 +3,16 @@
  * pace, other answers refused by status, cut and stalled transfers reported as cuts.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { expect } from 'chai';
 import { getRange, RangeRefused, TransferCut } from '../../../replica/range-get.js';
-import { cleanup, onCleanup } from '../../helpers.js';
+import { cleanup, fakeServer } from '../../helpers.js';
 
 const FILE = randomBytes(3 * 1024 * 1024 + 17);
 
-/** A server that answers every request with `handle`; returns its base URL. */
+/** A server that answers every request with `handle`; returns the URL of its file. */
 async function server(handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<URL> {
-  const s = createServer(handle);
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  onCleanup(
-    () =>
-      new Promise<void>((r) => {
-        s.closeAllConnections();
-        s.close(() => r());
-      }),
-  );
-  return new URL(`http://127.0.0.1:${(s.address() as AddressInfo).port}/file`);
+  return new URL(`${await fakeServer(handle)}/file`);
 }
 
 /** Answers `Range: bytes=a-b` from FILE as the leader's file route does (206, Content-Length, Content-Range). */
