@@ -24,7 +24,7 @@ import {
   directoryRange,
   type ExpectedSnapshot,
 } from '../common/snapshot/verifier.js';
-import { getRange, RangeRefused, TransferCut } from './range-get.js';
+import { getRange, RangeRefused, rangeRefusal, TransferCut } from './range-get.js';
 
 /** Tries at one file transfer: a cut transfer resumes from the bytes already verified and on disk. */
 const TRANSFER_ATTEMPTS = 3;
@@ -284,11 +284,10 @@ async function fetchRange(
       return;
     }
     const res = await request(url, { ...headers, range: `bytes=${start}-${end - 1}` });
-    const status = res.statusCode ?? 0;
-    const range = res.headers['content-range'];
-    if (status !== 206 || range?.startsWith(`bytes ${start}-`) !== true) {
+    const refused = rangeRefusal(res.statusCode ?? 0, res.headers['content-range'], start);
+    if (refused !== undefined) {
       res.destroy();
-      throw new RangeRefused(status, `answered ${status}${range === undefined ? '' : ` (${range})`}`);
+      throw refused;
     }
     await receive(res, take);
   } catch (err) {

@@ -164,6 +164,16 @@ export function getRange(get: RangeGet, onChunk: (chunk: Buffer) => void | Promi
   });
 }
 
+/** Why an answer with `status` and Content-Range `range` is not the range starting at `start`, if it is not. */
+export function rangeRefusal(
+  status: number,
+  range: string | undefined,
+  start: number,
+): RangeRefused | undefined {
+  if (status === 206 && range?.startsWith(`bytes ${start}-`) === true) return undefined;
+  return new RangeRefused(status, `answered ${status}${range === undefined ? '' : ` (${range})`}`);
+}
+
 /** The body length of a 206 answer for bytes [start, end), or the error that refuses the answer. */
 function parseHead(text: string, start: number, end: number): number | Error {
   const [statusLine, ...lines] = text.split('\r\n');
@@ -175,10 +185,8 @@ function parseHead(text: string, start: number, end: number): number | Error {
     if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
   }
   const status = Number(m[1]);
-  const range = headers.get('content-range');
-  if (status !== 206 || range?.startsWith(`bytes ${start}-`) !== true) {
-    return new RangeRefused(status, `answered ${status}${range === undefined ? '' : ` (${range})`}`);
-  }
+  const refused = rangeRefusal(status, headers.get('content-range'), start);
+  if (refused !== undefined) return refused;
   const length = headers.get('content-length');
   if (headers.has('transfer-encoding') || length === undefined || !/^\d+$/.test(length)) {
     return new RangeRefused(status, 'answered 206 without a plain Content-Length');

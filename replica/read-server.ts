@@ -47,14 +47,13 @@ for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 }
 
 /**
- * Whether the unfinished head in s[from, ...) can still become a request the fast path takes: it starts like one,
+ * Whether the unfinished head `s` can still become a request the fast path takes: it starts like one,
  * and holds only printable ASCII, tabs and CRLF pairs. Anything else goes to node:http at once rather than waiting
  * for a CRLF CRLF that may never come (a client that ends lines with LF alone, say).
  */
-function mayBecomeRead(s: string, from: number): boolean {
-  const n = Math.min(s.length - from, REQUEST_START.length);
-  if (!REQUEST_START.startsWith(s.slice(from, from + n))) return false;
-  for (let i = from; i < s.length; i++) {
+function mayBecomeRead(s: string): boolean {
+  if (!REQUEST_START.startsWith(s.slice(0, REQUEST_START.length))) return false;
+  for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c === 0x0d) {
       if (i + 1 < s.length && s.charCodeAt(i + 1) !== 0x0a) return false;
@@ -173,13 +172,13 @@ class FastConnection {
   /** Bytes received and not yet answered, as latin1 (one char per byte, so they convert back exactly). */
   private pending = '';
   /** When the unfinished head in `pending` started arriving (ms), or 0. */
-  headSince = 0;
+  private headSince = 0;
   /** When the connection last made progress (ms): bytes in, a write drained, an answer out. */
-  lastActive = Date.now();
+  private lastActive = Date.now();
   /** A read of this connection is waiting for its answer (disk mode, or queued). */
-  busy = false;
+  private busy = false;
   /** The socket's buffer is full: reading stops until it drains. */
-  waitingDrain = false;
+  private waitingDrain = false;
   /** The connection ends after the answers written so far (Connection: close, or the server is closing). */
   private closing = false;
   private closeAfterReply = false;
@@ -266,7 +265,7 @@ class FastConnection {
       !this.busy &&
       !this.closing &&
       this.pending !== '' &&
-      (this.pending.length > limit || !mayBecomeRead(this.pending, 0))
+      (this.pending.length > limit || !mayBecomeRead(this.pending))
     ) {
       // A head larger than the limit (node:http answers 431), or one that is not going to be a plain read.
       this.handOff(this.pending);
