@@ -1,7 +1,7 @@
 /**
  * Configuration: one defaults object, one parser, read once at start-up.
  * A malformed value stops start-up with a message naming the variable; nothing else reads `process.env`.
- * Every variable is listed with its default in the README (a unit test checks it).
+ * Every variable is listed with its default in docs/configuration.md (a unit test checks it).
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 /**
  * Every error the service reports, with a stable code and the HTTP status it maps to.
- * Codes are prefixed by area and never reused for a new meaning; the README's error table lists them all
+ * Codes are prefixed by area and never reused for a new meaning; docs/errors.md lists them all
  * (a unit test checks both ways).
  */
 export const ERROR_CODES = {

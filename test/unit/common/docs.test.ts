@@ -1,14 +1,16 @@
-/** Keeps the README honest: every error code and every setting is documented, and nothing documented is gone. */
-import { readFile } from 'node:fs/promises';
+/** Keeps the docs honest: every error code and every setting is documented, and nothing documented is gone. */
+import { access, readFile } from 'node:fs/promises';
 import { expect } from 'chai';
 import { ERROR_CODES } from '../../../common/errors.js';
 
 const readme = await readFile(new URL('../../../README.md', import.meta.url), 'utf8');
+const errorsDoc = await readFile(new URL('../../../docs/errors.md', import.meta.url), 'utf8');
+const configurationDoc = await readFile(new URL('../../../docs/configuration.md', import.meta.url), 'utf8');
 const configSource = await readFile(new URL('../../../common/config.ts', import.meta.url), 'utf8');
 
-function tableCodes(heading: string): string[] {
-  const section = readme.slice(readme.indexOf(heading));
-  const table = section.slice(0, section.indexOf('\n\n', section.indexOf('| ---')));
+/** The backticked names in the first column of the first table of a document. */
+function tableCodes(doc: string): string[] {
+  const table = doc.slice(0, doc.indexOf('\n\n', doc.indexOf('| ---')));
   return [...table.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
 }
 
@@ -24,17 +26,27 @@ describe('README', () => {
     expect(readme.indexOf('```sh')).to.be.lessThan(readme.indexOf('\n## '));
   });
 
+  it('links only to files that are in the repo', async () => {
+    for (const [, target] of readme.matchAll(/\]\(([^)#:]+)(#[^)]*)?\)/g)) {
+      await access(new URL(`../../../${target}`, import.meta.url)).catch(() => {
+        throw new Error(`README links to ${target}, which is not in the repo`);
+      });
+    }
+  });
+});
+
+describe('docs/errors.md and docs/configuration.md', () => {
   it('lists every error code with its status, and no code that does not exist', () => {
-    const documented = tableCodes('## Errors');
+    const documented = tableCodes(errorsDoc);
     expect([...documented].sort()).to.deep.equal(Object.keys(ERROR_CODES).sort());
     for (const [code, status] of Object.entries(ERROR_CODES)) {
-      expect(readme).to.match(new RegExp(`\\| \`${code}\` \\| ${status} \\|`), code);
+      expect(errorsDoc).to.match(new RegExp(`\\| \`${code}\` \\| ${status} \\|`), code);
     }
   });
 
   it('lists every environment variable the config reads, and no other', () => {
     const read = new Set([...configSource.matchAll(/\(env, '([A-Z_]+)'/g)].map((m) => m[1]));
-    const documented = tableCodes('## Configuration');
+    const documented = tableCodes(configurationDoc);
     expect([...documented].sort()).to.deep.equal([...read].sort());
   });
 });
