@@ -26,6 +26,8 @@ export interface Leader {
   readonly store: SnapshotStore;
   readonly ingestor: Ingestor;
   readonly replicas: ReplicaRegistry;
+  /** The ingest workers. */
+  readonly pool: ParsePool;
   readonly uploads: ResumableUploads;
   /** Watches INBOX_DIR; undefined when INBOX_DIR is empty. */
   readonly inbox: Inbox | undefined;
@@ -101,5 +103,5 @@ export async function createLeader(
     replicas.close();
     await pool.close();
   };
-  return { app, store, ingestor, replicas, uploads, inbox, lifecycle, close };
+  return { app, store, ingestor, replicas, pool, uploads, inbox, lifecycle, close };
 }

@@ -3,10 +3,16 @@
  * snapshot partitions, use every core while the main thread streams bytes and writes. With zero workers, the same
  * work runs inline.
  *
+ * A worker that dies (an uncaught error, out of memory, terminated) fails the jobs it held with
+ * INGEST_WORKER_FAILED, so the ingest that sent them ends (and releases the ingest lock) instead of waiting
+ * forever; the live version is untouched since only a finished ingest commits. The dead worker leaves the pool and
+ * a fresh one is started for the next job.
+ *
  * Concurrency: the caller bounds how many blocks are in flight (csv-reader.ts keeps a short FIFO); the pool only
- * spreads them over idle workers. `close` ends the workers; a pool is used by one ingest at a time.
+ * spreads them over its workers. `close` ends the workers; a pool is used by one ingest at a time.
  */
 import { Worker } from 'node:worker_threads';
+import { AppError } from '../common/errors.js';
 import { type BuiltRange, buildRange } from '../common/snapshot/writer.js';
 import { type ParsedBlock, parseBlock } from './parse-chunk.js';
 import type { WorkerRequest } from './parse-worker.js';
@@ -14,6 +20,15 @@ import type { WorkerRequest } from './parse-worker.js';
 interface Pending {
   resolve: (r: ParsedBlock | BuiltRange) => void;
   reject: (e: Error) => void;
+  readonly slot: Slot;
+}
+
+/** One worker and the jobs it holds. */
+interface Slot {
+  readonly worker: Worker;
+  readonly jobs: Set<number>;
+  /** The error the worker reported before it exited, if any. */
+  error: Error | undefined;
 }
 
 type Reply = { id: number; result: ParsedBlock | BuiltRange } | { id: number; error: string };
@@ -30,7 +45,7 @@ function owned(b: Buffer): Buffer {
  * The worker script. Built, it is parse-worker.js beside this module. Run from source under tsx, a worker does not
  * inherit tsx's loader on Node 20, so a small bootstrap registers tsx in the worker before importing the .ts file.
  */
-function startWorker(): Worker {
+function newWorker(): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./parse-worker.js', import.meta.url));
   const url = new URL('./parse-worker.ts', import.meta.url).href;
   const boot = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(url)}); });`;
@@ -38,10 +53,15 @@ function startWorker(): Worker {
 }
 
 export class ParsePool {
-  private readonly workers: Worker[] = [];
+  private readonly slots: Slot[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private turn = 0;
+  private closing = false;
+  /** Workers that died while the pool was open (metrics, tests). */
+  deaths = 0;
+  /** Called with the worker each job is posted to (tests use it to kill a worker while it holds a job). */
+  onJobSent: ((worker: Worker) => void) | undefined;
 
   /** `size` workers, started on the first parse (a leader that never ingests starts none). */
   constructor(readonly size: number) {}
@@ -79,24 +99,57 @@ export class ParsePool {
   }
 
   private send(req: WorkerRequest, transfer: Buffer): Promise<ParsedBlock | BuiltRange> {
-    while (this.workers.length < this.size) {
-      const w = startWorker();
-      w.unref();
-      w.on('message', (reply: Reply) => this.settle(reply));
-      w.on('error', (err) => this.failAll(err));
-      this.workers.push(w);
-    }
-    const worker = this.workers[this.turn++ % this.workers.length];
-    return new Promise((resolve, reject) => {
-      this.pending.set(req.id, { resolve, reject });
-      worker.postMessage(req, [transfer.buffer as ArrayBuffer]);
+    while (this.slots.length < this.size) this.slots.push(this.startWorker());
+    const slot = this.slots[this.turn++ % this.slots.length];
+    const job = new Promise<ParsedBlock | BuiltRange>((resolve, reject) => {
+      this.pending.set(req.id, { resolve, reject, slot });
+      slot.jobs.add(req.id);
+      slot.worker.postMessage(req, [transfer.buffer as ArrayBuffer]);
     });
+    // The caller keeps several jobs in flight and awaits them in order; when a worker dies, the jobs behind the
+    // one that failed the ingest reject too, unawaited: that must not count as an unhandled rejection (which would
+    // end the process). The caller still sees each rejection it awaits.
+    job.catch(() => undefined);
+    this.onJobSent?.(slot.worker);
+    return job;
+  }
+
+  private startWorker(): Slot {
+    const worker = newWorker();
+    const slot: Slot = { worker, jobs: new Set(), error: undefined };
+    worker.unref();
+    worker.on('message', (reply: Reply) => this.settle(reply));
+    worker.on('error', (err) => {
+      slot.error = err;
+    });
+    worker.on('exit', (code) => this.died(slot, code));
+    return slot;
+  }
+
+  /** A worker exited: its jobs fail with INGEST_WORKER_FAILED and it leaves the pool (see the module comment). */
+  private died(slot: Slot, code: number): void {
+    const at = this.slots.indexOf(slot);
+    if (at !== -1) this.slots.splice(at, 1);
+    if (this.closing) return;
+    this.deaths++;
+    const why = slot.error === undefined ? `exit code ${code}` : slot.error.message;
+    const err = new AppError(
+      'INGEST_WORKER_FAILED',
+      `an ingest worker stopped (${why}) while it held part of this file; nothing was changed, the live version ` +
+        'still serves: send the file again (a file that stops workers each time may need more memory)',
+    );
+    for (const id of slot.jobs) {
+      this.pending.get(id)?.reject(err);
+      this.pending.delete(id);
+    }
+    slot.jobs.clear();
   }
 
   private settle(reply: Reply): void {
     const p = this.pending.get(reply.id);
     if (p === undefined) return;
     this.pending.delete(reply.id);
+    p.slot.jobs.delete(reply.id);
     if ('error' in reply) {
       p.reject(new Error(`parse worker failed: ${reply.error}`));
       return;
@@ -111,13 +164,9 @@ export class ParsePool {
     p.resolve(r);
   }
 
-  private failAll(err: Error): void {
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-  }
-
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.terminate()));
-    this.workers.length = 0;
+    this.closing = true;
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    this.slots.length = 0;
   }
 }

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
+import { AppError } from '../../../common/errors.js';
 import { loadSnapshot } from '../../../common/snapshot/reader.js';
 import { ParsePool } from '../../../leader/parse-pool.js';
-import { cleanup, tempDir } from '../../helpers.js';
+import { cleanup, csvOf, http, onCleanup, putCsv, startLeader, tempDir } from '../../helpers.js';
 import { buildFile, expectedAnswers, type Row } from '../common/snapshot/snapshot-file.js';
 
 function rows(n: number): Row[] {
@@ -50,4 +51,46 @@ describe('leader/parse-pool: partitions built on worker threads', function () {
       for (const [id, body] of expected) expect(snap.lookup(id), id).to.equal(body);
     });
   }
+});
+
+describe('leader/parse-pool: a worker that dies', function () {
+  this.timeout(60_000);
+  afterEach(cleanup);
+
+  it('fails the jobs it held with INGEST_WORKER_FAILED, and a fresh worker takes the next job', async () => {
+    const pool = new ParsePool(1);
+    onCleanup(() => pool.close());
+    const block = () => Buffer.from('a,1.5,2018-08-04 05:32:31\nb,2,2018-08-04 05:32:31\n');
+    expect((await pool.parse(block(), true, 10)).rows).to.equal(2);
+    pool.onJobSent = (worker) => {
+      pool.onJobSent = undefined;
+      void worker.terminate();
+    };
+    const failed = await pool.parse(block(), true, 10).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(failed).to.be.instanceOf(AppError);
+    expect((failed as AppError).code).to.equal('INGEST_WORKER_FAILED');
+    expect(pool.deaths).to.equal(1);
+    expect((await pool.parse(block(), true, 10)).rows).to.equal(2);
+  });
+
+  it('fails the ingest it was part of (500 INGEST_WORKER_FAILED), keeps the live version, and the next ingest works', async () => {
+    const leader = await startLeader({ INGEST_WORKERS: '2' });
+    const v1 = csvOf(rows(50).map(([id, price, date]) => [`${id}-v1`, price, date]));
+    expect((await putCsv(leader.url, v1)).status).to.equal(201);
+    leader.pool.onJobSent = (worker) => {
+      leader.pool.onJobSent = undefined;
+      void worker.terminate();
+    };
+    const res = await putCsv(leader.url, csvOf(rows(5000)));
+    expect(res.status, res.text).to.equal(500);
+    expect(res.json.error).to.equal('INGEST_WORKER_FAILED');
+    expect((await http(`${leader.url}/snapshots`)).json.current).to.equal(1);
+    expect(leader.ingestor.busy).to.equal(false);
+    const again = await putCsv(leader.url, csvOf(rows(5000)));
+    expect(again.status, again.text).to.equal(201);
+    expect(again.json.version).to.equal(2);
+  });
 });
