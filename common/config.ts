@@ -81,6 +81,13 @@ export interface LeaderConfig extends CommonConfig {
   readonly replicaExpiryMs: number;
   /** INGEST_WORKERS: parse worker threads for the CSV fast path; 0 parses on the main thread. */
   readonly ingestWorkers: number;
+  /**
+   * SCRUB_BYTES_PER_SECOND: the rate at which the leader re-reads and verifies its kept snapshot files in the
+   * background (bytes rot on disks); 0 turns the scrub off. Activations and starts verify at full speed anyway.
+   */
+  readonly scrubBytesPerSecond: number;
+  /** SCRUB_INTERVAL_MS: the pause between the end of one scrub pass over the kept versions and the next. */
+  readonly scrubIntervalMs: number;
 }
 
 export type ServeMode = 'auto' | 'memory' | 'disk';
@@ -130,6 +137,8 @@ export const DEFAULTS = Object.freeze({
   pushTimeoutMs: 60_000,
   replicaExpiryMs: 600_000,
   ingestWorkers: Math.min(8, availableParallelism()),
+  scrubBytesPerSecond: 8 * MiB,
+  scrubIntervalMs: 3600_000,
   leaderUrl: 'http://127.0.0.1:8080',
   syncIntervalMs: 10_000,
   serveMode: 'auto' as ServeMode,
@@ -278,6 +287,8 @@ export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
     pushTimeoutMs: int(env, 'PUSH_TIMEOUT_MS', DEFAULTS.pushTimeoutMs, 1),
     replicaExpiryMs: int(env, 'REPLICA_EXPIRY_MS', DEFAULTS.replicaExpiryMs, 0),
     ingestWorkers: int(env, 'INGEST_WORKERS', DEFAULTS.ingestWorkers, 0, 64),
+    scrubBytesPerSecond: bytes(env, 'SCRUB_BYTES_PER_SECOND', DEFAULTS.scrubBytesPerSecond, 0),
+    scrubIntervalMs: int(env, 'SCRUB_INTERVAL_MS', DEFAULTS.scrubIntervalMs, 1),
   });
 }
 

@@ -21,6 +21,7 @@ import { REPLICA_URL_HEADER, REPLICA_VERSION_HEADER, type SnapshotManifest } fro
 import { formUploadRoute } from './form-upload.js';
 import type { Ingestor } from './ingest.js';
 import type { ReplicaRegistry } from './replicas.js';
+import type { SnapshotChecks } from './snapshot-checks.js';
 import type { SnapshotStore } from './snapshot-store.js';
 import { type ResumableUploads, UPLOADS_PATH } from './uploads.js';
 
@@ -34,6 +35,8 @@ export interface LeaderDeps {
   /** Where form uploads are written before their ingest. */
   readonly formsDir: string;
   readonly replicas: ReplicaRegistry;
+  /** What the last verification of each kept version found. */
+  readonly checks: SnapshotChecks;
   /** Makes a kept version current (rollback or forward) and publishes it; serialized with pruning. */
   readonly activate: (version: number) => Promise<SnapshotManifest>;
   readonly metrics: HttpMetrics;
@@ -77,7 +80,7 @@ export function parseRange(
 }
 
 export function createLeaderApp(deps: LeaderDeps): Koa {
-  const { config, store, ingestor, replicas, logger, activate, metrics } = deps;
+  const { config, store, ingestor, replicas, checks, logger, activate, metrics } = deps;
   const app = new Koa();
   app.proxy = false;
   const router = new Router();
@@ -88,13 +91,17 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
+  // Ready even when the current version's file is corrupt with nothing to fall back to: an ingest is the remedy,
+  // and it needs the leader reachable; `verification` says so.
   router.get('/readyz', (ctx) => {
+    const version = store.current()?.version ?? null;
+    const verification = version === null ? null : checks.of(version).state;
     if (deps.lifecycle.draining) {
       ctx.status = 503;
-      ctx.body = { status: 'draining', version: store.current()?.version ?? null };
+      ctx.body = { status: 'draining', version, verification };
       return;
     }
-    ctx.body = { status: 'ready', version: store.current()?.version ?? null };
+    ctx.body = { status: 'ready', version, verification };
   });
 
   router.put('/promotions', writeAuth, async (ctx) => {
@@ -140,7 +147,12 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
 
   router.get('/snapshots', (ctx) => {
     const current = store.current()?.version ?? null;
-    ctx.body = { current, versions: store.list().map((m) => ({ ...m, current: m.version === current })) };
+    ctx.body = {
+      current,
+      versions: store
+        .list()
+        .map((m) => ({ ...m, current: m.version === current, verification: checks.of(m.version) })),
+    };
   });
 
   router.get('/snapshots/current', (ctx) => {
@@ -159,13 +171,15 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
     const version = versionParam(ctx.params.version);
     const m = store.get(version);
     if (m === undefined) throw new AppError('SNAPSHOT_NOT_FOUND', `version ${version} is not kept here`);
-    ctx.body = { ...m, current: m.version === store.current()?.version };
+    ctx.body = { ...m, current: m.version === store.current()?.version, verification: checks.of(version) };
   });
 
   router.get('/snapshots/:version/file', pullAuth, (ctx) => {
     const version = versionParam(ctx.params.version);
     const m = store.get(version);
     if (m === undefined) throw new AppError('SNAPSHOT_NOT_FOUND', `version ${version} is not kept here`);
+    // A replica would refuse these bytes after pulling them all; say so before sending any.
+    checks.refuseIfCorrupt(version);
     let range: { start: number; end: number } | undefined;
     try {
       range = parseRange(ctx.get('range') || undefined, m.bytes);

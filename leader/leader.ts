@@ -3,7 +3,7 @@
  * Used by `main.ts` and by tests, which pass build tuning to exercise spilling on small files, and short notice
  * retries or a fake DNS resolver to the replica registry.
  *
- * Concurrency: rollbacks and prunes run one at a time (a prune never removes a version an activation is making
+ * Concurrency: rollbacks, prunes and fall-backs from a corrupt current version run one at a time (a prune never removes a version an activation is making
  * current); ingest commits run under the ingest lock and only add versions newer than any a prune may remove.
  */
 import type Koa from 'koa';
@@ -18,6 +18,7 @@ import { Ingestor } from './ingest.js';
 import { registerLeaderMetrics } from './metrics.js';
 import { ParsePool } from './parse-pool.js';
 import { ReplicaRegistry, type ReplicaRegistryOptions } from './replicas.js';
+import { SnapshotChecks } from './snapshot-checks.js';
 import { SnapshotStore } from './snapshot-store.js';
 import { ResumableUploads } from './uploads.js';
 
@@ -26,6 +27,8 @@ export interface Leader {
   readonly store: SnapshotStore;
   readonly ingestor: Ingestor;
   readonly replicas: ReplicaRegistry;
+  /** Verification of the kept snapshot files (activation, start, background scrub). */
+  readonly checks: SnapshotChecks;
   /** The ingest workers. */
   readonly pool: ParsePool;
   readonly uploads: ResumableUploads;
@@ -45,6 +48,11 @@ export async function createLeader(
   replicaOptions: ReplicaRegistryOptions = {},
 ): Promise<Leader> {
   const store = await SnapshotStore.open(config.dataDir, logger);
+  const checks = new SnapshotChecks(store, logger, {
+    scrubBytesPerSecond: config.scrubBytesPerSecond,
+    scrubIntervalMs: config.scrubIntervalMs,
+    onCurrentCorrupt: (version) => void serial(() => fallBack(version)),
+  });
   let storeQueue: Promise<unknown> = Promise.resolve();
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = storeQueue.then(fn);
@@ -68,16 +76,51 @@ export async function createLeader(
     void replicas.notifyAll(manifest);
   };
   const activate = async (version: number) => {
-    const manifest = await serial(() => store.activate(version));
+    const manifest = await serial(async () => {
+      await checks.require(version);
+      return store.activate(version);
+    });
     publish(manifest);
     return manifest;
   };
+  /**
+   * The current version's file is corrupt: the newest kept version that verifies becomes current (and, once
+   * running, is published). Availability first: replicas keep a version they can verify, and the next ingest
+   * replaces it. Without a good version the corrupt one stays current, its file refused (SNAPSHOT_CORRUPT).
+   */
+  async function fallBack(corrupt: number, atStart = false): Promise<void> {
+    if (store.current()?.version !== corrupt) return;
+    const good = await checks.newestGood(corrupt);
+    if (good === undefined) {
+      logger.error(
+        { corrupt },
+        "the current version's file is corrupt and no other kept version verifies: replicas keep what they " +
+          'serve; ingest a file to replace it',
+      );
+      return;
+    }
+    const manifest = await store.activate(good.version);
+    logger.error(
+      { corrupt, current: good.version },
+      "the current version's file is corrupt: fell back to the newest kept version that verifies",
+    );
+    if (!atStart) publish(manifest);
+  }
+  // The current version's file is verified before anything is offered; a corrupt one is replaced now.
+  const atStart = store.current();
+  if (atStart !== undefined && (await checks.verify(atStart.version)).state === 'corrupt') {
+    await fallBack(atStart.version, true);
+  }
   const pool = new ParsePool(config.ingestWorkers);
   const metrics = createHttpMetrics('leader');
-  const ingestMetrics = registerLeaderMetrics(metrics.registry, store, replicas);
+  const ingestMetrics = registerLeaderMetrics(metrics.registry, store, replicas, checks);
   // Files on disk wait for a running ingest: each resumable upload that may exist, plus the inbox's current file.
   const settings = { ...config, maxWaiting: config.maxUploads + 1 };
-  const ingestor = new Ingestor(store, settings, logger, publish, pool, ingestMetrics, buildTuning);
+  const committed = (manifest: SnapshotManifest) => {
+    checks.built(manifest.version);
+    publish(manifest);
+  };
+  const ingestor = new Ingestor(store, settings, logger, committed, pool, ingestMetrics, buildTuning);
   const uploads = new ResumableUploads(config, ingestor, logger);
   await uploads.start();
   const formsDir = await resetFormsDir(config.uploadDir);
@@ -92,16 +135,19 @@ export async function createLeader(
     uploads,
     formsDir,
     replicas,
+    checks,
     activate,
     metrics,
     lifecycle,
   });
   replicas.start();
+  checks.start();
   const close = async () => {
+    await checks.close();
     await inbox?.close();
     uploads.close();
     replicas.close();
     await pool.close();
   };
-  return { app, store, ingestor, replicas, pool, uploads, inbox, lifecycle, close };
+  return { app, store, ingestor, replicas, checks, pool, uploads, inbox, lifecycle, close };
 }

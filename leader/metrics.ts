@@ -5,6 +5,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { METRIC_PREFIX } from '../common/metrics.js';
 import type { ReplicaRegistry } from './replicas.js';
+import type { SnapshotChecks } from './snapshot-checks.js';
 import type { SnapshotStore } from './snapshot-store.js';
 
 export interface IngestMetrics {
@@ -19,7 +20,49 @@ export function registerLeaderMetrics(
   registry: Registry,
   store: SnapshotStore,
   replicas: ReplicaRegistry,
+  checks: SnapshotChecks,
 ): IngestMetrics {
+  new Gauge({
+    name: `${METRIC_PREFIX}snapshot_corrupt_versions`,
+    help: 'Kept versions whose file on the leader failed its last verification (activation, start or scrub)',
+    registers: [registry],
+    collect() {
+      this.set(checks.corruptVersions().length);
+    },
+  });
+  new Gauge({
+    name: `${METRIC_PREFIX}current_version_verified`,
+    help: "The current version's file: 1 verified, 0 not checked yet, -1 corrupt",
+    registers: [registry],
+    collect() {
+      const current = store.current();
+      const state = current === undefined ? 'unchecked' : checks.of(current.version).state;
+      this.set(state === 'ok' ? 1 : state === 'corrupt' ? -1 : 0);
+    },
+  });
+  let scrubbed = 0;
+  new Counter({
+    name: `${METRIC_PREFIX}snapshot_scrubbed_bytes_total`,
+    help: 'Bytes of kept snapshot files verified by the background scrub',
+    registers: [registry],
+    collect() {
+      this.inc(checks.scrubbedBytes - scrubbed);
+      scrubbed = checks.scrubbedBytes;
+    },
+  });
+  const counted = { ok: 0, corrupt: 0 };
+  new Counter({
+    name: `${METRIC_PREFIX}snapshot_verifications_total`,
+    help: "Verifications of the leader's own snapshot files, by result (ok, corrupt)",
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      for (const result of ['ok', 'corrupt'] as const) {
+        this.inc({ result }, checks.results[result] - counted[result]);
+        counted[result] = checks.results[result];
+      }
+    },
+  });
   new Gauge({
     name: `${METRIC_PREFIX}current_version`,
     help: 'The current version (0 before the first ingest)',
