@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   REPLICA_OVERLOADED: 503,
   REPLICA_SYNC_FAILED: 502,
   INTERNAL: 500,
+  /** Answered by the nginx router (k8s/router/nginx.conf), not by node: no replica of the id's shard answered. */
+  ROUTER_SHARD_UNAVAILABLE: 502,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -5,14 +5,21 @@
  * connections are kept alive, and stop() ends nginx by its pid. nginx is installed from Debian's packages when
  * missing.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, get, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { ERROR_CODES, type ErrorCode } from '../../../../common/errors.js';
 import { keyHash1 } from '../../../../common/snapshot/key-hash.js';
-import { loopbackConf, type RunningNginx, shardsConf, startNginx } from '../../../../scripts/lib/nginx.js';
+import {
+  loopbackConf,
+  ROUTER_DIR,
+  type RunningNginx,
+  shardsConf,
+  startNginx,
+} from '../../../../scripts/lib/nginx.js';
 
 interface FakeReplica {
   readonly name: string;
@@ -230,5 +237,19 @@ describe('nginx router on loopback (scripts/lib/nginx.ts)', function () {
     expect(() => shardsConf([['bad host;']], 0)).to.throw(/not host:port/);
     expect(() => shardsConf([['127.0.0.1:1']], 7)).to.throw(/shardBits/);
     expect(() => loopbackConf('worker_processes auto;', '/tmp/x', 1)).to.throw(/load_module/);
+  });
+
+  it('answers only error codes of common/errors.ts, with their status', async () => {
+    const conf = await readFile(join(ROUTER_DIR, 'nginx.conf'), 'utf8');
+    const answers = [...conf.matchAll(/return (\d{3}) '\{"error":"([A-Z_]+)"/g)].map((m) => [
+      m[2],
+      Number(m[1]),
+    ]);
+    expect(answers.length).to.be.greaterThan(2);
+    for (const [code, status] of answers) {
+      expect(ERROR_CODES, String(code)).to.have.property(String(code));
+      // A timeout keeps its 504; the code's own status is 502.
+      if (status !== 504) expect(ERROR_CODES[code as ErrorCode]).to.equal(status);
+    }
   });
 });
