@@ -84,10 +84,17 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/**
+ * `Bearer` then one or more spaces, then the token: the scheme name is case-insensitive (RFC 9110 §11.1), so
+ * `bearer TOKEN` and `BEARER TOKEN` are the same credentials.
+ */
+const BEARER = /^bearer +/i;
+
 /** True when the request carries `Authorization: Bearer <one of tokens>`, compared in constant time. */
 export function hasBearer(header: string | undefined, tokens: readonly string[]): boolean {
-  if (header === undefined || !header.startsWith('Bearer ')) return false;
-  const given = digest(header.slice(7));
+  const scheme = header === undefined ? null : BEARER.exec(header);
+  if (header === undefined || scheme === null) return false;
+  const given = digest(header.slice(scheme[0].length));
   let ok = false;
   for (const t of tokens) ok = timingSafeEqual(given, digest(t)) || ok;
   return ok;

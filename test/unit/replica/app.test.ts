@@ -99,6 +99,31 @@ describe('replica app', () => {
     expect(bad.status).to.equal(400);
   });
 
+  it('takes the replica token whatever the case of the Bearer scheme (RFC 9110 §11.1)', async () => {
+    const replica = await startReplica('http://127.0.0.1:9');
+    for (const scheme of ['bearer', 'BEARER', 'Bearer', 'bEaReR']) {
+      const res = await http(`${replica.url}/internal/snapshots`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `${scheme} ${REPLICA_TOKEN}` },
+        body: '{"version":"x"}',
+      });
+      // Past the token check: the body is what is wrong.
+      expect([res.status, res.json.error], scheme).to.deep.equal([400, 'REQUEST_BAD']);
+    }
+    for (const authorization of [
+      `Bearer${REPLICA_TOKEN}`,
+      `Basic ${REPLICA_TOKEN}`,
+      `Bearer ${REPLICA_TOKEN}x`,
+    ]) {
+      const res = await http(`${replica.url}/internal/snapshots`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization },
+        body: '{"version":"x"}',
+      });
+      expect(res.status, authorization).to.equal(401);
+    }
+  });
+
   it('refuses a file altered in transit, reports it, and keeps serving its version', async () => {
     const leader = await startLeader();
     await putCsv(leader.url, csvOf(ROWS));
