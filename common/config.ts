@@ -45,6 +45,12 @@ export interface LeaderConfig extends CommonConfig {
   /** REPLICAS: comma-separated base URLs of replicas to notify; replicas also register themselves when they poll. */
   readonly replicas: readonly string[];
   /**
+   * REPLICA_URL_HOSTS: hosts (names or IP addresses, comma-separated) a polling replica may register as its
+   * address besides the IP address its poll comes from; `*` allows any host (replicas behind address translation).
+   * Empty by default: a replica registers only an address on its own IP.
+   */
+  readonly replicaUrlHosts: readonly string[];
+  /**
    * REPLICAS_DNS: `host:port` of a DNS name whose A records are replicas (a Kubernetes headless Service); each
    * address is notified as http://IP:PORT. Looked up on each publish and periodically; null when unset.
    */
@@ -259,6 +265,20 @@ function hostAndPort(env: Env, name: string): { readonly host: string; readonly 
   return Object.freeze({ host: m[1], port });
 }
 
+/** A comma-separated list of host names, IP addresses (IPv6 without brackets) or `*`, lower-cased. */
+function hostList(env: Env, name: string): readonly string[] {
+  const hosts = str(env, name, '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s !== '');
+  for (const h of hosts) {
+    if (!/^(\*|[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|[0-9a-f:.]*:[0-9a-f:.]*)$/.test(h)) {
+      throw new ConfigError(`${name} must list host names or IP addresses (or *), got "${h}"`);
+    }
+  }
+  return Object.freeze(hosts);
+}
+
 /** Reads and validates the leader's settings; the result is frozen. */
 export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
   const replicas = str(env, 'REPLICAS', '')
@@ -267,11 +287,20 @@ export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
     .filter((s) => s !== '')
     .map((s) => url('REPLICAS', s));
   const shared = common(env, DEFAULTS.leaderPort, DEFAULTS.leaderDataDir);
+  const leaderToken = required(env, 'LEADER_TOKEN', 16);
+  // Every replica holds REPLICA_TOKEN; if it were the leader token too, any replica (or whoever reads its Secret)
+  // could ingest files and roll versions back.
+  if (leaderToken === shared.replicaToken) {
+    throw new ConfigError(
+      'LEADER_TOKEN must differ from REPLICA_TOKEN: every replica holds REPLICA_TOKEN, and the same value would let it write',
+    );
+  }
   return Object.freeze({
     role: 'leader' as const,
     ...shared,
-    leaderToken: required(env, 'LEADER_TOKEN', 16),
+    leaderToken,
     replicas: Object.freeze(replicas),
+    replicaUrlHosts: hostList(env, 'REPLICA_URL_HOSTS'),
     replicasDns: hostAndPort(env, 'REPLICAS_DNS'),
     maxBadRows: int(env, 'MAX_BAD_ROWS', DEFAULTS.maxBadRows, 0),
     minRowsRatio: ratio(env, 'MIN_ROWS_RATIO', DEFAULTS.minRowsRatio),

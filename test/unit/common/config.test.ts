@@ -87,6 +87,28 @@ describe('common/config', () => {
     }
   });
 
+  it('stops the leader when LEADER_TOKEN equals REPLICA_TOKEN, which every replica holds', () => {
+    const same = 's'.repeat(20);
+    expect(refusal(() => loadLeaderConfig({ LEADER_TOKEN: same, REPLICA_TOKEN: same }))).to.match(
+      /^LEADER_TOKEN must differ from REPLICA_TOKEN/,
+    );
+    // A replica has no leader token to compare with.
+    expect(loadReplicaConfig({ LEADER_TOKEN: same, REPLICA_TOKEN: same }).replicaToken).to.equal(same);
+  });
+
+  it('reads REPLICA_URL_HOSTS as a list of hosts, lower-cased, and refuses anything else', () => {
+    expect(loadLeaderConfig(TOKENS).replicaUrlHosts).to.deep.equal([]);
+    expect(
+      loadLeaderConfig({ ...TOKENS, REPLICA_URL_HOSTS: ' Replica-0.svc , 10.0.0.7,::1,*' }).replicaUrlHosts,
+    ).to.deep.equal(['replica-0.svc', '10.0.0.7', '::1', '*']);
+    for (const bad of ['http://x:1', 'a/b', 'host:8081x', 'a b']) {
+      expect(
+        refusal(() => loadLeaderConfig({ ...TOKENS, REPLICA_URL_HOSTS: bad })),
+        bad,
+      ).to.match(/^REPLICA_URL_HOSTS must list host names or IP addresses/);
+    }
+  });
+
   it('stops start-up on a malformed value, naming the variable', () => {
     expect(refusal(() => loadLeaderConfig({ ...TOKENS, PORT: 'eighty' }))).to.match(
       /^PORT must be a whole number/,
