@@ -20,6 +20,7 @@ import { type HttpMetrics, metricsMiddleware, metricsRoute } from '../common/met
 import { REPLICA_URL_HEADER, REPLICA_VERSION_HEADER, type SnapshotManifest } from '../common/protocol.js';
 import { formUploadRoute } from './form-upload.js';
 import type { Ingestor } from './ingest.js';
+import { replicaUrlFromPoll } from './replica-url.js';
 import type { ReplicaRegistry } from './replicas.js';
 import type { SnapshotChecks } from './snapshot-checks.js';
 import type { SnapshotStore } from './snapshot-store.js';
@@ -85,7 +86,11 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
   app.proxy = false;
   const router = new Router();
   const writeAuth = requireBearer(config.leaderToken);
-  const pullAuth = requireBearer(config.replicaToken, config.leaderToken);
+  // Reads that are internal (replica addresses and errors, kept versions, the files): either token. What stays
+  // open and why is in the README ("Who may read what").
+  const readAuth = requireBearer(config.replicaToken, config.leaderToken);
+  /** Registration refusals already logged, so that a replica polling every few seconds logs once (bounded). */
+  const refusedUrls = new Set<string>();
 
   router.get('/metrics', metricsRoute(metrics.registry));
   router.get('/healthz', (ctx) => {
@@ -145,7 +150,7 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
   router.patch(paths[1], writeAuth, tus);
   router.delete(paths[1], writeAuth, tus);
 
-  router.get('/snapshots', (ctx) => {
+  router.get('/snapshots', readAuth, (ctx) => {
     const current = store.current()?.version ?? null;
     ctx.body = {
       current,
@@ -159,22 +164,32 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
     // A replica's poll registers it, so the leader can notify replicas whose addresses it was not given.
     const url = ctx.get(REPLICA_URL_HEADER);
     if (url !== '' && hasBearer(ctx.get('authorization') || undefined, [config.replicaToken])) {
-      const served = Number(ctx.get(REPLICA_VERSION_HEADER));
-      replicas.seen(url, Number.isSafeInteger(served) && served > 0 ? served : null);
+      const address = replicaUrlFromPoll(url, ctx.req.socket.remoteAddress, config.replicaUrlHosts);
+      if ('url' in address) {
+        const served = Number(ctx.get(REPLICA_VERSION_HEADER));
+        replicas.seen(address.url, Number.isSafeInteger(served) && served > 0 ? served : null);
+      } else if (!refusedUrls.has(url)) {
+        if (refusedUrls.size >= 1000) refusedUrls.clear();
+        refusedUrls.add(url);
+        logger.warn(
+          { replicaUrl: url.slice(0, 300), poller: ctx.req.socket.remoteAddress, reason: address.refused },
+          'a polling replica gave an address it may not register; it gets no notices (it still catches up by polling)',
+        );
+      }
     }
     const current = store.current();
     if (current === undefined) throw new AppError('SNAPSHOT_NOT_FOUND', 'no version has been ingested yet');
     ctx.body = current;
   });
 
-  router.get('/snapshots/:version', (ctx) => {
+  router.get('/snapshots/:version', readAuth, (ctx) => {
     const version = versionParam(ctx.params.version);
     const m = store.get(version);
     if (m === undefined) throw new AppError('SNAPSHOT_NOT_FOUND', `version ${version} is not kept here`);
     ctx.body = { ...m, current: m.version === store.current()?.version, verification: checks.of(version) };
   });
 
-  router.get('/snapshots/:version/file', pullAuth, (ctx) => {
+  router.get('/snapshots/:version/file', readAuth, (ctx) => {
     const version = versionParam(ctx.params.version);
     const m = store.get(version);
     if (m === undefined) throw new AppError('SNAPSHOT_NOT_FOUND', `version ${version} is not kept here`);
@@ -217,7 +232,7 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
     ctx.body = { ...manifest, current: true };
   });
 
-  router.get('/replicas', (ctx) => {
+  router.get('/replicas', readAuth, (ctx) => {
     ctx.body = {
       current: store.current()?.version ?? null,
       replicas: replicas.list(store.current()?.version),

@@ -17,6 +17,7 @@
  */
 import type { Logger } from '../common/logger.js';
 import type { SnapshotManifest } from '../common/protocol.js';
+import { type CappedText, readCappedText } from '../common/reply-body.js';
 import { type DnsTarget, type Resolve4, resolveReplicaUrls } from './replica-dns.js';
 
 /** How notices are retried. */
@@ -34,6 +35,12 @@ export const NOTICE_RETRY: NoticeRetry = Object.freeze({
   baseDelayMs: 500,
   maxDelayMs: 15_000,
 });
+
+/** A replica's answer to a notice is a small JSON object; anything larger is not one, and is not read further. */
+export const MAX_NOTICE_REPLY_BYTES = 64 * 1024;
+
+/** An error code as our errors have them (common/errors.ts): shown in GET /replicas only in this shape. */
+const ERROR_CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
 
 /** How often the addresses behind REPLICAS_DNS are looked up again between publishes. */
 export const DNS_REFRESH_MS = 30_000;
@@ -342,15 +349,17 @@ export class ReplicaRegistry {
   private async send(e: Entry, manifest: SnapshotManifest, c: Campaign): Promise<Outcome> {
     const timeout = AbortSignal.timeout(this.pushTimeoutMs);
     let res: Response;
-    let body: { version?: unknown; error?: unknown; message?: unknown };
+    let reply: CappedText;
     try {
       res = await fetch(`${e.url}/internal/snapshots`, {
         method: 'POST',
         headers: { authorization: `Bearer ${this.replicaToken}`, 'content-type': 'application/json' },
         body: JSON.stringify(manifest),
         signal: AbortSignal.any([c.abort.signal, timeout]),
+        // A replica answers; it never sends the leader (and its token) elsewhere.
+        redirect: 'manual',
       });
-      body = (await res.json().catch(() => ({}))) as typeof body;
+      reply = await readCappedText(res, MAX_NOTICE_REPLY_BYTES);
     } catch (err) {
       if (c.abort.signal.aborted) return 'cancelled';
       const why = timeout.aborted
@@ -361,7 +370,8 @@ export class ReplicaRegistry {
     }
     if (c.abort.signal.aborted) return 'cancelled';
     e.lastContact = new Date(this.now());
-    if (res.ok) {
+    const body = reply.tooLarge ? {} : parseReply(reply.text);
+    if (res.ok && !reply.tooLarge) {
       const moved = typeof body.version === 'number' && body.version !== e.version;
       if (typeof body.version === 'number') e.version = body.version;
       e.lastError = null;
@@ -373,21 +383,38 @@ export class ReplicaRegistry {
       if (moved) this.options.onServedChange?.();
       return 'done';
     }
-    const code = typeof body.error === 'string' ? ` ${body.error}` : '';
-    const message = typeof body.message === 'string' ? `: ${body.message}` : '';
-    this.failed(e, manifest, c, `${res.status}${code}${message}`);
-    // 408 and 429 say "later"; any other 4xx says the request itself is wrong (token, body): retrying cannot help.
+    // GET /replicas shows the status and a well-formed error code, never the replica's text: whatever answers at
+    // that address chooses it. The message goes to the log, shortened, for whoever debugs the replica.
+    const code = typeof body.error === 'string' && ERROR_CODE.test(body.error) ? ` ${body.error}` : '';
+    const why = reply.tooLarge
+      ? `${res.status} reply larger than ${MAX_NOTICE_REPLY_BYTES} bytes`
+      : `${res.status}${code}`;
+    const message = typeof body.message === 'string' ? body.message.slice(0, 300) : undefined;
+    this.failed(e, manifest, c, why, message);
+    if (reply.tooLarge) return 'refused';
+    // 408 and 429 say "later"; any other 4xx (or a 3xx) says the request itself is wrong (token, body, address):
+    // retrying cannot help.
     const retryable = res.status >= 500 || res.status === 408 || res.status === 429;
     return retryable ? 'retry' : 'refused';
   }
 
-  private failed(e: Entry, manifest: SnapshotManifest, c: Campaign, why: string): void {
+  private failed(e: Entry, manifest: SnapshotManifest, c: Campaign, why: string, message?: string): void {
     e.lastError = `version ${manifest.version}: ${why}`;
     e.failedVersion = manifest.version;
     this.logger.warn(
-      { replica: e.url, version: manifest.version, attempt: c.attempts, err: why },
+      { replica: e.url, version: manifest.version, attempt: c.attempts, err: why, message },
       'replica notice failed',
     );
+  }
+}
+
+/** A replica's JSON answer, or nothing usable. */
+function parseReply(text: string): { version?: unknown; error?: unknown; message?: unknown } {
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null ? v : {};
+  } catch {
+    return {};
   }
 }
 

@@ -9,11 +9,12 @@ import { expect } from 'chai';
 import type { SnapshotManifest } from '../../../common/protocol.js';
 import type { Resolve4 } from '../../../leader/replica-dns.js';
 import {
+  MAX_NOTICE_REPLY_BYTES,
   ReplicaRegistry,
   type ReplicaRegistryOptions,
   type ReplicaStatus,
 } from '../../../leader/replicas.js';
-import { cleanup, onCleanup, quietLogger, REPLICA_TOKEN, waitFor } from '../../helpers.js';
+import { cleanup, fakeServer, onCleanup, quietLogger, REPLICA_TOKEN, waitFor } from '../../helpers.js';
 
 function manifest(version: number): SnapshotManifest {
   return {
@@ -114,7 +115,7 @@ describe('leader/replicas: the registry and its notices', () => {
     });
   });
 
-  it('gives up after the last attempt, keeping the reason the replica gave', async () => {
+  it('gives up after the last attempt, keeping the status and code the replica gave', async () => {
     const replica = await fakeReplica(() => refusedFile);
     const r = registry([replica.url], { retry: { ...FAST, maxAttempts: 3 } });
     r.seen(replica.url, 1);
@@ -122,9 +123,7 @@ describe('leader/replicas: the registry and its notices', () => {
     expect(replica.notices).to.have.length(3);
     const s = statusOf(r, replica.url, 2);
     expect(s).to.deep.include({ version: 1, lag: 1 });
-    expect(s.lastError).to.equal(
-      'version 2: 502 SNAPSHOT_CHECKSUM_MISMATCH: snapshot partition 3 does not match its checksum',
-    );
+    expect(s.lastError).to.equal('version 2: 502 SNAPSHOT_CHECKSUM_MISMATCH');
     expect(s.notice).to.deep.include({ version: 2, state: 'failed', attempts: 3 });
     expect(s.lastContact).to.be.a('string');
 
@@ -193,6 +192,82 @@ describe('leader/replicas: the registry and its notices', () => {
     expect(replica.notices).to.have.length(1);
     expect(statusOf(r, replica.url, 3)).to.deep.include({ version: 3, lastError: null });
     expect(statusOf(r, replica.url).notice?.state).to.equal('done');
+  });
+
+  it('shows only the status and a well-formed error code of a failed notice, never the text of the answer', async () => {
+    const refused = await fakeReplica(() => ({
+      status: 502,
+      body: { error: 'SNAPSHOT_ID_MISMATCH', message: '<script>secret internal page</script>' },
+    }));
+    const odd = await fakeReplica(() => ({
+      status: 400,
+      body: { error: 'not a code <b>', message: 'hello' },
+    }));
+    const page = await fakeServer((req, res) => {
+      req.resume();
+      res.writeHead(404, { 'content-type': 'text/html' }).end('<html>secret admin page</html>');
+    });
+    const r = registry([refused.url, odd.url, page], { retry: { ...FAST, maxAttempts: 1 } });
+    await r.notifyAll(manifest(1));
+    expect([refused.url, odd.url, page].map((u) => statusOf(r, u).lastError)).to.deep.equal([
+      'version 1: 502 SNAPSHOT_ID_MISMATCH',
+      'version 1: 400',
+      'version 1: 404',
+    ]);
+    expect(JSON.stringify(r.list(1)))
+      .not.to.include('secret')
+      .and.not.to.include('hello');
+  });
+
+  it('never follows a redirect from a replica, so the token is not sent elsewhere', async () => {
+    const elsewhere: string[] = [];
+    const target = await fakeServer((req, res) => {
+      elsewhere.push(`${req.method} ${req.url} ${req.headers.authorization ?? ''}`);
+      res.end('{}');
+    });
+    const replica = await fakeServer((req, res) => {
+      req.resume();
+      res.writeHead(307, { location: `${target}/steal?x=` }).end();
+    });
+    const r = registry([replica]);
+    await r.notifyAll(manifest(1));
+    expect(elsewhere).to.deep.equal([]);
+    expect(statusOf(r, replica)).to.deep.include({ lastError: 'version 1: 307' });
+    expect(statusOf(r, replica).notice).to.deep.include({ state: 'failed', attempts: 1 });
+  });
+
+  it('stops reading an answer past MAX_NOTICE_REPLY_BYTES, declared or streamed, and does not retry it', async () => {
+    let sent = 0;
+    const endless = await fakeServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      // Writes as long as the leader reads; the leader must cancel after about MAX_NOTICE_REPLY_BYTES.
+      const more = () => {
+        while (!res.destroyed && sent < 1024 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+      };
+      more();
+    });
+    const declared = await fakeServer((req, res) => {
+      req.resume();
+      res.writeHead(500, { 'content-length': String(10 * 1024 * 1024) }).write('x');
+    });
+    const r = registry([endless, declared]);
+    await r.notifyAll(manifest(1));
+    expect(statusOf(r, endless).lastError).to.equal(
+      `version 1: 200 reply larger than ${MAX_NOTICE_REPLY_BYTES} bytes`,
+    );
+    expect(statusOf(r, declared).lastError).to.equal(
+      `version 1: 500 reply larger than ${MAX_NOTICE_REPLY_BYTES} bytes`,
+    );
+    for (const url of [endless, declared]) {
+      expect(statusOf(r, url).notice).to.deep.include({ state: 'failed', attempts: 1 });
+    }
+    // What the sockets buffer on the way is a few MiB at most; the leader did not read the gigabyte.
+    expect(sent).to.be.below(32 * 1024 * 1024);
   });
 
   it('counts a replica still on a newer version after a rollback as behind', () => {
