@@ -81,8 +81,8 @@ async function main(): Promise<void> {
   say(`  curl -i ${replicaUrls[0]}/promotions/${ids[0]}`);
   say(`  curl -i ${replicaUrls[1]}/promotions/${ids[1]}`);
   say(`  curl -i ${replicaUrls[0]}/promotions/00000000-0000-4000-8000-000000000000   # 404`);
-  say(`  curl -s ${leader.url}/snapshots`);
-  say(`  curl -s ${leader.url}/replicas`);
+  say(`  curl -s -H 'Authorization: Bearer ${leaderToken}' ${leader.url}/snapshots`);
+  say(`  curl -s -H 'Authorization: Bearer ${leaderToken}' ${leader.url}/replicas`);
   say(`  LEADER_TOKEN=${leaderToken} node --import tsx scripts/upload.ts FILE.csv --leader ${leader.url}`);
   say(`  cp FILE.csv ${join(dir, 'leader', 'inbox')}/   # then see inbox/done or inbox/rejected`);
   say('');

@@ -26,6 +26,8 @@ export { waitFor } from '../scripts/lib/processes.js';
 
 export const LEADER_TOKEN = 'leader-token-for-tests-0123456789';
 export const REPLICA_TOKEN = 'replica-token-for-tests-0123456789';
+/** Headers of an operator's call to a leader route that needs a token (GET /snapshots, /replicas). */
+export const LEADER_AUTH = Object.freeze({ authorization: `Bearer ${LEADER_TOKEN}` });
 
 const cleanups: (() => Promise<unknown>)[] = [];
 

@@ -403,9 +403,13 @@ export async function pinProcess(pid: number, cpu: number): Promise<void> {
   if (r.code !== 0) throw new Error(`taskset -a -cp ${cpu} ${pid} failed: ${r.stderr}`);
 }
 
-/** GETs `url` and parses its JSON answer (status and body); a network error rejects. */
-export async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+/** GETs `url` (with `token` as its bearer token, when given) and parses its JSON answer; a network error rejects. */
+export async function getJson(
+  url: string,
+  token?: string,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) });
   const text = await res.text();
   let body: Record<string, unknown>;
   try {

@@ -79,7 +79,7 @@ interface SizeResult {
 async function registered(leaderUrl: string, replica: RoleProcess): Promise<void> {
   await waitFor(
     async () => {
-      const { body } = await getJson(`${leaderUrl}/replicas`);
+      const { body } = await getJson(`${leaderUrl}/replicas`, TOKENS.leader);
       const list = body.replicas as { url: string }[];
       return list.some((r) => r.url === replica.url) ? true : undefined;
     },

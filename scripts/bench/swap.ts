@@ -155,7 +155,7 @@ async function allLive(replicas: readonly Replica[], version: number, t0: number
 async function registered(leaderUrl: string, count: number): Promise<void> {
   await waitFor(
     async () => {
-      const { body } = await getJson(`${leaderUrl}/replicas`);
+      const { body } = await getJson(`${leaderUrl}/replicas`, TOKENS.leader);
       return (body.replicas as unknown[]).length === count ? true : undefined;
     },
     30_000,

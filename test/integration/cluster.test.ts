@@ -9,7 +9,16 @@ import { expect } from 'chai';
 import { generateLines } from '../../scripts/generate.js';
 import { type RoleProcess, startRole } from '../../scripts/lib/processes.js';
 import { uploadFile } from '../../scripts/upload.js';
-import { cleanup, http, LEADER_TOKEN, onCleanup, REPLICA_TOKEN, tempDir, waitFor } from '../helpers.js';
+import {
+  cleanup,
+  http,
+  LEADER_AUTH,
+  LEADER_TOKEN,
+  onCleanup,
+  REPLICA_TOKEN,
+  tempDir,
+  waitFor,
+} from '../helpers.js';
 
 /** A port free right now (the leader is started on it so replicas can be told its address first). */
 async function freePort(): Promise<number> {
@@ -135,7 +144,7 @@ describe('cluster: a CSV goes from the leader to every replica (real processes)'
     expect(upBad.status).to.equal(422);
     expect(upBad.body.error).to.equal('INGEST_BAD_ROWS');
     expect(upBad.body.message).to.match(/^line 7: day 30 does not exist in 2018-02/);
-    expect((await http(`${leader.url}/snapshots`)).json.current).to.equal(2);
+    expect((await http(`${leader.url}/snapshots`, { headers: LEADER_AUTH })).json.current).to.equal(2);
     for (const r of [r1, r2]) {
       expect(await servedVersion(r)).to.equal(2);
       await expectServes(r, b, 2);
@@ -151,7 +160,7 @@ describe('cluster: a CSV goes from the leader to every replica (real processes)'
     );
     await expectServes(r3, b, 2);
 
-    const status = (await http(`${leader.url}/replicas`)).json.replicas as {
+    const status = (await http(`${leader.url}/replicas`, { headers: LEADER_AUTH })).json.replicas as {
       url: string;
       version: number;
     }[];

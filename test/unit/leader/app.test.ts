@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { loadSnapshot } from '../../../common/snapshot/reader.js';
@@ -8,6 +8,7 @@ import {
   cleanup,
   csvOf,
   http,
+  LEADER_AUTH,
   LEADER_TOKEN,
   putCsv,
   quietLogger,
@@ -23,7 +24,7 @@ const A = [
 ];
 
 async function currentVersion(url: string): Promise<unknown> {
-  return (await http(`${url}/snapshots`)).json.current;
+  return (await http(`${url}/snapshots`, { headers: LEADER_AUTH })).json.current;
 }
 
 describe('leader app', () => {
@@ -34,7 +35,7 @@ describe('leader app', () => {
     const res = await putCsv(leader.url, csvOf(A));
     expect(res.status).to.equal(201);
     expect(res.json).to.deep.include({ version: 1, rows: 2, duplicates: 1, badRowCount: 0 });
-    const list = await http(`${leader.url}/snapshots`);
+    const list = await http(`${leader.url}/snapshots`, { headers: LEADER_AUTH });
     expect(list.json.current).to.equal(1);
     const versions = list.json.versions as { version: number; current: boolean; rows: number }[];
     expect(versions.map((v) => [v.version, v.current, v.rows])).to.deep.equal([[1, true, 2]]);
@@ -252,7 +253,7 @@ describe('leader app', () => {
     expect((await http(url)).status).to.equal(401);
     const auth = { authorization: `Bearer ${REPLICA_TOKEN}` };
     const whole = Buffer.from(await (await fetch(url, { headers: auth })).arrayBuffer());
-    const m = (await http(`${leader.url}/snapshots/1`)).json as { bytes: number };
+    const m = (await http(`${leader.url}/snapshots/1`, { headers: LEADER_AUTH })).json as { bytes: number };
     expect(whole.length).to.equal(m.bytes);
     const part = await fetch(url, { headers: { ...auth, range: 'bytes=100-' } });
     expect(part.status).to.equal(206);
@@ -327,6 +328,81 @@ describe('leader app', () => {
     expect(text).to.match(
       /^promotions_http_requests_total\{route="\/promotions",method="PUT",status="422",role="leader"\} 1$/m,
     );
+  });
+
+  it('registers a polling replica only at a bare http(s)://host:port on its own address, or on a listed host', async () => {
+    const leader = await startLeader({ REPLICA_URL_HOSTS: 'localhost' });
+    const poll = (url: string, token = REPLICA_TOKEN) =>
+      http(`${leader.url}/snapshots/current`, {
+        headers: { authorization: `Bearer ${token}`, 'x-replica-url': url, 'x-replica-version': '1' },
+      });
+    const refused = [
+      'data:text/plain,hello',
+      `http://127.0.0.1:${leader.server.port}/promotions?x=`,
+      'http://127.0.0.1:9/any/path',
+      'http://user:pw@127.0.0.1:9',
+      'http://10.1.2.3:8081',
+      'http://169.254.169.254:80',
+      'file:///etc/passwd',
+    ];
+    for (const url of refused) expect((await poll(url)).status, url).to.equal(404);
+    // The leader token is no replica's: it registers nothing either.
+    await poll('http://127.0.0.1:7001', LEADER_TOKEN);
+    await poll('http://127.0.0.1:7002/');
+    await poll('http://localhost:7003');
+    const list = (await http(`${leader.url}/replicas`, { headers: LEADER_AUTH })).json.replicas as {
+      url: string;
+    }[];
+    expect(list.map((r) => r.url).sort()).to.deep.equal(['http://127.0.0.1:7002', 'http://localhost:7003']);
+  });
+
+  it('lets anyone, the replica token or only the leader token reach each route, as docs/api.md says', async () => {
+    const api = await readFile(new URL('../../../docs/api.md', import.meta.url), 'utf8');
+    const section = api.slice(api.indexOf('### Who may read what'));
+    const rows = [
+      ...section
+        .slice(0, section.indexOf('\n\n', section.indexOf('| ---')))
+        .matchAll(/^\| `([A-Z]+) (\S+)` \| (.+) \|$/gm),
+    ].map((m) => ({ method: m[1], path: m[2], who: m[3] }));
+    expect(rows.map((r) => `${r.method} ${r.path}`)).to.include.members([
+      'GET /metrics',
+      'GET /snapshots',
+      'GET /snapshots/current',
+      'GET /snapshots/1',
+      'GET /snapshots/1/file',
+      'GET /replicas',
+      'PUT /promotions',
+      'POST /snapshots/1/activate',
+    ]);
+    const leader = await startLeader();
+    await putCsv(leader.url, csvOf(A));
+    const callers: [string, string | undefined][] = [
+      ['anyone', undefined],
+      ['anyone', 'Bearer wrong-token-0123456789'],
+      ['replica', `Bearer ${REPLICA_TOKEN}`],
+      ['replica', `bearer ${REPLICA_TOKEN}`],
+      ['leader', `Bearer ${LEADER_TOKEN}`],
+      ['leader', `BEARER  ${LEADER_TOKEN}`],
+    ];
+    const allowed: Record<string, string[]> = {
+      anyone: ['anyone', 'replica', 'leader'],
+      '`REPLICA_TOKEN` or `LEADER_TOKEN`': ['replica', 'leader'],
+      '`LEADER_TOKEN`': ['leader'],
+    };
+    for (const row of rows) {
+      expect(allowed, row.who).to.have.property(row.who);
+      for (const [caller, authorization] of callers) {
+        const res = await http(`${leader.url}${row.path}`, {
+          method: row.method,
+          headers: authorization === undefined ? {} : { authorization },
+          // A PUT body that is a valid file: the same rows again, so the version moves on.
+          body: row.method === 'PUT' ? csvOf(A) : undefined,
+        });
+        const what = `${row.method} ${row.path} as ${authorization ?? 'no token'}`;
+        if (allowed[row.who].includes(caller)) expect(res.status, what).to.be.within(200, 299);
+        else expect([res.status, res.json.error], what).to.deep.equal([401, 'AUTH_REQUIRED']);
+      }
+    }
   });
 
   it('turns /readyz to 503 while draining for shutdown', async () => {

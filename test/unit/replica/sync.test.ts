@@ -8,6 +8,7 @@ import {
   cleanup,
   csvOf,
   http,
+  LEADER_AUTH,
   LEADER_TOKEN,
   onCleanup,
   putCsv,
@@ -24,7 +25,8 @@ const rows = (price: string) =>
   csvOf(Array.from({ length: 20 }, (_, i) => [`id-${i}`, price, '2018-01-01 00:00:00']));
 
 async function manifestOf(leaderUrl: string, version: number): Promise<SnapshotManifest> {
-  return (await http(`${leaderUrl}/snapshots/${version}`)).json as unknown as SnapshotManifest;
+  return (await http(`${leaderUrl}/snapshots/${version}`, { headers: LEADER_AUTH }))
+    .json as unknown as SnapshotManifest;
 }
 
 describe('replica/sync', () => {
