@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { AppError } from '../../../common/errors.js';
 import { loadSnapshot } from '../../../common/snapshot/reader.js';
 import { ParsePool } from '../../../leader/parse-pool.js';
-import { cleanup, csvOf, http, onCleanup, putCsv, startLeader, tempDir } from '../../helpers.js';
+import { cleanup, csvOf, http, LEADER_AUTH, onCleanup, putCsv, startLeader, tempDir } from '../../helpers.js';
 import { buildFile, expectedAnswers, type Row } from '../common/snapshot/snapshot-file.js';
 
 function rows(n: number): Row[] {
@@ -87,7 +87,7 @@ describe('leader/parse-pool: a worker that dies', function () {
     const res = await putCsv(leader.url, csvOf(rows(5000)));
     expect(res.status, res.text).to.equal(500);
     expect(res.json.error).to.equal('INGEST_WORKER_FAILED');
-    expect((await http(`${leader.url}/snapshots`)).json.current).to.equal(1);
+    expect((await http(`${leader.url}/snapshots`, { headers: LEADER_AUTH })).json.current).to.equal(1);
     expect(leader.ingestor.busy).to.equal(false);
     const again = await putCsv(leader.url, csvOf(rows(5000)));
     expect(again.status, again.text).to.equal(201);

@@ -8,6 +8,7 @@ import {
   csvOf,
   fakeServer,
   http,
+  LEADER_AUTH,
   LEADER_TOKEN,
   putCsv,
   quietLogger,
@@ -40,7 +41,7 @@ type Listed = {
 };
 
 async function listed(url: string): Promise<Listed[]> {
-  return (await http(`${url}/snapshots`)).json.versions as Listed[];
+  return (await http(`${url}/snapshots`, { headers: LEADER_AUTH })).json.versions as Listed[];
 }
 
 function activate(url: string, version: number) {
@@ -62,7 +63,7 @@ describe('leader/snapshot-checks: the leader verifies its own files', () => {
     expect(res.status, res.text).to.equal(409);
     expect(res.json.error).to.equal('SNAPSHOT_CORRUPT');
     expect(res.json.message).to.match(/version 1's file .* corrupt \(SNAPSHOT_CHECKSUM_MISMATCH: /);
-    expect((await http(`${leader.url}/snapshots`)).json.current).to.equal(2);
+    expect((await http(`${leader.url}/snapshots`, { headers: LEADER_AUTH })).json.current).to.equal(2);
     const [v2, v1] = await listed(leader.url);
     expect(v2.verification.state).to.equal('ok');
     expect(v1.verification.state).to.equal('corrupt');
@@ -124,7 +125,7 @@ describe('leader/snapshot-checks: the leader verifies its own files', () => {
       /^promotions_snapshot_verifications_total\{result="corrupt",role="leader"\} [1-9]/m,
     );
     expect(text).to.match(/^promotions_snapshot_scrubbed_bytes_total\{role="leader"\} [1-9]/m);
-    expect((await http(`${leader.url}/snapshots`)).json.current).to.equal(2);
+    expect((await http(`${leader.url}/snapshots`, { headers: LEADER_AUTH })).json.current).to.equal(2);
   });
 
   it('falls back when the scrub finds the current version rotted, and publishes the version it falls back to', async () => {
@@ -151,7 +152,8 @@ describe('leader/snapshot-checks: the leader verifies its own files', () => {
     await waitFor(() => (notices.at(-1) === 2 ? true : undefined), 10_000, 'the notice of version 2');
     await rot(leader.store.filePath(2));
     await waitFor(
-      async () => (await http(`${leader.url}/snapshots`)).json.current === 1 || undefined,
+      async () =>
+        (await http(`${leader.url}/snapshots`, { headers: LEADER_AUTH })).json.current === 1 || undefined,
       10_000,
       'the leader to fall back to version 1',
     );
