@@ -16,10 +16,10 @@ import { AppError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { SnapshotManifest } from '../common/protocol.js';
 import { type BadRow, isBadRow, isHeader, parseRow } from '../common/record.js';
-import { SnapshotBuilder } from '../common/snapshot/writer.js';
 import { CsvSyntaxError, readCsv } from './csv-reader.js';
 import type { IngestMetrics } from './metrics.js';
 import type { ParsePool } from './parse-pool.js';
+import { SnapshotBuilder } from './snapshot-build/snapshot-builder.js';
 import type { SnapshotStore } from './snapshot-store.js';
 
 /** Bad rows listed in a report; the rest are only counted. */

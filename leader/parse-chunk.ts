@@ -15,13 +15,8 @@ import {
   parseRow,
   plainExpirationBytes,
 } from '../common/record.js';
-import {
-  encodeRow,
-  encodeUuidRowBytes,
-  groupRows,
-  MAX_ROW_BYTES,
-  type RowGroups,
-} from '../common/snapshot/writer.js';
+import { encodeRow, encodeUuidRowBytes, MAX_ROW_BYTES } from './snapshot-build/row-encoding.js';
+import { groupRows, type RowGroups } from './snapshot-build/row-groups.js';
 
 /** What one block of lines gave. Line numbers in `badRows` count from 1 at the block's first line. */
 export interface ParsedBlock {

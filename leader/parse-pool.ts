@@ -13,9 +13,9 @@
  */
 import { Worker } from 'node:worker_threads';
 import { AppError } from '../common/errors.js';
-import { type BuiltRange, buildRange } from '../common/snapshot/writer.js';
 import { type ParsedBlock, parseBlock } from './parse-chunk.js';
 import type { WorkerRequest } from './parse-worker.js';
+import { type BuiltRange, buildRange } from './snapshot-build/partition-build.js';
 
 interface Pending {
   resolve: (r: ParsedBlock | BuiltRange) => void;

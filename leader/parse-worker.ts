@@ -4,8 +4,8 @@
  * received (worker_threads messages are ordered).
  */
 import { parentPort } from 'node:worker_threads';
-import { buildRange } from '../common/snapshot/writer.js';
 import { parseBlock } from './parse-chunk.js';
+import { buildRange } from './snapshot-build/partition-build.js';
 
 export type WorkerRequest =
   | {

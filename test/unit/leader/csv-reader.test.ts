@@ -9,13 +9,13 @@ import fc from 'fast-check';
 import { type BadRow, isBadRow, isHeader, type Promotion, parseRow } from '../../../common/record.js';
 import { keyHash1 } from '../../../common/snapshot/key-hash.js';
 import { decodeRecord } from '../../../common/snapshot/record-codec.js';
-import { GROUP_BITS } from '../../../common/snapshot/writer.js';
 import { CsvSyntaxError, readCsv } from '../../../leader/csv-reader.js';
 import { ParsePool } from '../../../leader/parse-pool.js';
+import { GROUP_BITS } from '../../../leader/snapshot-build/row-groups.js';
 
 type Outcome = { rows: Promotion[]; bad: BadRow[] } | { syntaxErrorLine: number };
 
-/** The group a row goes to in a parsed block (writer.ts groupRows): the top bits of its first hash. */
+/** The group a row goes to in a parsed block (snapshot-build/row-groups.ts): the top bits of its first hash. */
 const groupOf = (p: Promotion) => keyHash1(p.id) >>> (32 - GROUP_BITS);
 
 /**

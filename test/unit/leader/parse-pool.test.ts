@@ -3,7 +3,7 @@ import { AppError } from '../../../common/errors.js';
 import { loadSnapshot } from '../../../common/snapshot/reader.js';
 import { ParsePool } from '../../../leader/parse-pool.js';
 import { cleanup, csvOf, http, LEADER_AUTH, onCleanup, putCsv, startLeader, tempDir } from '../../helpers.js';
-import { buildFile, expectedAnswers, type Row } from '../common/snapshot/snapshot-file.js';
+import { buildFile, expectedAnswers, type Row } from '../../snapshot-file.js';
 
 function rows(n: number): Row[] {
   const out: Row[] = [];

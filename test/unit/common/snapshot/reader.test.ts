@@ -1,34 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { expect } from 'chai';
 import { SnapshotError } from '../../../../common/errors.js';
 import { H, HEADER_BYTES } from '../../../../common/snapshot/format.js';
 import { loadSnapshot } from '../../../../common/snapshot/reader.js';
 import { cleanup, tempDir } from '../../../helpers.js';
-import { buildFile, expectedAnswers, type Row } from './snapshot-file.js';
-
-/** Deterministic rows: UUIDs, upper-case UUIDs, odd ids, and repeated ids with new values. */
-function mixedRows(n: number): Row[] {
-  const rows: Row[] = [];
-  for (let i = 0; i < n; i++) {
-    const kind = i % 5;
-    const id =
-      kind === 0
-        ? `id-${i}`
-        : kind === 1
-          ? randomUUID().toUpperCase()
-          : kind === 2
-            ? `"q\\${i}`
-            : randomUUID();
-    rows.push([
-      id,
-      `${i}.${i % 7}0`,
-      `2018-0${1 + (i % 9)}-1${i % 10} 0${i % 10}:1${i % 6}:0${i % 10} +0200 CEST`,
-    ]);
-  }
-  for (let i = 0; i < n; i += 9) rows.push([rows[i][0], `99.${i}`, '2019-01-01 00:00:00 +0100 CET']);
-  return rows;
-}
+import { buildFile, expectedAnswers, mixedRows } from '../../../snapshot-file.js';
 
 async function expectRefused(path: string, code: string, mode: 'memory' | 'disk' = 'memory'): Promise<void> {
   try {
@@ -41,7 +17,7 @@ async function expectRefused(path: string, code: string, mode: 'memory' | 'disk'
   expect.fail(`expected ${code}`);
 }
 
-describe('common/snapshot reader and writer', () => {
+describe('common/snapshot/reader', () => {
   afterEach(cleanup);
 
   it('round-trips rows: every id answers its last row, absent ids answer nothing', async () => {
@@ -58,22 +34,6 @@ describe('common/snapshot reader and writer', () => {
     for (const id of ['absent', rows[1][0].toLowerCase(), `${rows[3][0]}x`, '', 'id-1']) {
       expect(snap.lookup(id), id).to.equal(undefined);
     }
-  });
-
-  it('builds the same answers through run files when rows exceed the memory budget', async () => {
-    const dir = await tempDir();
-    const rows = mixedRows(20_000);
-    // 64 KiB of memory forces the spill after a few hundred rows, and runs larger than that are split again.
-    const { path, header } = await buildFile(dir, rows, {
-      memoryBytes: 64 * 1024,
-      spillBuckets: 4,
-      targetPartitionRows: 50,
-    });
-    const expected = expectedAnswers(rows);
-    expect(header.rowCount).to.equal(expected.size);
-    const snap = await loadSnapshot(path);
-    for (const [id, body] of expected) expect(snap.lookup(id), id).to.equal(body);
-    expect((await readdir(dir)).sort()).to.deep.equal(['test.snap']);
   });
 
   it('answers the same in disk mode, with the file read at lookup time', async () => {
@@ -101,13 +61,6 @@ describe('common/snapshot reader and writer', () => {
     b[HEADER_BYTES + 40] ^= 1;
     await writeFile(path, b);
     await expectRefused(path, 'SNAPSHOT_CHECKSUM_MISMATCH', 'disk');
-  });
-
-  it('builds an empty file that answers nothing', async () => {
-    const dir = await tempDir();
-    const { path, header } = await buildFile(dir, []);
-    expect(header.rowCount).to.equal(0);
-    expect((await loadSnapshot(path)).lookup('x')).to.equal(undefined);
   });
 
   describe('refuses a file it cannot trust, with a named error', () => {

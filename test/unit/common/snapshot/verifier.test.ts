@@ -15,7 +15,7 @@ import {
   directoryRange,
 } from '../../../../common/snapshot/verifier.js';
 import { cleanup, tempDir } from '../../../helpers.js';
-import { buildFile, expectedAnswers, type Row } from './snapshot-file.js';
+import { buildFile, expectedAnswers, type Row } from '../../../snapshot-file.js';
 
 function rows(n: number): Row[] {
   return Array.from({ length: n }, (_, i) => [

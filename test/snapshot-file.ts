@@ -1,14 +1,11 @@
 /** Builds small snapshot files for tests from plain rows. */
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { isBadRow, type Promotion, parseFields, renderPromotion } from '../../../../common/record.js';
-import type { SnapshotHeader } from '../../../../common/snapshot/format.js';
-import {
-  type BuildOptions,
-  encodeRow,
-  groupRows,
-  MAX_ROW_BYTES,
-  SnapshotBuilder,
-} from '../../../../common/snapshot/writer.js';
+import { isBadRow, type Promotion, parseFields, renderPromotion } from '../common/record.js';
+import type { SnapshotHeader } from '../common/snapshot/format.js';
+import { encodeRow, MAX_ROW_BYTES } from '../leader/snapshot-build/row-encoding.js';
+import { groupRows } from '../leader/snapshot-build/row-groups.js';
+import { type BuildOptions, SnapshotBuilder } from '../leader/snapshot-build/snapshot-builder.js';
 
 export type Row = readonly [id: string, price: string, date: string];
 
@@ -63,4 +60,27 @@ export function expectedAnswers(rows: readonly Row[]): Map<string, string> {
     m.set(id, renderPromotion(p.id, p.price, p.expiresAt));
   }
   return m;
+}
+
+/** Deterministic rows: UUIDs, upper-case UUIDs, odd ids, and repeated ids with new values. */
+export function mixedRows(n: number): Row[] {
+  const rows: Row[] = [];
+  for (let i = 0; i < n; i++) {
+    const kind = i % 5;
+    const id =
+      kind === 0
+        ? `id-${i}`
+        : kind === 1
+          ? randomUUID().toUpperCase()
+          : kind === 2
+            ? `"q\\${i}`
+            : randomUUID();
+    rows.push([
+      id,
+      `${i}.${i % 7}0`,
+      `2018-0${1 + (i % 9)}-1${i % 10} 0${i % 10}:1${i % 6}:0${i % 10} +0200 CEST`,
+    ]);
+  }
+  for (let i = 0; i < n; i += 9) rows.push([rows[i][0], `99.${i}`, '2019-01-01 00:00:00 +0100 CET']);
+  return rows;
 }
