@@ -21,6 +21,9 @@ async function main(): Promise<void> {
   const syncer = new Syncer(config, index, logger);
   const lifecycle = { draining: false };
   const app = createReplicaApp({ config, logger, index, syncer, lifecycle });
+  // The local version is verified and loaded before the port opens: the first request a restarted replica answers
+  // comes from it (200), not a 503 while it loads. A large file delays listening by its verification.
+  await syncer.openLocal();
   const server = await listenReplica(app, config.host, config.port, config);
   syncer.advertiseUrl = config.advertiseUrl || server.url;
   logger.info(
