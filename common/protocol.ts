@@ -25,8 +25,32 @@ export interface SnapshotManifest {
 /** Header a replica sends with its poll so that the leader can find it and see what it serves. */
 export const REPLICA_URL_HEADER = 'x-replica-url';
 export const REPLICA_VERSION_HEADER = 'x-replica-version';
+/** The version the polling replica was told to serve (by the leader, or the one it served before a restart). */
+export const REPLICA_WANTED_HEADER = 'x-replica-wanted-version';
+/** The polling replica's last failure to load a version: `VERSION STATUS CODE`, e.g. `7 502 SNAPSHOT_CHECKSUM_MISMATCH`. */
+export const REPLICA_ERROR_HEADER = 'x-replica-error';
+/** The polling replica's SYNC_INTERVAL_MS: the leader marks it stale when it is silent for several of them. */
+export const REPLICA_SYNC_INTERVAL_HEADER = 'x-replica-sync-interval-ms';
 /** Header on every read answer naming the version that produced it. */
 export const SNAPSHOT_VERSION_HEADER = 'x-snapshot-version';
+
+/** A replica's failure to load a version, as its poll reports it: codes and numbers only, never free text. */
+export interface ReplicaError {
+  readonly version: number;
+  readonly status: number;
+  readonly code: string;
+}
+
+/** The REPLICA_ERROR_HEADER value of a failure. */
+export function formatReplicaError(e: ReplicaError): string {
+  return `${e.version} ${e.status} ${e.code}`;
+}
+
+/** Parses an untrusted REPLICA_ERROR_HEADER value; undefined unless it is exactly `VERSION STATUS CODE`. */
+export function parseReplicaError(value: string | undefined): ReplicaError | undefined {
+  const m = /^([1-9]\d{0,8}) ([1-5]\d\d) ([A-Z][A-Z0-9_]{0,63})$/.exec(value ?? '');
+  return m === null ? undefined : { version: Number(m[1]), status: Number(m[2]), code: m[3] };
+}
 
 /** File name of a version, as both roles store it. */
 export function snapshotFileName(version: number): string {

@@ -17,7 +17,15 @@ import {
 } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { type HttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
-import { REPLICA_URL_HEADER, REPLICA_VERSION_HEADER, type SnapshotManifest } from '../common/protocol.js';
+import {
+  parseReplicaError,
+  REPLICA_ERROR_HEADER,
+  REPLICA_SYNC_INTERVAL_HEADER,
+  REPLICA_URL_HEADER,
+  REPLICA_VERSION_HEADER,
+  REPLICA_WANTED_HEADER,
+  type SnapshotManifest,
+} from '../common/protocol.js';
 import { formUploadRoute } from './form-upload.js';
 import type { Ingestor } from './ingest.js';
 import { replicaUrlFromPoll } from './replica-url.js';
@@ -53,6 +61,11 @@ function versionParam(raw: string | undefined): number {
     throw new AppError('REQUEST_BAD', `"${raw}" is not a version number`);
   }
   return Number(raw);
+}
+
+/** A positive whole number from an untrusted poll header (a version, an interval), else null. */
+function versionHeader(raw: string): number | null {
+  return /^[1-9]\d{0,9}$/.test(raw) && Number(raw) <= Number.MAX_SAFE_INTEGER ? Number(raw) : null;
 }
 
 /** Parses `Range: bytes=a-b` for a file of `size` bytes; undefined means the whole file. */
@@ -166,8 +179,11 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
     if (url !== '' && hasBearer(ctx.get('authorization') || undefined, [config.replicaToken])) {
       const address = replicaUrlFromPoll(url, ctx.req.socket.remoteAddress, config.replicaUrlHosts);
       if ('url' in address) {
-        const served = Number(ctx.get(REPLICA_VERSION_HEADER));
-        replicas.seen(address.url, Number.isSafeInteger(served) && served > 0 ? served : null);
+        replicas.seen(address.url, versionHeader(ctx.get(REPLICA_VERSION_HEADER)), {
+          wantedVersion: versionHeader(ctx.get(REPLICA_WANTED_HEADER)),
+          error: parseReplicaError(ctx.get(REPLICA_ERROR_HEADER)) ?? null,
+          syncIntervalMs: versionHeader(ctx.get(REPLICA_SYNC_INTERVAL_HEADER)),
+        });
       } else if (!refusedUrls.has(url)) {
         if (refusedUrls.size >= 1000) refusedUrls.clear();
         refusedUrls.add(url);

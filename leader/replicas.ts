@@ -12,11 +12,17 @@
  * is forgotten: a replica that died would otherwise get failing notices forever and keep the version it last
  * served from being pruned. Configured replicas stay (the operator listed them); DNS ones follow the DNS answer.
  *
+ * A replica's poll also says which version it was told to serve and what failed when it tried to load one (codes and
+ * numbers only): `GET /replicas` shows a replica that cannot load the current version, or serves an older one than
+ * it was told to (`behind`), even when it is only ever heard from by its polls. A replica silent for STALE_SYNC_INTERVALS
+ * of its sync intervals is shown `stale`: its version and lag are what it said last.
+ *
  * Concurrency: called from the leader's request handlers and ingest on one event loop. State changes are
  * synchronous; each replica has at most one notice campaign at a time, which only records its outcome.
  */
+import { DEFAULTS } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
-import type { SnapshotManifest } from '../common/protocol.js';
+import type { ReplicaError, SnapshotManifest } from '../common/protocol.js';
 import { type CappedText, readCappedText } from '../common/reply-body.js';
 import { type DnsTarget, type Resolve4, resolveReplicaUrls } from './replica-dns.js';
 
@@ -41,6 +47,19 @@ export const MAX_NOTICE_REPLY_BYTES = 64 * 1024;
 
 /** An error code as our errors have them (common/errors.ts): shown in GET /replicas only in this shape. */
 const ERROR_CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
+
+/** A replica not heard from for this many of its sync intervals is shown stale. */
+export const STALE_SYNC_INTERVALS = 3;
+
+/** What a replica's poll says besides its address and served version (common/protocol.ts headers). */
+export interface PollReport {
+  /** The version it was told to serve; null when it did not say. */
+  readonly wantedVersion: number | null;
+  /** Its last failure to load a version; null when none. */
+  readonly error: ReplicaError | null;
+  /** Its SYNC_INTERVAL_MS; null when it did not say. */
+  readonly syncIntervalMs: number | null;
+}
 
 /** How often the addresses behind REPLICAS_DNS are looked up again between publishes. */
 export const DNS_REFRESH_MS = 30_000;
@@ -80,8 +99,17 @@ export interface ReplicaStatus {
   /** The version the replica last said it serves; null before it said anything. */
   readonly version: number | null;
   readonly lastContact: string | null;
-  /** Why the last notice failed (a refused file says its code and reason); null once the replica caught up. */
+  /** Not heard from for STALE_SYNC_INTERVALS of its sync intervals (or never): what it said last may be old. */
+  readonly stale: boolean;
+  /**
+   * Why the last notice failed (a refused file says its code and reason), else the failure its last poll reported
+   * (`version 7: 502 SNAPSHOT_CHECKSUM_MISMATCH (reported by its poll)`); null once the replica caught up.
+   */
   readonly lastError: string | null;
+  /** The version it was told to serve, as its last poll said; null when unknown. */
+  readonly wantedVersion: number | null;
+  /** It serves another version than `wantedVersion` because loading that one failed (it said so). */
+  readonly behind: boolean;
   /** 0 when it serves the current version; else versions behind (at least 1); null when unknown. */
   readonly lag: number | null;
   readonly notice: NoticeStatus | null;
@@ -105,6 +133,8 @@ interface Entry {
   lastError: string | null;
   /** The version whose notice failed last: a poll reporting it served clears `lastError`. */
   failedVersion: number | null;
+  /** What its last poll said (null before its first poll). */
+  report: PollReport | null;
   campaign: Campaign | undefined;
 }
 
@@ -233,12 +263,16 @@ export class ReplicaRegistry {
     );
   }
 
-  /** Records a replica's poll: it lives at `url` and serves `version` (null when it serves nothing yet). */
-  seen(url: string, version: number | null): void {
+  /**
+   * Records a replica's poll: it lives at `url`, serves `version` (null when it serves nothing yet), and says
+   * `report` about its loads.
+   */
+  seen(url: string, version: number | null, report: PollReport | null = null): void {
     const e = this.entries.get(url) ?? newEntry(url, 'registered');
     const moved = e.version !== version;
     e.version = version;
     e.lastContact = new Date(this.now());
+    e.report = report;
     if (version !== null && version === e.failedVersion) {
       // It got there by itself (its own poll): the failure is over, and so are the retries.
       e.lastError = null;
@@ -256,7 +290,13 @@ export class ReplicaRegistry {
       source: e.source,
       version: e.version,
       lastContact: e.lastContact?.toISOString() ?? null,
-      lastError: e.lastError,
+      stale: this.stale(e),
+      lastError: e.lastError ?? reportedError(e.report),
+      wantedVersion: e.report?.wantedVersion ?? null,
+      behind:
+        e.report?.wantedVersion != null &&
+        e.report.wantedVersion !== e.version &&
+        e.report.error?.version === e.report.wantedVersion,
       lag: lagOf(e.version, currentVersion),
       notice:
         e.campaign === undefined
@@ -268,6 +308,13 @@ export class ReplicaRegistry {
               nextAttemptAt: e.campaign.nextAttemptAt?.toISOString() ?? null,
             },
     }));
+  }
+
+  /** Never heard from, or silent for STALE_SYNC_INTERVALS of its sync intervals (the default one when unknown). */
+  private stale(e: Entry): boolean {
+    if (e.lastContact === null) return true;
+    const interval = e.report?.syncIntervalMs ?? DEFAULTS.syncIntervalMs;
+    return this.now() - e.lastContact.getTime() > STALE_SYNC_INTERVALS * interval;
   }
 
   /** Versions some replica still serves (kept when old versions are pruned); an expired replica keeps none. */
@@ -426,8 +473,15 @@ function newEntry(url: string, source: Source): Entry {
     lastContact: null,
     lastError: null,
     failedVersion: null,
+    report: null,
     campaign: undefined,
   };
+}
+
+/** The failure a replica's poll reported, in lastError's form; built from the parsed numbers and code only. */
+function reportedError(report: PollReport | null): string | null {
+  const e = report?.error;
+  return e == null ? null : `version ${e.version}: ${e.status} ${e.code} (reported by its poll)`;
 }
 
 /** Ends a campaign still running, as `state`: aborts its request in flight and its wait; its promise resolves. */

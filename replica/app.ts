@@ -70,6 +70,9 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
       rows: live.manifest.rows,
       mode: live.snapshot.mode,
       loadedAt: live.loadedAt.toISOString(),
+      // Ready either way (an older version beats no answer), but say so: the leader sees it too.
+      behind: syncer.behind,
+      wantedVersion: syncer.status.wantedVersion,
       sync: syncer.status,
     };
   });

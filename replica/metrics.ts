@@ -34,6 +34,22 @@ export function registerReplicaMetrics(registry: Registry, index: LiveIndex, syn
     },
   });
   new Gauge({
+    name: `${METRIC_PREFIX}snapshot_wanted_version`,
+    help: 'Version this replica was last told to serve (0 before it was told any)',
+    registers: [registry],
+    collect() {
+      this.set(syncer.status.wantedVersion ?? 0);
+    },
+  });
+  new Gauge({
+    name: `${METRIC_PREFIX}snapshot_behind`,
+    help: '1 while this replica serves another version than the one it was told to, because that one failed to load',
+    registers: [registry],
+    collect() {
+      this.set(syncer.behind ? 1 : 0);
+    },
+  });
+  new Gauge({
     name: `${METRIC_PREFIX}snapshot_rows`,
     help: 'Rows in the version this replica serves',
     registers: [registry],

@@ -7,6 +7,12 @@
  * (`{"version": 42}`, the version served last, replaced atomically: a restart serves it at once, even after a
  * rollback to a lower number), DATA_DIR/tmp/ (transfers in progress).
  *
+ * A version that fails to load (its file does not verify, the leader refuses it) is not pulled again at every poll:
+ * the polls that find the same version wanted wait SYNC_INTERVAL_MS, then twice that, ... up to
+ * PULL_BACKOFF_MAX_MS before the next try (a notice still tries at once: the leader bounds its own retries). Each
+ * poll tells the leader what failed (code, status, version) and which version this replica was told to serve, so
+ * `GET /replicas` shows a replica that is stuck or serves an older version than it should (`behind`).
+ *
  * Concurrency: at most one load runs at a time. `follow(manifest)` may be called any number of times (notices,
  * polls): a newer request supersedes a pending older one, and every caller's promise settles when the wanted
  * version (or a later one) is served, or with the error that stopped it.
@@ -18,10 +24,15 @@ import { writeFileAtomic } from '../common/durable-file.js';
 import { AppError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import {
+  formatReplicaError,
   manifestOf,
   parseManifest,
+  REPLICA_ERROR_HEADER,
+  REPLICA_SYNC_INTERVAL_HEADER,
   REPLICA_URL_HEADER,
   REPLICA_VERSION_HEADER,
+  REPLICA_WANTED_HEADER,
+  type ReplicaError,
   type SnapshotManifest,
   snapshotFileName,
 } from '../common/protocol.js';
@@ -39,12 +50,32 @@ const FILE_RE = /^v(\d{6,})\.snap$/;
 /** Verified files kept on disk: the one served and the one before it (a quick way back). */
 const KEEP_FILES = 2;
 const SERVING_FILE = 'SERVING';
+/** The longest wait before pulling again a version that failed to load. */
+export const PULL_BACKOFF_MAX_MS = 10 * 60_000;
 
 export interface SyncStatus {
   readonly lastError: string | null;
   readonly lastSyncAt: string | null;
   /** The version being pulled or loaded now, if any. */
   readonly loading: number | null;
+  /** The version this replica was last told to serve (by the leader, or by SERVING at start); null before. */
+  readonly wantedVersion: number | null;
+  /** It serves another version than `wantedVersion` because loading that one failed (see `failure`). */
+  readonly behind: boolean;
+  /** The last failure to load a version, until a load succeeds; `retryAt` is when a poll tries it again. */
+  readonly failure: (ReplicaError & { readonly attempts: number; readonly retryAt: string }) | null;
+}
+
+interface Failure extends ReplicaError {
+  /** The checksum of the version that failed; undefined for a local file that failed at start. */
+  readonly checksum: string | undefined;
+  readonly attempts: number;
+  readonly retryAt: number;
+}
+
+export interface SyncerOptions {
+  /** The clock, ms since the epoch; a fake in tests. */
+  readonly now?: () => number;
 }
 
 export type SyncSettings = Pick<
@@ -61,6 +92,10 @@ export class Syncer {
   private lastError: string | null = null;
   private lastSyncAt: Date | null = null;
   private loading: number | null = null;
+  private wantedVersion: number | null = null;
+  private failure: Failure | undefined;
+  private opened: Promise<void> | undefined;
+  private readonly now: () => number;
   private readonly tmpDir: string;
   /** Bytes of snapshot files received from the leader (metrics). */
   pulledBytes = 0;
@@ -73,22 +108,58 @@ export class Syncer {
     private readonly settings: SyncSettings,
     private readonly index: LiveIndex,
     private readonly logger: Logger,
+    options: SyncerOptions = {},
   ) {
     this.tmpDir = join(settings.dataDir, 'tmp');
+    this.now = options.now ?? Date.now;
   }
 
   get status(): SyncStatus {
+    const f = this.failure;
     return {
       lastError: this.lastError,
       lastSyncAt: this.lastSyncAt?.toISOString() ?? null,
       loading: this.loading,
+      wantedVersion: this.wantedVersion,
+      behind: this.behind,
+      failure:
+        f === undefined
+          ? null
+          : {
+              version: f.version,
+              status: f.status,
+              code: f.code,
+              attempts: f.attempts,
+              retryAt: new Date(f.retryAt).toISOString(),
+            },
     };
   }
 
-  /** Serves the newest verified local file at once (if any), then follows the leader: now and periodically. */
+  /** Serves another version than the one it was told to, because that one failed to load. */
+  get behind(): boolean {
+    const served = this.index.current?.manifest.version;
+    return (
+      this.wantedVersion !== null &&
+      served !== this.wantedVersion &&
+      this.failure?.version === this.wantedVersion
+    );
+  }
+
+  /**
+   * Serves the version served before the restart (SERVING), else the newest verified local file: called before
+   * the replica listens, so that its first answer already comes from that version. Once only.
+   */
+  openLocal(): Promise<void> {
+    this.opened ??= (async () => {
+      await mkdir(this.tmpDir, { recursive: true });
+      await this.loadNewestLocal();
+    })();
+    return this.opened;
+  }
+
+  /** Serves the newest verified local file (if not done yet), then follows the leader: now and periodically. */
   async start(): Promise<void> {
-    await mkdir(this.tmpDir, { recursive: true });
-    await this.loadNewestLocal();
+    await this.openLocal();
     this.timer = setInterval(() => void this.poll(), this.settings.syncIntervalMs);
     this.timer.unref();
     void this.poll();
@@ -103,11 +174,25 @@ export class Syncer {
   async poll(): Promise<void> {
     try {
       const before = this.index.current?.manifest.version;
+      const failedBefore = this.failure;
       const manifest = await this.askLeader();
       if (manifest === undefined) return;
-      await this.follow(manifest);
-      // Report the version now served, so the leader's view of this replica is current at once.
-      if (this.index.current?.manifest.version !== before) await this.askLeader();
+      this.wantedVersion = manifest.version;
+      const f = this.failure;
+      if (f !== undefined && f.checksum === manifest.checksum && this.now() < f.retryAt) {
+        this.logger.debug(
+          { version: f.version, retryAt: new Date(f.retryAt).toISOString() },
+          'this version failed to load; waiting before pulling it again',
+        );
+        return;
+      }
+      await this.follow(manifest).catch((err) => {
+        if (this.failure === failedBefore) throw err;
+        // Recorded (and logged) by the load: report it to the leader below.
+      });
+      // Report the version now served, or the failure, so the leader's view of this replica is current at once.
+      if (this.index.current?.manifest.version !== before || this.failure !== failedBefore)
+        await this.askLeader();
     } catch (err) {
       this.lastError = (err as Error).message;
       this.logger.warn({ err: this.lastError }, 'sync with the leader failed; will retry');
@@ -117,12 +202,16 @@ export class Syncer {
   /** GET /snapshots/current, telling the leader where this replica is and what it serves. */
   private async askLeader(): Promise<SnapshotManifest | undefined> {
     const served = this.index.current?.manifest.version;
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${this.settings.replicaToken}`,
+      [REPLICA_URL_HEADER]: this.advertiseUrl,
+      [REPLICA_VERSION_HEADER]: served === undefined ? '' : String(served),
+      [REPLICA_SYNC_INTERVAL_HEADER]: String(this.settings.syncIntervalMs),
+    };
+    if (this.wantedVersion !== null) headers[REPLICA_WANTED_HEADER] = String(this.wantedVersion);
+    if (this.failure !== undefined) headers[REPLICA_ERROR_HEADER] = formatReplicaError(this.failure);
     const res = await fetch(`${this.settings.leaderUrl}/snapshots/current`, {
-      headers: {
-        authorization: `Bearer ${this.settings.replicaToken}`,
-        [REPLICA_URL_HEADER]: this.advertiseUrl,
-        [REPLICA_VERSION_HEADER]: served === undefined ? '' : String(served),
-      },
+      headers,
       signal: AbortSignal.timeout(10_000),
     });
     if (res.status === 404) {
@@ -137,6 +226,7 @@ export class Syncer {
 
   /** Serves `manifest`'s version once it is pulled and verified (see the module comment). */
   follow(manifest: SnapshotManifest): Promise<void> {
+    this.wantedVersion = manifest.version;
     if (this.isServing(manifest) && this.running === undefined) return Promise.resolve();
     this.wanted = manifest;
     this.running ??= this.drive().finally(() => {
@@ -159,8 +249,13 @@ export class Syncer {
         snapshot = await this.fetchAndLoad(m);
       } catch (err) {
         this.lastError = (err as Error).message;
+        this.failed(m.version, m.checksum, err);
         this.logger.error(
-          { version: m.version, err: this.lastError },
+          {
+            version: m.version,
+            err: this.lastError,
+            retryAt: new Date(this.failure?.retryAt ?? 0).toISOString(),
+          },
           'could not load a version; still serving the previous one',
         );
         if (this.wanted === m) {
@@ -176,6 +271,7 @@ export class Syncer {
       this.retire(this.index.swap(snapshot, m));
       this.onLoaded?.((performance.now() - started) / 1000);
       this.lastError = null;
+      this.failure = undefined;
       this.lastSyncAt = new Date();
       this.logger.info({ version: m.version, rows: m.rows, mode: snapshot.mode }, 'serving a new version');
       // Housekeeping failures must not look like a failed load: the new version is served either way.
@@ -183,6 +279,26 @@ export class Syncer {
         this.logger.warn({ err: (err as Error).message }, 'cleaning up after a swap failed'),
       );
     }
+  }
+
+  /**
+   * Records a failure to load `version`: the same version failing again doubles the wait before a poll pulls it
+   * again (SYNC_INTERVAL_MS, twice that, ... at most PULL_BACKOFF_MAX_MS).
+   */
+  private failed(version: number, checksum: string | undefined, err: unknown): void {
+    const same =
+      this.failure !== undefined && this.failure.version === version && this.failure.checksum === checksum;
+    const attempts = same ? (this.failure as Failure).attempts + 1 : 1;
+    const wait = Math.min(PULL_BACKOFF_MAX_MS, this.settings.syncIntervalMs * 2 ** (attempts - 1));
+    const known = err instanceof AppError ? err : undefined;
+    this.failure = {
+      version,
+      checksum,
+      code: known?.code ?? 'REPLICA_SYNC_FAILED',
+      status: known?.status ?? 502,
+      attempts,
+      retryAt: this.now() + wait,
+    };
   }
 
   /** Records the served version for the next start, and removes files no longer needed. */
@@ -262,21 +378,32 @@ export class Syncer {
     const last = await this.lastServed();
     const order =
       last !== undefined && local.includes(last) ? [last, ...local.filter((v) => v !== last)] : local;
+    // The version served last is the one this replica was told to serve.
+    if (last !== undefined) this.wantedVersion = last;
     for (const v of order) {
       try {
         const path = this.filePath(v);
         const snapshot = await loadSnapshot(path, {}, this.modeFor((await stat(path)).size));
         this.retire(this.index.swap(snapshot, manifestOf(snapshot.header)));
-        this.logger.info(
-          { version: v, mode: snapshot.mode },
-          'serving the newest local version until the leader answers',
-        );
+        if (v === last || last === undefined) {
+          this.logger.info(
+            { version: v, mode: snapshot.mode },
+            'serving the newest local version until the leader answers',
+          );
+        } else {
+          this.logger.error(
+            { version: v, wantedVersion: last, mode: snapshot.mode },
+            'serving an older local version than the one served before the restart (its file failed ' +
+              'verification) until the leader answers',
+          );
+        }
         return;
       } catch (err) {
         this.logger.warn(
           { version: v, err: (err as Error).message },
           'local file failed verification; removing it',
         );
+        if (v === last) this.failed(v, undefined, err);
         await rm(this.filePath(v), { force: true });
       }
     }

@@ -1,6 +1,4 @@
-import { open } from 'node:fs/promises';
 import { expect } from 'chai';
-import { HEADER_BYTES } from '../../../common/snapshot/format.js';
 import { SnapshotChecks } from '../../../leader/snapshot-checks.js';
 import {
   capturingLogger,
@@ -16,22 +14,10 @@ import {
   startLeader,
   waitFor,
 } from '../../helpers.js';
+import { rot } from '../common/snapshot/rot.js';
 
 function rows(tag: string, n = 300): string[][] {
   return Array.from({ length: n }, (_, i) => [`${tag}-${i}`, `${i}.5`, '2018-08-04 05:32:31 +0200 CEST']);
-}
-
-/** Flips one byte of a snapshot's body, as a rotting disk would. */
-async function rot(path: string, at = HEADER_BYTES + 7): Promise<void> {
-  const h = await open(path, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    await h.read(b, 0, 1, at);
-    b[0] ^= 0xff;
-    await h.write(b, 0, 1, at);
-  } finally {
-    await h.close();
-  }
 }
 
 type Listed = {
