@@ -75,6 +75,11 @@ export interface LeaderConfig extends CommonConfig {
   readonly inboxStableMs: number;
   /** INBOX_KEEP_FILES: files kept in inbox/done and inbox/rejected each (with their reports); older ones go. */
   readonly inboxKeepFiles: number;
+  /**
+   * INBOX_KEEP_MS: a handled file (and its report) younger than this is kept even past INBOX_KEEP_FILES, so that a
+   * burst of files does not delete reports just written; 0 keeps by count alone.
+   */
+  readonly inboxKeepMs: number;
   /** KEEP_VERSIONS: how many snapshot versions are kept for rollback (at least 2). */
   readonly keepVersions: number;
   /** PUSH_TIMEOUT_MS: how long the leader waits for one replica to answer a notice. */
@@ -139,6 +144,7 @@ export const DEFAULTS = Object.freeze({
   maxUploads: 8,
   inboxStableMs: 5_000,
   inboxKeepFiles: 3,
+  inboxKeepMs: 7 * 24 * 3600_000,
   keepVersions: 5,
   pushTimeoutMs: 60_000,
   replicaExpiryMs: 600_000,
@@ -312,6 +318,7 @@ export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
     inboxDir: strOrOff(env, 'INBOX_DIR', join(shared.dataDir, 'inbox')),
     inboxStableMs: int(env, 'INBOX_STABLE_MS', DEFAULTS.inboxStableMs, 1),
     inboxKeepFiles: int(env, 'INBOX_KEEP_FILES', DEFAULTS.inboxKeepFiles, 1),
+    inboxKeepMs: int(env, 'INBOX_KEEP_MS', DEFAULTS.inboxKeepMs, 0),
     keepVersions: int(env, 'KEEP_VERSIONS', DEFAULTS.keepVersions, 2, 1000),
     pushTimeoutMs: int(env, 'PUSH_TIMEOUT_MS', DEFAULTS.pushTimeoutMs, 1),
     replicaExpiryMs: int(env, 'REPLICA_EXPIRY_MS', DEFAULTS.replicaExpiryMs, 0),

@@ -6,8 +6,10 @@
  * the bad rows. Names starting with `.` or ending in `.tmp`, `.part` or `.partial` are ignored: a writer that
  * copies under such a name and renames when done is never ingested early, however slow it is.
  *
- * A crash mid-ingest leaves the file in the inbox; it is ingested again at start. Only the newest
- * INBOX_KEEP_FILES files of each folder are kept, since partner files are large.
+ * A crash mid-ingest leaves the file in the inbox; it is ingested again at start. Partner files are large, so
+ * a folder keeps the newest INBOX_KEEP_FILES files, and older ones only while they are younger than INBOX_KEEP_MS:
+ * a burst of refused files must not delete the reports someone is about to read (their age is the time in their
+ * name, when they were handled).
  *
  * Concurrency: files are ingested one at a time in the order they became stable; each waits its turn behind an
  * upload being ingested.
@@ -27,7 +29,19 @@ const REPORT_SUFFIX = '.report.json';
 /** How long a file waits before trying again when the ingest queue is full. */
 const BUSY_RETRY_MS = 1000;
 
-export type InboxSettings = Pick<LeaderConfig, 'inboxDir' | 'inboxStableMs' | 'inboxKeepFiles'>;
+export type InboxSettings = Pick<
+  LeaderConfig,
+  'inboxDir' | 'inboxStableMs' | 'inboxKeepFiles' | 'inboxKeepMs'
+>;
+
+/** `2026-12-01T09-00-00-000Z-name.csv`: the time a file was handled, as `process` stamps it. */
+const STAMP = /^(\d{4}-\d{2}-\d{2})T(\d{2})-(\d{2})-(\d{2})-(\d{3})Z-/;
+
+/** When a handled file was stamped, ms since the epoch; NaN for a name that is not ours. */
+function stampedAt(name: string): number {
+  const m = STAMP.exec(name);
+  return m === null ? Number.NaN : Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}.${m[5]}Z`);
+}
 
 export class Inbox {
   private watcher: FSWatcher | undefined;
@@ -38,8 +52,10 @@ export class Inbox {
 
   constructor(
     private readonly settings: InboxSettings,
-    private readonly ingestor: Ingestor,
+    private readonly ingestor: Pick<Ingestor, 'ingestFile'>,
     private readonly logger: Logger,
+    /** The clock that stamps and ages handled files, ms since the epoch; a fake in tests. */
+    private readonly now: () => number = Date.now,
   ) {}
 
   /** Creates the folders and starts watching; resolves once the files already there are known. */
@@ -126,7 +142,7 @@ export class Inbox {
       folder = 'rejected';
       report = { file: name, accepted: false, ...refused };
     }
-    const stamped = `${new Date().toISOString().replace(/[:.]/g, '-')}-${name}`;
+    const stamped = `${new Date(this.now()).toISOString().replace(/[:.]/g, '-')}-${name}`;
     const target = join(this.settings.inboxDir, folder);
     // The report first: if the leader dies between the two, the file is still in the inbox and goes again.
     await writeFileAtomic(target, stamped + REPORT_SUFFIX, `${JSON.stringify(report, null, 2)}\n`);
@@ -136,10 +152,15 @@ export class Inbox {
     return 'done';
   }
 
-  /** Keeps the newest INBOX_KEEP_FILES files (and their reports) of a folder; names start with the time. */
+  /**
+   * Removes the files (and their reports) of a folder that are past the newest INBOX_KEEP_FILES and older than
+   * INBOX_KEEP_MS; names start with the time. A name that is not ours carries no time and is left alone.
+   */
   private async prune(folder: string): Promise<void> {
     const files = (await readdir(folder)).filter((n) => !n.endsWith(REPORT_SUFFIX)).sort();
-    for (const old of files.slice(0, Math.max(0, files.length - this.settings.inboxKeepFiles))) {
+    const beyondCount = files.slice(0, Math.max(0, files.length - this.settings.inboxKeepFiles));
+    const oldest = this.now() - this.settings.inboxKeepMs;
+    for (const old of beyondCount.filter((n) => stampedAt(n) <= oldest)) {
       await rm(join(folder, old), { force: true });
       await rm(join(folder, old + REPORT_SUFFIX), { force: true });
     }

@@ -2,8 +2,19 @@ import { appendFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
+import { AppError } from '../../../common/errors.js';
+import { Inbox } from '../../../leader/inbox.js';
 import { generateLines } from '../../../scripts/generate.js';
-import { cleanup, csvOf, putCsv, startLeader, tempDir, waitFor } from '../../helpers.js';
+import {
+  cleanup,
+  csvOf,
+  onCleanup,
+  putCsv,
+  quietLogger,
+  startLeader,
+  tempDir,
+  waitFor,
+} from '../../helpers.js';
 
 const STABLE = { INBOX_STABLE_MS: '300' };
 
@@ -100,8 +111,8 @@ describe('leader inbox', () => {
     expect(await reportIn(join(inbox, 'done'))).to.include({ file: 'next.csv', rows: 10 });
   });
 
-  it('keeps only the newest INBOX_KEEP_FILES files of done/', async () => {
-    const leader = await startLeader({ ...STABLE, INBOX_KEEP_FILES: '1' });
+  it('keeps only the newest INBOX_KEEP_FILES files of done/ when INBOX_KEEP_MS is 0', async () => {
+    const leader = await startLeader({ ...STABLE, INBOX_KEEP_FILES: '1', INBOX_KEEP_MS: '0' });
     const done = join(leader.config.inboxDir, 'done');
     for (const [i, name] of ['one.csv', 'two.csv'].entries()) {
       await writeFile(join(leader.config.inboxDir, name), rowsCsv(10, 10 + i));
@@ -115,5 +126,44 @@ describe('leader inbox', () => {
     const names = await readdir(done);
     expect(names.some((n) => n.endsWith('-two.csv'))).to.equal(true);
     expect(names.some((n) => n.endsWith('-two.csv.report.json'))).to.equal(true);
+  });
+
+  it('prunes no handled file younger than INBOX_KEEP_MS, however many come; older ones past the count go', async () => {
+    const dir = join(await tempDir(), 'inbox');
+    let now = Date.parse('2026-12-01T09:00:00.000Z');
+    const refuse = {
+      ingestFile: async () => {
+        throw new AppError('INGEST_EMPTY', 'the file has no rows');
+      },
+    };
+    const inbox = new Inbox(
+      { inboxDir: dir, inboxStableMs: 20, inboxKeepFiles: 3, inboxKeepMs: 7 * 24 * 3600_000 },
+      refuse,
+      quietLogger(),
+      () => now,
+    );
+    onCleanup(() => inbox.close());
+    await inbox.start();
+    const rejected = join(dir, 'rejected');
+    const handled = async () => (await readdir(rejected)).filter((n) => !n.endsWith('.report.json')).sort();
+    const drop = async (name: string, count: number) => {
+      await writeFile(join(dir, name), '');
+      await waitFor(async () => ((await handled()).length === count ? true : undefined), 10_000, name);
+    };
+    for (let i = 1; i <= 5; i++) {
+      now += 1000;
+      await drop(`f${i}.csv`, i);
+    }
+    // Five reports written within seconds: all kept, with their data files.
+    expect(await readdir(rejected)).to.have.length(10);
+    // Eight days on, a sixth comes: the five are past the age, so only the newest three of all six stay.
+    now += 8 * 24 * 3600_000;
+    await drop('f6.csv', 3);
+    expect((await handled()).map((n) => n.replace(/^.*Z-/, ''))).to.deep.equal([
+      'f4.csv',
+      'f5.csv',
+      'f6.csv',
+    ]);
+    expect(await readdir(rejected)).to.have.length(6);
   });
 });
