@@ -5,7 +5,8 @@
  * the client sends the rest.
  *
  * When the last byte arrives, the upload is ingested like any other file (waiting its turn behind a running
- * ingest) and the final PATCH answers with the ingest report (200) or the refusal (its 4xx and error body); either
+ * ingest) and the final PATCH answers with the ingest report (200) or the refusal (its 4xx and error body); a POST that
+ * carried the whole file (creation-with-upload) answers 201 with Location, Upload-Offset and the report; either
  * way the upload's bytes are deleted then. A complete upload found at start (the leader stopped before its ingest
  * committed) is ingested then. An upload that receives nothing for UPLOAD_IDLE_EXPIRY_MS is deleted by a periodic
  * sweep. Metadata `force` = `true` passes the shrink guard.
@@ -78,7 +79,13 @@ export class ResumableUploads {
         this.logger.info({ upload: upload.id, bytes: upload.size }, 'upload created');
         return {};
       },
-      onUploadFinish: (_req, upload) => this.finish(upload),
+      onUploadFinish: async (req, upload) => {
+        const answer = await this.finish(upload);
+        // A POST that carried the whole file (creation-with-upload) created the upload: tus 1.0 answers a creation
+        // 201 with Location and Upload-Offset, which the library adds for a 201 only. Clients read the offset and
+        // are done; without Location, tus-js-client fails although the version was made.
+        return req.method === 'POST' ? { ...answer, status_code: 201 } : answer;
+      },
       onResponseError: (_req, err) => {
         if (err instanceof Error && !('status_code' in err)) {
           this.logger.error({ err }, 'upload failed');

@@ -311,9 +311,33 @@ describe('leader resumable uploads (tus 1.0)', () => {
       headers: { ...CHUNK, 'upload-length': String(bytes.length) },
       body: new Uint8Array(bytes),
     });
-    expect(res.status, res.text).to.equal(200);
+    expect(res.status, res.text).to.equal(201);
     expect(res.json).to.include({ version: 1, rows: HELD_ROWS });
     expect(res.json.durationMs as number).to.be.at.least(HELD_IDLE_MS);
     expect(await readdir(leader.uploads.directory)).to.deep.equal([]);
+  });
+
+  it('answers a POST that carries the whole file as a tus creation: 201, Location, Upload-Offset, the report', async () => {
+    const leader = await startLeader();
+    const csv = Buffer.from(csvOf([['a', '1', '2018-01-04 06:01:20']]));
+    const res = await http(`${leader.url}/uploads`, {
+      method: 'POST',
+      headers: { ...CHUNK, 'upload-length': String(csv.length) },
+      body: new Uint8Array(csv),
+    });
+    expect(res.status, res.text).to.equal(201);
+    expect(res.headers.get('location')).to.match(/^\/uploads\/[0-9a-f]+$/);
+    expect(res.headers.get('upload-offset')).to.equal(String(csv.length));
+    expect(res.json).to.include({ version: 1, rows: 1 });
+    // A refused file created the same way: the refusal, and no upload left to resume.
+    const bad = Buffer.from(csvOf([['b', 'x', '2018-01-04 06:01:20']]));
+    const refused = await http(`${leader.url}/uploads`, {
+      method: 'POST',
+      headers: { ...CHUNK, 'upload-length': String(bad.length) },
+      body: new Uint8Array(bad),
+    });
+    expect([refused.status, refused.json.error]).to.deep.equal([422, 'INGEST_BAD_ROWS']);
+    expect(await readdir(leader.uploads.directory)).to.deep.equal([]);
+    expect(leader.store.current()?.version).to.equal(1);
   });
 });
