@@ -6,31 +6,48 @@
  *
  * What the fast path accepts, and nothing else: a request line `GET /promotions/<target> HTTP/1.1` whose target is
  * visible ASCII, header lines `name: value` of printable ASCII (tabs allowed in values) with no whitespace before
- * the colon, a `Host` header, a head of at most MAX_HEADER_BYTES, and none of `Content-Length`,
- * `Transfer-Encoding`, `Upgrade`, `Expect` or `Connection: upgrade`. The first request that does not fit (another
- * route, another method, HTTP/1.0, a body, a malformed or oversized head, leading blank lines ...) is handed to
- * node:http with every byte not yet answered, through node's own connection listener, and node:http (Koa, and the
- * node:http read handler) keeps that connection from then on. So a malformed request always meets node's parser,
- * never a lenient one of ours.
+ * the colon, a `Host` header, a head of at most MAX_HEADER_BYTES that arrives in at most HEAD_PIECES pieces, a
+ * `Connection` value that is a clean token list without `upgrade`, and none of `Content-Length`,
+ * `Transfer-Encoding`, `Upgrade`, `Expect` or `Proxy-Connection`. The first request that does not fit (another
+ * route, another method, HTTP/1.0, a body, a malformed, oversized or trickling head, leading blank lines ...) is
+ * handed to node:http with every byte not yet answered, through node's own connection listener, and node:http
+ * (Koa, and the node:http read handler) keeps that connection from then on. So a malformed request always meets
+ * node's parser, never a lenient one of ours. An unfinished head is scanned incrementally (`head-scanner.ts`):
+ * each byte once, however many pieces it comes in.
  *
  * A connection answers its requests in order: memory-mode reads are answered within the data event that brought
  * them (pipelined ones in one write); a read that waits (disk mode, the overload queue) stops the connection from
  * reading until it is answered. A client that does not read its answers stops being read once the socket buffers
- * fill. Timeouts follow node:http's: an unfinished head is answered 408 after HEADERS_TIMEOUT_MS, a connection
- * idle between requests is closed after KEEP_ALIVE_TIMEOUT_MS, and one stuck mid-answer after IDLE_TIMEOUT_MS.
+ * fill. Timeouts follow node:http's: an unfinished head is answered 408 after HEADERS_TIMEOUT_MS (counted from its
+ * first byte, also when node:http takes it over midway), a connection idle between requests is closed after
+ * KEEP_ALIVE_TIMEOUT_MS, and one stuck mid-answer after IDLE_TIMEOUT_MS. The end of the client's input (FIN) is
+ * handled as node:http handles it: the connection closes once the answers are sent, and a head cut short by it is
+ * answered node:http's 400 at once. Where this differs from node:http alone, decision 004 says exactly how.
  *
  * Concurrency: everything runs on the event loop; one FastReads per server.
  */
-import { type Server, STATUS_CODES } from 'node:http';
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FrontConnections, ServerLimits } from '../common/http.js';
+import { HEAD_NOT_READ, HeadScanner, scanWork } from './head-scanner.js';
 import type { LiveVersion } from './live-index.js';
 import { READ_PREFIX, type ReadPath, type ReadReply, readAnswerHeaders } from './read-path.js';
 
 const REQUEST_START = `GET ${READ_PREFIX}`;
 const REQUEST_END = ' HTTP/1.1';
 const CLOSE_LINE = 'connection: close\r\n';
-const TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
+/** What node:http answers to a head not received within HEADERS_TIMEOUT_MS, byte for byte. */
+const TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
+/** What node:http answers to a head cut short by the end of input (llhttp: invalid EOF state), byte for byte. */
+const EOF_ANSWER = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
+
+/**
+ * Pieces (data events) an unfinished head may arrive in before node:http takes the connection. A client's head
+ * comes in one piece, or two when a pipelined burst splits it; one that trickles in goes to node:http, whose
+ * parser reads straight from the socket in C++ and so costs less per piece than a JavaScript 'data' event does.
+ * The bytes scanned so far are not scanned again (HeadScanner), so a head costs linear work either way.
+ */
+const HEAD_PIECES = 4;
 
 type NodeConnectionListener = (this: Server, socket: Socket) => void;
 
@@ -46,24 +63,37 @@ for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
   TOKEN[c.charCodeAt(0)] = 1;
 }
 
+const CONNECTION_KEEP = 0;
+const CONNECTION_CLOSE = 1;
+const CONNECTION_OTHER = 2;
+
 /**
- * Whether the unfinished head `s` can still become a request the fast path takes: it starts like one,
- * and holds only printable ASCII, tabs and CRLF pairs. Anything else goes to node:http at once rather than waiting
- * for a CRLF CRLF that may never come (a client that ends lines with LF alone, say).
+ * What the `Connection` value in s[from, to) asks for, read as the token list it is (RFC 9110 §7.6.1: tokens
+ * separated by commas, optional whitespace around them, case-insensitive): CONNECTION_CLOSE when one of the
+ * options is `close`, CONNECTION_KEEP otherwise. CONNECTION_OTHER, which hands the request to node:http, for
+ * `upgrade` and for any value that is not a clean list of tokens (an empty element, a character outside tchar),
+ * so that the fast path never has to guess how llhttp reads an odd one.
  */
-function mayBecomeRead(s: string): boolean {
-  if (!REQUEST_START.startsWith(s.slice(0, REQUEST_START.length))) return false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x0d) {
-      if (i + 1 < s.length && s.charCodeAt(i + 1) !== 0x0a) return false;
-    } else if (c === 0x0a) {
-      if (s.charCodeAt(i - 1) !== 0x0d) return false;
-    } else if ((c < 0x20 && c !== 0x09) || c >= 0x7f) {
-      return false;
+export function connectionOptions(s: string, from: number, to: number): number {
+  let result = CONNECTION_KEEP;
+  let i = from;
+  for (;;) {
+    while (i < to && (s.charCodeAt(i) === 0x20 || s.charCodeAt(i) === 0x09)) i++;
+    const start = i;
+    while (i < to) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80 || TOKEN[c] === 0) break;
+      i++;
     }
+    if (i === start) return CONNECTION_OTHER;
+    const option = s.slice(start, i).toLowerCase();
+    if (option === 'close') result = CONNECTION_CLOSE;
+    else if (option === 'upgrade') return CONNECTION_OTHER;
+    while (i < to && (s.charCodeAt(i) === 0x20 || s.charCodeAt(i) === 0x09)) i++;
+    if (i === to) return result;
+    if (s.charCodeAt(i) !== 0x2c) return CONNECTION_OTHER;
+    i++;
   }
-  return true;
 }
 
 /** Optional whitespace around a header value (RFC 9110 §5.5). */
@@ -125,10 +155,13 @@ export function parseHead(s: string, from: number, end: number): boolean {
       }
       case 10:
         if (s.slice(pos, colon).toLowerCase() === 'connection') {
-          const v = s.slice(colon + 1, e).toLowerCase();
-          if (v.includes('upgrade')) return false;
-          if (v.includes('close')) headClose = true;
+          const c = connectionOptions(s, colon + 1, e);
+          if (c === CONNECTION_OTHER) return false;
+          if (c === CONNECTION_CLOSE) headClose = true;
         }
+        break;
+      case 16: // llhttp reads Proxy-Connection as it reads Connection: leave both the header and the request to it.
+        if (s.slice(pos, colon).toLowerCase() === 'proxy-connection') return false;
         break;
       // The first of repeated headers counts, as in the node:http read handler.
       case 12:
@@ -169,9 +202,15 @@ function headerBlock(
 }
 
 class FastConnection {
-  /** Bytes received and not yet answered, as latin1 (one char per byte, so they convert back exactly). */
-  private pending = '';
-  /** When the unfinished head in `pending` started arriving (ms), or 0. */
+  /**
+   * An unfinished head at the end of what arrived, in the pieces it came in (latin1: one char per byte, so they
+   * convert back exactly). The pieces are joined once, when the head is complete: joining them at each piece
+   * would copy the head again for every byte of a head that trickles in.
+   */
+  private head: string[] = [];
+  private headLength = 0;
+  private readonly scanner = new HeadScanner(REQUEST_START);
+  /** When the unfinished head started arriving (ms), or 0. */
   private headSince = 0;
   /** When the connection last made progress (ms): bytes in, a write drained, an answer out. */
   private lastActive = Date.now();
@@ -184,6 +223,8 @@ class FastConnection {
   private closeAfterReply = false;
   private inAdvance = false;
   private stopped = false;
+  /** The client has ended its side (FIN): no byte will come after those received. */
+  private ended = false;
   private out = '';
   private readonly reply: ReadReply;
 
@@ -193,6 +234,7 @@ class FastConnection {
   ) {
     socket.setNoDelay(true);
     socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
     socket.on('drain', this.onDrain);
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
@@ -202,30 +244,61 @@ class FastConnection {
       this.busy = false;
       if (close) this.closing = true;
       if (!this.inAdvance) {
-        // An answer that arrived later (disk mode, the queue): send it, then go on with what is buffered.
+        // An answer that arrived later (disk mode, the queue): send it; the socket resumes and delivers what
+        // `advance` put back while the read waited.
         this.lastActive = Date.now();
-        this.advance();
+        this.settle();
       }
     };
   }
 
   /** Nothing in progress: no read waiting, no unfinished head, every answer handed to the kernel. */
   get idle(): boolean {
-    return !this.busy && this.pending === '' && this.socket.writableLength === 0;
+    return !this.busy && this.headLength === 0 && this.socket.writableLength === 0;
   }
 
   private readonly onData = (chunk: Buffer) => {
     if (this.closing) return;
+    if (this.busy) {
+      // Not expected (the socket is paused while a read waits): keep the bytes for when it resumes.
+      this.pauseReading();
+      this.socket.unshift(chunk);
+      return;
+    }
     this.lastActive = Date.now();
     const text = chunk.toString('latin1');
-    this.pending = this.pending === '' ? text : this.pending + text;
-    this.advance();
+    if (this.headLength === 0) {
+      this.advance(text);
+      return;
+    }
+    // The rest of an unfinished head: scan only the new bytes, and check the size before keeping them.
+    const end = this.scanner.feed(text);
+    this.head.push(text);
+    this.headLength += text.length;
+    if (
+      end === HEAD_NOT_READ ||
+      this.scanner.length > this.owner.limits.maxHeaderBytes ||
+      (end < 0 && this.head.length >= HEAD_PIECES)
+    ) {
+      // One that is not going to be a plain read, a head larger than the limit (node:http answers 431), or one
+      // that trickles in (HEAD_PIECES). Its HEADERS_TIMEOUT_MS still counts from its first byte.
+      const since = this.headSince;
+      this.handOff(this.takeHead(), since);
+    } else if (end >= 0) {
+      this.advance(this.takeHead());
+    }
+  };
+
+  private readonly onEnd = () => {
+    this.ended = true;
+    // A read still waiting finishes first (its answer then ends the connection).
+    if (!this.busy) this.settle();
   };
 
   private readonly onDrain = () => {
     this.waitingDrain = false;
     this.lastActive = Date.now();
-    this.advance();
+    this.settle();
   };
 
   private readonly onError = () => {
@@ -237,14 +310,26 @@ class FastConnection {
     this.owner.connections.delete(this);
   };
 
-  /** Answers every complete request buffered, in order, until one has to wait or does not fit the fast path. */
-  private advance(): void {
-    const s = this.pending;
+  /** The unfinished head's bytes as one string, and no unfinished head any more. */
+  private takeHead(): string {
+    const s = this.head.length === 1 ? this.head[0] : this.head.join('');
+    this.head = [];
+    this.headLength = 0;
+    this.headSince = 0;
+    return s;
+  }
+
+  /**
+   * Answers every complete request in `s` (bytes from a request's first byte on), in order, until one has to wait
+   * or does not fit the fast path; keeps an unfinished head at the end for the next bytes.
+   */
+  private advance(s: string): void {
     const limit = this.owner.limits.maxHeaderBytes;
     let from = 0;
     this.inAdvance = true;
     while (!this.busy && !this.closing) {
       const end = s.indexOf('\r\n\r\n', from);
+      scanWork.chars += (end === -1 ? s.length : end + 4) - from;
       if (end === -1) break;
       if (end + 4 - from > limit || !parseHead(s, from, end)) {
         this.inAdvance = false;
@@ -257,21 +342,43 @@ class FastConnection {
       this.owner.reads.read(headUrl, headIfNoneMatch, headRequestId, this.reply);
     }
     this.inAdvance = false;
-    if (from > 0) {
-      this.pending = s.slice(from);
-      this.headSince = 0;
+    if (from < s.length && !this.closing) {
+      const rest = from === 0 ? s : s.slice(from);
+      if (this.busy) {
+        // A read waits (disk mode, the queue): the bytes after it go back to the socket, which stays paused
+        // until the answer (paused first: a flowing socket would hand them straight back). Held there, they also
+        // keep 'end' from being reported before they are read.
+        this.pauseReading();
+        this.socket.unshift(Buffer.from(rest, 'latin1'));
+      } else {
+        this.scanner.reset();
+        if (this.scanner.feed(rest) === HEAD_NOT_READ || rest.length > limit) {
+          // A head larger than the limit (node:http answers 431), or one that is not going to be a plain read.
+          this.handOff(rest);
+          return;
+        }
+        this.head.push(rest);
+        this.headLength = rest.length;
+        this.headSince = Date.now();
+      }
     }
-    if (
-      !this.busy &&
-      !this.closing &&
-      this.pending !== '' &&
-      (this.pending.length > limit || !mayBecomeRead(this.pending))
-    ) {
-      // A head larger than the limit (node:http answers 431), or one that is not going to be a plain read.
-      this.handOff(this.pending);
-      return;
+    this.settle();
+  }
+
+  /**
+   * After the input so far is dealt with: sends the answers, ends the connection if it is closing or the client
+   * has ended its side, and stops or restarts reading.
+   */
+  private settle(): void {
+    if (this.ended && !this.busy && !this.closing) {
+      // As node:http does at the end of input: nothing more can come, so close now rather than at the keep-alive
+      // timeout; a head cut short by it is a bad request (node:http's 400, at once, not a 408 later).
+      if (this.headLength > 0) {
+        this.out += EOF_ANSWER;
+        this.takeHead();
+      }
+      this.closing = true;
     }
-    if (this.pending !== '' && !this.busy && this.headSince === 0) this.headSince = Date.now();
     this.flush();
     if (this.closing) {
       this.socket.end();
@@ -286,6 +393,11 @@ class FastConnection {
     }
   }
 
+  private pauseReading(): void {
+    this.stopped = true;
+    this.socket.pause();
+  }
+
   private flush(): void {
     if (this.out === '' || this.socket.destroyed) {
       this.out = '';
@@ -295,18 +407,22 @@ class FastConnection {
     this.out = '';
   }
 
-  /** Gives the connection to node:http from the first byte not yet answered; node:http keeps it from now on. */
-  private handOff(rest: string): void {
+  /**
+   * Gives the connection to node:http from the first byte not yet answered; node:http keeps it from now on.
+   * `headSince`: when the unfinished head in `rest` started arriving, if it did before this piece.
+   */
+  private handOff(rest: string, headSince = 0): void {
     this.flush();
     const socket = this.socket;
     this.owner.connections.delete(this);
     socket.off('data', this.onData);
+    socket.off('end', this.onEnd);
     socket.off('drain', this.onDrain);
     socket.off('error', this.onError);
     socket.off('close', this.onClose);
     socket.pause();
     if (rest !== '') socket.unshift(Buffer.from(rest, 'latin1'));
-    this.owner.handOff(socket);
+    this.owner.handOff(socket, headSince);
     socket.resume();
   }
 
@@ -320,6 +436,7 @@ class FastConnection {
     const { headersTimeoutMs, idleTimeoutMs } = this.owner.limits;
     if (this.headSince !== 0 && now - this.headSince > headersTimeoutMs) {
       this.closing = true;
+      this.headSince = 0;
       this.socket.end(TIMEOUT_ANSWER, () => this.socket.destroy());
     } else if (this.idle) {
       if (now - this.lastActive > this.owner.limits.keepAliveTimeoutMs) this.socket.destroy();
@@ -338,6 +455,8 @@ class FastReads implements FrontConnections {
   private okOf: LiveVersion | undefined;
   private okBlocks: string[] = [];
   private readonly sweep: NodeJS.Timeout;
+  /** Connections handed to node:http in the middle of a head, and the timer of that head's deadline. */
+  private readonly headDeadlines = new Map<Socket, NodeJS.Timeout>();
   /** As node:http says it: the timeout in whole seconds. */
   private readonly keepAliveLines: string;
 
@@ -357,6 +476,8 @@ class FastReads implements FrontConnections {
     }, every);
     this.sweep.unref();
     server.once('close', () => clearInterval(this.sweep));
+    // node:http has a handed-over head complete: from now on its own timers apply.
+    server.on('request', (req: IncomingMessage) => this.clearHeadDeadline(req.socket));
   }
 
   accept(socket: Socket): void {
@@ -367,8 +488,37 @@ class FastReads implements FrontConnections {
     this.connections.add(new FastConnection(socket, this));
   }
 
-  handOff(socket: Socket): void {
+  handOff(socket: Socket, headSince: number): void {
     this.nodeListener.call(this.server, socket);
+    if (headSince !== 0) this.keepHeadDeadline(socket, headSince);
+  }
+
+  /**
+   * node:http starts its headers timer for a connection when it gets it, so a head that began arriving on the
+   * fast path would get HEADERS_TIMEOUT_MS again from the hand-over (nearly twice the limit in all). This keeps
+   * the deadline of the head's first byte: unless node:http has the complete head by then (its 'request'), the
+   * connection gets node:http's own 408 and is closed.
+   */
+  private keepHeadDeadline(socket: Socket, headSince: number): void {
+    const left = headSince + this.limits.headersTimeoutMs - Date.now();
+    const timer = setTimeout(
+      () => {
+        this.headDeadlines.delete(socket);
+        if (socket.destroyed) return;
+        socket.end(TIMEOUT_ANSWER, () => socket.destroy());
+      },
+      Math.max(0, left),
+    );
+    timer.unref();
+    this.headDeadlines.set(socket, timer);
+    socket.once('close', () => this.clearHeadDeadline(socket));
+  }
+
+  private clearHeadDeadline(socket: Socket): void {
+    const timer = this.headDeadlines.get(socket);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.headDeadlines.delete(socket);
   }
 
   render(

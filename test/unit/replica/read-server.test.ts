@@ -1,5 +1,7 @@
+import { connect } from 'node:net';
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { scanWork } from '../../../replica/head-scanner.js';
 import {
   cleanup,
   http,
@@ -37,6 +39,55 @@ async function firstAnswer(port: number, data: string): Promise<{ status: string
     return { status: String(a.status), body: a.body };
   } catch (err) {
     return { status: 'no answer', body: (err as Error).message.replace(/ within \d+ ms/, '') };
+  } finally {
+    c.socket.destroy();
+  }
+}
+
+/**
+ * Sends `data`, then ends the client's side (FIN), and collects what comes back until the server closes the
+ * connection; rejects if it is still open after `boundMs`. Without the Date header (it differs between runs).
+ */
+function halfClosedExchange(port: number, data: string, boundMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let text = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(
+        new Error(
+          `the server kept a half-closed connection open for ${boundMs} ms, after ${JSON.stringify(text)}`,
+        ),
+      );
+    }, boundMs);
+    socket.setEncoding('latin1');
+    socket.on('data', (c: string) => {
+      text += c;
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(text.replace(/^date: .*\r\n/gim, ''));
+    });
+    socket.end(Buffer.from(data, 'latin1'));
+  });
+}
+
+/** Sends `data` on a new connection and reads answers until the server closes it (at most `max`): their statuses, and whether it closed. */
+async function answersUntilClosed(
+  port: number,
+  data: string,
+  max = 2,
+): Promise<{ statuses: number[]; closed: boolean }> {
+  const c = await RawConnection.open(port);
+  c.send(data);
+  const statuses: number[] = [];
+  try {
+    while (statuses.length < max) statuses.push((await c.next(5000)).status);
+    return { statuses, closed: false };
+  } catch (err) {
+    if (!/^connection closed/.test((err as Error).message)) throw err;
+    return { statuses, closed: true };
   } finally {
     c.socket.destroy();
   }
@@ -128,6 +179,105 @@ describe('replica/read-server: the raw fast path for reads', () => {
     const answer = await c.next();
     expect(answer.status).to.equal(200);
     expect(rawHeader(answer, 'x-request-id')).to.equal('slow');
+  });
+
+  it('costs linear work for a head that arrives a byte at a time (no byte scanned over and over)', async () => {
+    const { server } = await readServer(memorySnapshot(IDS), { transport: 'fast' });
+    const c = await RawConnection.open(server.port);
+    const request = get('/promotions/a', `Host: x\r\nX-Pad: ${'p'.repeat(3000)}\r\n`);
+    const before = scanWork.chars;
+    for (const ch of request) {
+      c.send(ch);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect((await c.next()).status).to.equal(200);
+    // The fast path scans the first pieces once each, then leaves the trickle to node:http (HEAD_PIECES): about
+    // one look per byte. Rescanning the pending head at each piece, as it once did, was quadratic: millions here.
+    expect(scanWork.chars - before).to.be.at.most(3 * request.length);
+  });
+
+  it('answers a request followed by the end of input (FIN) and closes at once, as node:http does', async () => {
+    const limits = { keepAliveTimeoutMs: 60_000, headersTimeoutMs: 60_000 };
+    const fast = await readServer(memorySnapshot(IDS), { transport: 'fast', limits });
+    const node = await readServer(memorySnapshot(IDS), { transport: 'node', limits });
+    const cases = [
+      get('/promotions/a'),
+      get('/promotions/a') + get('/promotions/absent'),
+      get('/promotions/a') + get('/healthz'),
+      // A head cut short by the end of input: node:http's 400 at once, not a 408 after HEADERS_TIMEOUT_MS.
+      'G',
+      'GET /promotions/a HTTP/1.1\r\nHost: x\r\n',
+      'GET /promotions/a HTTP/1.1\r\nHost: x\r\n\r',
+      get('/promotions/a') + 'GET /promotions/b HTT',
+    ];
+    for (const data of cases) {
+      const [f, n] = await Promise.all([
+        halfClosedExchange(fast.server.port, data),
+        halfClosedExchange(node.server.port, data),
+      ]);
+      // Header names compared case-insensitively: node:http writes `Connection`, the fast path `connection`.
+      expect(f.toLowerCase(), JSON.stringify(data)).to.equal(n.toLowerCase());
+    }
+    expect(await halfClosedExchange(fast.server.port, 'GET /promotions/a HTTP/1.1\r\nHost: x')).to.equal(
+      'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n',
+    );
+  });
+
+  it('answers a read still waiting (disk mode) when the client ends its side, then closes', async () => {
+    const held = heldSnapshot();
+    const { server } = await readServer(held.snapshot, {
+      transport: 'fast',
+      limits: { keepAliveTimeoutMs: 60_000 },
+    });
+    const exchange = halfClosedExchange(server.port, get('/promotions/x') + get('/promotions/y'));
+    await waitFor(() => (held.started() === 1 ? true : undefined), 5000, 'the first lookup');
+    held.release();
+    const text = await exchange;
+    expect(text.match(/HTTP\/1.1 200 OK\r\n/g)).to.have.length(2);
+    expect(text).to.include(bodyOf('x')).and.to.include(bodyOf('y'));
+  });
+
+  it('reads Connection as a token list and leaves Proxy-Connection to node:http, closing exactly when node:http does', async () => {
+    const fast = await readServer(memorySnapshot(IDS), { transport: 'fast' });
+    const node = await readServer(memorySnapshot(IDS), { transport: 'node' });
+    const headers = [
+      'Connection: close',
+      'Connection: CLOSE',
+      'Connection:   close  ',
+      'Connection: keep-alive, close',
+      'Connection: close,keep-alive',
+      'Connection: foo , close',
+      'Connection: keep-alive',
+      'Connection: xclose',
+      'Connection: closed',
+      'Connection: close-ish',
+      'Connection: te',
+      'Connection: keep-alive\r\nConnection: close',
+      'Proxy-Connection: close',
+      'Proxy-Connection: keep-alive',
+      'proxy-connection: Close',
+    ];
+    for (const h of headers) {
+      const data = get('/promotions/a', `Host: x\r\n${h}\r\n`) + get('/promotions/b');
+      const [f, n] = await Promise.all([
+        answersUntilClosed(fast.server.port, data),
+        answersUntilClosed(node.server.port, data),
+      ]);
+      expect(f, h).to.deep.equal(n);
+    }
+    // Spelled out: close ends the connection, a token that merely contains "close" does not.
+    expect(
+      await answersUntilClosed(
+        fast.server.port,
+        `${get('/promotions/a', 'Host: x\r\nConnection: te, close\r\n')}${get('/promotions/b')}`,
+      ),
+    ).to.deep.equal({ statuses: [200], closed: true });
+    expect(
+      await answersUntilClosed(
+        fast.server.port,
+        `${get('/promotions/a', 'Host: x\r\nConnection: xclose\r\n')}${get('/promotions/b')}`,
+      ),
+    ).to.deep.equal({ statuses: [200, 200], closed: false });
   });
 
   it('hands the connection to node:http at the first request that is not a plain read, keeping the order', async () => {
@@ -262,6 +412,46 @@ describe('replica/read-server: the raw fast path for reads', () => {
     });
     const { text } = await rawExchange(server.port, 'GET /promotions/a HTTP/1.1\r\nHost: x\r\n', 5000);
     expect(text).to.match(/^HTTP\/1.1 408/);
+  });
+
+  it('keeps HEADERS_TIMEOUT_MS from the first byte of a head that node:http takes over midway, as node:http alone does', async () => {
+    const limits = { headersTimeoutMs: 1000 };
+    const fast = await readServer(memorySnapshot(IDS), { transport: 'fast', limits });
+    const node = await readServer(memorySnapshot(IDS), { transport: 'node', limits });
+    /** A head that starts as a read, then (at 0.7 of the limit) takes a byte the fast path leaves to node:http. */
+    const slowHead = async (port: number) => {
+      const c = await RawConnection.open(port);
+      const start = Date.now();
+      c.send('GET /promotions/a HTTP/1.1\r\nHost: x\r\n');
+      await new Promise((r) => setTimeout(r, 700));
+      c.send('X-A: caf\xe9\r\n');
+      const answer = await c.next(5000);
+      return { status: answer.status, ms: Date.now() - start };
+    };
+    const [f, n] = await Promise.all([slowHead(fast.server.port), slowHead(node.server.port)]);
+    expect([f.status, n.status]).to.deep.equal([408, 408]);
+    // node:http alone checks every HEADERS_TIMEOUT_MS / 2: between 1000 and 1500 ms. Restarted at the hand-over,
+    // the fast path's would come after 1700 ms.
+    expect(f.ms, 'fast path').to.be.within(900, 1600);
+    expect(n.ms, 'node:http alone').to.be.within(900, 1600);
+  });
+
+  it('after a hand-over, answers a request followed by data after Connection: close as decision 004 says', async () => {
+    // A protocol error (llhttp: "Data after `Connection: close`"), in one packet. node:http alone destroys the
+    // connection with the pipelined answer still queued behind the first; after a hand-over node:http's parser
+    // starts afresh with no answer in flight, so it sends that answer first. Nothing after the close is answered
+    // by either.
+    const fast = await readServer(memorySnapshot(IDS), { transport: 'fast' });
+    const node = await readServer(memorySnapshot(IDS), { transport: 'node' });
+    const data = `${get('/promotions/a')}${get('/healthz', 'Host: x\r\nConnection: close\r\n')}\r\n${get('/promotions/b')}`;
+    const [f, n] = await Promise.all([
+      rawExchange(fast.server.port, data),
+      rawExchange(node.server.port, data),
+    ]);
+    const statuses = (t: string) => [...t.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => Number(m[1]));
+    expect(statuses(n.text)).to.deep.equal([200]);
+    expect(statuses(f.text)).to.deep.equal([200, 200]);
+    expect(f.text).to.include('fallback GET /healthz').and.not.to.include(bodyOf('b'));
   });
 
   it('closes a connection idle for KEEP_ALIVE_TIMEOUT_MS, and keeps a busy one open', async () => {
