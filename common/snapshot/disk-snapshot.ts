@@ -12,6 +12,7 @@ import { PartitionDirectory } from './directory.js';
 import { EMPTY_SLOT, type PartitionEntry, SLOT_BYTES, type SnapshotHeader } from './format.js';
 import type { LoadedSnapshot } from './reader.js';
 import { MAX_RECORD_BYTES, recordHasId, renderRecord } from './record-codec.js';
+import type { PartitionSpan } from './verifier.js';
 
 function readAt(fd: number, length: number, position: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -23,6 +24,7 @@ function readAt(fd: number, length: number, position: number): Promise<Buffer> {
 export class DiskSnapshot implements LoadedSnapshot {
   readonly mode = 'disk' as const;
   readonly residentBytes: number;
+  readonly heldRows: number;
   private readonly directory: PartitionDirectory;
   private readonly fd: number;
   private inFlight = 0;
@@ -32,10 +34,14 @@ export class DiskSnapshot implements LoadedSnapshot {
     readonly header: SnapshotHeader,
     partitions: PartitionEntry[],
     private readonly handle: FileHandle,
+    /** The partitions the file holds (verified); a shard replica's file has only its shard's. */
+    private readonly span: PartitionSpan = { first: 0, end: partitions.length },
   ) {
     this.fd = handle.fd;
     this.directory = new PartitionDirectory(header.partitionBits, partitions);
     this.residentBytes = this.directory.bytes;
+    this.heldRows = 0;
+    for (let i = span.first; i < span.end; i++) this.heldRows += partitions[i].rows;
   }
 
   lookup(id: string): Promise<string | undefined> {
@@ -47,7 +53,8 @@ export class DiskSnapshot implements LoadedSnapshot {
 
   private async find(id: string): Promise<string | undefined> {
     const { h1, partition, home, end } = this.directory.locate(id);
-    if (home >= end) return undefined;
+    // Outside the partitions held the file has a hole: never read it (the read path answers 421 before this).
+    if (home >= end || partition < this.span.first || partition >= this.span.end) return undefined;
     const start = this.directory.offsets[partition];
     const slots = await readAt(this.fd, (end - home) * SLOT_BYTES, start + home * SLOT_BYTES);
     const records = start + this.directory.slotCount[partition] * SLOT_BYTES;

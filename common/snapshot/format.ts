@@ -14,6 +14,12 @@ export const DIRECTORY_ENTRY_BYTES = 48;
 export const SLOT_BYTES = 8;
 export const EMPTY_SLOT = 0xffffffff;
 export const MAX_PARTITION_BITS = 24;
+/**
+ * Every file has at least this many partition bits, so that any file splits into up to 2^MAX_SHARD_BITS shards
+ * (SHARD=k/S, S up to 64): a shard is the run of partitions whose top bits equal k, and needs one partition at
+ * least. Empty partitions are valid (a slot table of one empty slot).
+ */
+export const MAX_SHARD_BITS = 6;
 /** Slots per row in a partition's table: rows / LOAD_FACTOR home slots. */
 export const LOAD_FACTOR = 0.8;
 /** The builder picks the partition count so that a partition holds about this many rows. */

@@ -1,5 +1,7 @@
 /**
- * Memory mode: every partition held in memory; lookups are synchronous and allocate only the answer.
+ * Memory mode: every partition held in memory (or, on a shard replica, the partitions of its shard: `buffers[i]` is
+ * partition `first + i`); lookups are synchronous and allocate only the answer. A lookup of an id in a partition not
+ * held answers undefined: the read path refuses ids of other shards before it asks (421).
  * Immutable once built: any number of lookups may run; the memory goes with the last reference.
  */
 import { PartitionDirectory } from './directory.js';
@@ -10,6 +12,7 @@ import { recordHasId, renderRecord } from './record-codec.js';
 export class MemorySnapshot implements LoadedSnapshot {
   readonly mode = 'memory' as const;
   readonly residentBytes: number;
+  readonly heldRows: number;
   private readonly directory: PartitionDirectory;
   private readonly slots: Uint32Array[];
 
@@ -17,18 +20,24 @@ export class MemorySnapshot implements LoadedSnapshot {
     readonly header: SnapshotHeader,
     partitions: PartitionEntry[],
     private readonly buffers: Buffer[],
+    private readonly first = 0,
   ) {
     this.residentBytes = buffers.reduce((n, b) => n + b.length, 0);
+    this.heldRows = 0;
+    for (let i = 0; i < buffers.length; i++) this.heldRows += partitions[first + i].rows;
     this.directory = new PartitionDirectory(header.partitionBits, partitions);
     // Each buffer starts at an aligned offset of its ArrayBuffer (BodyVerifier places them so), so a Uint32Array
     // view is aligned (little-endian, as the file is, on every platform Node runs on here).
-    this.slots = buffers.map((b, i) => new Uint32Array(b.buffer, b.byteOffset, partitions[i].slotCount * 2));
+    this.slots = buffers.map(
+      (b, i) => new Uint32Array(b.buffer, b.byteOffset, partitions[first + i].slotCount * 2),
+    );
   }
 
   lookup(id: string): string | undefined {
     const { h1, partition, home, end } = this.directory.locate(id);
-    const slots = this.slots[partition];
-    const buf = this.buffers[partition];
+    const slots = this.slots[partition - this.first];
+    const buf = this.buffers[partition - this.first];
+    if (slots === undefined) return undefined;
     const records = this.directory.slotCount[partition] * SLOT_BYTES;
     for (let s = home; s < end; s++) {
       const off = slots[2 * s + 1];

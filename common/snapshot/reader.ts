@@ -12,6 +12,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { SnapshotError } from '../errors.js';
 import { DiskSnapshot } from './disk-snapshot.js';
 import { HEADER_BYTES, type PartitionEntry, type SnapshotHeader } from './format.js';
+import { type Shard, shardRange } from './shard.js';
 import {
   BodyVerifier,
   checkDirectory,
@@ -29,6 +30,8 @@ export interface LoadedSnapshot {
   readonly mode: SnapshotMode;
   /** Bytes of the file this snapshot holds in memory. */
   readonly residentBytes: number;
+  /** Rows this snapshot answers for: all of them, or on a shard replica its shard's (shard.ts). */
+  readonly heldRows: number;
   /**
    * The JSON body for `id`, or undefined when the snapshot has no such id: at once in memory mode, as a promise
    * in disk mode (at most two positional reads).
@@ -89,22 +92,25 @@ export async function verifyFromFile(
 /**
  * Verifies a snapshot file completely (header, layout, every checksum, identity against `expect`) and opens it for
  * lookups: `memory` holds every partition in memory; `disk` keeps only the directory and reads at lookup time.
- * Throws a SnapshotError (and holds nothing) when the file is not exactly what it claims.
+ * With `shard`, only that shard's partitions are verified and served (a shard replica's file holds only their
+ * bytes, shard.ts). Throws a SnapshotError (and holds nothing) when the file is not exactly what it claims.
  */
 export async function loadSnapshot(
   path: string,
   expect: ExpectedSnapshot = {},
   mode: SnapshotMode = 'memory',
+  shard?: Shard,
 ): Promise<LoadedSnapshot> {
   const h = await open(path, 'r');
   let keepOpen = false;
   try {
     const { header, partitions } = await readLayout(h, expect);
-    const verifier = new BodyVerifier(header, partitions, mode === 'memory');
+    const span = shard === undefined ? undefined : shardRange(header, partitions, shard);
+    const verifier = new BodyVerifier(header, partitions, mode === 'memory', span);
     await verifyFromFile(h, verifier);
     if (mode === 'memory') return verifier.toMemorySnapshot();
     keepOpen = true;
-    return new DiskSnapshot(header, partitions, h);
+    return new DiskSnapshot(header, partitions, h, verifier.span);
   } finally {
     if (!keepOpen) await h.close();
   }
@@ -116,5 +122,5 @@ export async function loadSnapshot(
  */
 export async function openVerified(path: string, verifier: BodyVerifier): Promise<DiskSnapshot> {
   if (!verifier.done) throw new Error('openVerified needs a verifier that has taken the whole body');
-  return new DiskSnapshot(verifier.header, [...verifier.partitions], await open(path, 'r'));
+  return new DiskSnapshot(verifier.header, [...verifier.partitions], await open(path, 'r'), verifier.span);
 }

@@ -79,35 +79,59 @@ export function checkDirectory(header: SnapshotHeader, directory: Buffer): Parti
   return decodeDirectory(directory, header);
 }
 
+/** The partitions [first, end) a verifier checks: all of them, or one shard's (shard.ts). */
+export interface PartitionSpan {
+  readonly first: number;
+  readonly end: number;
+}
+
 /**
- * Verifies the body [HEADER_BYTES, directoryOffset) as it is fed in order, from any starting point it has reached
- * (a resumed transfer goes on where the cut one stopped). With `keep` (memory mode) each partition is copied into
- * its own buffer, a slice of one ArrayBuffer allocated for the whole body: one allocation per version rather than
- * one per partition, because V8 answers each large external allocation under pressure with a step of marking on
- * the event loop (measured: several 5-15 ms pauses per 1M-row swap). Each slice starts at a multiple of
- * PARTITION_ALIGN so that MemorySnapshot's Uint32Array views of it are aligned.
+ * Verifies the body [HEADER_BYTES, directoryOffset), or only the bytes of the partitions of `span` (a shard: one
+ * contiguous range of the file), as it is fed in order, from any starting point it has reached (a resumed transfer
+ * goes on where the cut one stopped). With `keep` (memory mode) each partition is copied into its own buffer, a
+ * slice of one ArrayBuffer allocated for all of them: one allocation per version rather than one per partition,
+ * because V8 answers each large external allocation under pressure with a step of marking on the event loop
+ * (measured: several 5-15 ms pauses per 1M-row swap). Each slice starts at a multiple of PARTITION_ALIGN so that
+ * MemorySnapshot's Uint32Array views of it are aligned.
  */
 export class BodyVerifier {
   /** Absolute file offset of the next body byte expected. */
-  position = HEADER_BYTES;
-  private index = 0;
+  position: number;
+  /** The partitions checked. */
+  readonly span: PartitionSpan;
+  private readonly first: number;
+  private readonly last: number;
+  private index: number;
   private hash: Hash | undefined;
   private current: Buffer | undefined;
   private readonly kept: Buffer[] = [];
-  /** Memory mode: every partition's bytes, each at its `starts` offset. */
+  /** Memory mode: every checked partition's bytes, each at its `starts` offset. */
   private readonly arena: Buffer | undefined;
   private readonly starts: number[] = [];
+  private readonly stop: number;
 
   constructor(
     readonly header: SnapshotHeader,
     readonly partitions: readonly PartitionEntry[],
     readonly keep: boolean,
+    span: PartitionSpan = { first: 0, end: partitions.length },
   ) {
+    if (span.first < 0 || span.end > partitions.length || span.first > span.end) {
+      throw new RangeError(`partitions [${span.first}, ${span.end}) are not in [0, ${partitions.length})`);
+    }
+    this.span = { first: span.first, end: span.end };
+    this.first = span.first;
+    this.last = span.end;
+    this.index = span.first;
+    const lastEntry = partitions[span.end - 1];
+    this.position = span.first < span.end ? partitions[span.first].offset : HEADER_BYTES;
+    this.stop =
+      lastEntry === undefined || span.first >= span.end ? this.position : lastEntry.offset + lastEntry.bytes;
     if (keep) {
       let total = 0;
-      for (const e of partitions) {
+      for (let i = span.first; i < span.end; i++) {
         this.starts.push(total);
-        total += Math.ceil(e.bytes / PARTITION_ALIGN) * PARTITION_ALIGN;
+        total += Math.ceil(partitions[i].bytes / PARTITION_ALIGN) * PARTITION_ALIGN;
       }
       // allocUnsafeSlow: its own ArrayBuffer, starting at offset 0 (aligned), never a slice of Node's pool.
       this.arena = Buffer.allocUnsafeSlow(total);
@@ -115,25 +139,25 @@ export class BodyVerifier {
     this.skipEmpty();
   }
 
-  /** Whether every body byte has arrived and verified. */
+  /** Whether every byte checked has arrived and verified. */
   get done(): boolean {
-    return this.index >= this.partitions.length;
+    return this.index >= this.last;
   }
 
-  /** The file offset where the body ends (the directory starts). */
+  /** The file offset where the bytes checked end (the directory's start, for the whole body). */
   get end(): number {
-    return this.header.directoryOffset;
+    return this.stop;
   }
 
   /**
    * Takes the next `chunk.length` body bytes. Throws SNAPSHOT_CHECKSUM_MISMATCH as soon as a partition's last byte
-   * shows it differs, SNAPSHOT_BAD_LAYOUT for bytes past the body's end; after a throw the verifier is spent.
+   * shows it differs, SNAPSHOT_BAD_LAYOUT for bytes past the end; after a throw the verifier is spent.
    */
   accept(chunk: Buffer): void {
     if (chunk.length > this.end - this.position) {
       throw new SnapshotError(
         'SNAPSHOT_BAD_LAYOUT',
-        `snapshot body bytes arrived past its end (${this.end}) at ${this.position}`,
+        `snapshot body bytes arrived past the end of the checked range (${this.end}) at ${this.position}`,
       );
     }
     let off = 0;
@@ -144,7 +168,8 @@ export class BodyVerifier {
       const piece = chunk.subarray(off, off + n);
       if (at === 0) {
         this.hash = createHash('sha256');
-        this.current = this.arena?.subarray(this.starts[this.index], this.starts[this.index] + e.bytes);
+        const from = this.starts[this.index - this.first];
+        this.current = this.arena?.subarray(from, from + e.bytes);
       }
       (this.hash as Hash).update(piece);
       if (this.current !== undefined) piece.copy(this.current, at);
@@ -170,9 +195,9 @@ export class BodyVerifier {
     this.skipEmpty();
   }
 
-  /** Partitions of zero bytes (the format has none; a slot table has a slot) get no byte to end them: end them here. */
+  /** Partitions of zero bytes (an empty partition: FORMAT.md, Shards) get no byte to end them: end them here. */
   private skipEmpty(): void {
-    while (this.index < this.partitions.length && this.partitions[this.index].bytes === 0) {
+    while (this.index < this.last && this.partitions[this.index].bytes === 0) {
       const e = this.partitions[this.index];
       if (!createHash('sha256').digest().subarray(0, e.sha256.length).equals(e.sha256)) {
         throw new SnapshotError(
@@ -185,9 +210,9 @@ export class BodyVerifier {
     }
   }
 
-  /** The verified version in memory (memory mode, once `done`). */
+  /** The verified version in memory (memory mode, once `done`): it answers ids of the checked partitions only. */
   toMemorySnapshot(): MemorySnapshot {
     if (!this.done || !this.keep) throw new Error('toMemorySnapshot needs a complete body kept in memory');
-    return new MemorySnapshot(this.header, [...this.partitions], this.kept);
+    return new MemorySnapshot(this.header, [...this.partitions], this.kept, this.first);
   }
 }

@@ -21,6 +21,7 @@ import {
   FORMAT_MINOR,
   HEADER_BYTES,
   MAX_PARTITION_BITS,
+  MAX_SHARD_BITS,
   partitionOf,
   type SnapshotHeader,
   TARGET_PARTITION_ROWS,
@@ -229,7 +230,8 @@ export class SnapshotBuilder {
   /** Writes the file (header last), fsyncs it and returns its header. Removes run files whatever happens. */
   async finish(meta: BuildMeta): Promise<SnapshotHeader> {
     const spill = this.spill;
-    const minBits = spill?.bits ?? 0;
+    // MAX_SHARD_BITS at least: any file splits into any number of shards up to the maximum.
+    const minBits = Math.max(MAX_SHARD_BITS, spill?.bits ?? 0);
     const targetRows = this.options.targetPartitionRows ?? TARGET_PARTITION_ROWS;
     const wanted = Math.ceil(Math.log2(Math.max(1, this.rowsAdded / targetRows)));
     const partitionBits = Math.min(MAX_PARTITION_BITS, Math.max(minBits, wanted));

@@ -37,6 +37,7 @@ export function memorySnapshot(ids: readonly string[]): LoadedSnapshot {
     header: {} as LoadedSnapshot['header'],
     mode: 'memory',
     residentBytes: 0,
+    heldRows: rows.size,
     lookup: (id) => (rows.has(id) ? bodyOf(id) : undefined),
     close: async () => undefined,
   };
@@ -52,6 +53,7 @@ export function heldSnapshot(): { snapshot: LoadedSnapshot; release: () => void;
       header: {} as LoadedSnapshot['header'],
       mode: 'disk',
       residentBytes: 0,
+      heldRows: 0,
       lookup: (id) => {
         started++;
         return released ? Promise.resolve(bodyOf(id)) : new Promise((r) => waiting.push(() => r(bodyOf(id))));
