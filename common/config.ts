@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { MAX_SHARDS, parseShard, type Shard } from './snapshot/shard.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -119,6 +120,11 @@ export interface ReplicaConfig extends CommonConfig {
   readonly maxInFlight: number;
   /** MAX_QUEUE: reads that may wait for a slot; past it, 503 at once. */
   readonly maxQueue: number;
+  /**
+   * SHARD: `k/S` to pull, hold and serve only shard k of S (S a power of two up to 64; FORMAT.md, "Shards"); ids of
+   * other shards get 421 PROMOTION_WRONG_SHARD. Null (unset): the whole data set.
+   */
+  readonly shard: Shard | null;
 }
 
 const MiB = 1024 * 1024;
@@ -335,6 +341,13 @@ export function loadReplicaConfig(env: Env = process.env): ReplicaConfig {
     throw new ConfigError(`SERVE_MODE must be auto, memory or disk, got "${serveMode}"`);
   }
   const advertise = str(env, 'ADVERTISE_URL', '');
+  const shardText = str(env, 'SHARD', '');
+  const shard = shardText === '' ? null : parseShard(shardText);
+  if (typeof shard === 'string') {
+    throw new ConfigError(
+      `SHARD must be k/S, S a power of two from 1 to ${MAX_SHARDS} and k below S: ${shard}`,
+    );
+  }
   return Object.freeze({
     role: 'replica' as const,
     ...common(env, DEFAULTS.replicaPort, DEFAULTS.replicaDataDir),
@@ -345,5 +358,6 @@ export function loadReplicaConfig(env: Env = process.env): ReplicaConfig {
     memoryBudgetBytes: bytes(env, 'MEMORY_BUDGET_BYTES', DEFAULTS.memoryBudgetBytes, 0),
     maxInFlight: int(env, 'MAX_IN_FLIGHT', DEFAULTS.maxInFlight, 1),
     maxQueue: int(env, 'MAX_QUEUE', DEFAULTS.maxQueue, 0),
+    shard,
   });
 }

@@ -31,6 +31,8 @@ export const REPLICA_WANTED_HEADER = 'x-replica-wanted-version';
 export const REPLICA_ERROR_HEADER = 'x-replica-error';
 /** The polling replica's SYNC_INTERVAL_MS: the leader marks it stale when it is silent for several of them. */
 export const REPLICA_SYNC_INTERVAL_HEADER = 'x-replica-sync-interval-ms';
+/** Header a shard replica adds to its poll: its SHARD, `k/S` (common/snapshot/shard.ts). */
+export const REPLICA_SHARD_HEADER = 'x-replica-shard';
 /** Header on every read answer naming the version that produced it. */
 export const SNAPSHOT_VERSION_HEADER = 'x-snapshot-version';
 

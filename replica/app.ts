@@ -20,6 +20,7 @@ import {
 import type { Logger } from '../common/logger.js';
 import { createHttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
 import { parseManifest } from '../common/protocol.js';
+import { formatShard } from '../common/snapshot/shard.js';
 import type { LiveIndex } from './live-index.js';
 import { registerReplicaMetrics } from './metrics.js';
 import { createReadHandler } from './read-handler.js';
@@ -28,7 +29,8 @@ import { installFastReads } from './read-server.js';
 import type { Syncer } from './sync.js';
 
 export interface ReplicaDeps {
-  readonly config: Pick<ReplicaConfig, 'replicaToken' | 'maxInFlight' | 'maxQueue'>;
+  readonly config: Pick<ReplicaConfig, 'replicaToken' | 'maxInFlight' | 'maxQueue'> &
+    Partial<Pick<ReplicaConfig, 'shard'>>;
   readonly logger: Logger;
   readonly index: LiveIndex;
   readonly syncer: Syncer;
@@ -64,11 +66,13 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
     if (live === undefined) {
       throw new AppError('REPLICA_NOT_READY', 'no verified version is loaded yet', { sync: syncer.status });
     }
+    const shard = config.shard ?? null;
     ctx.body = {
       status: 'ready',
       version: live.manifest.version,
-      rows: live.manifest.rows,
+      rows: live.snapshot.heldRows,
       mode: live.snapshot.mode,
+      shard: shard === null ? null : { index: shard.index, count: shard.count },
       loadedAt: live.loadedAt.toISOString(),
       // Ready either way (an older version beats no answer), but say so: the leader sees it too.
       behind: syncer.behind,
@@ -86,7 +90,11 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
       if (typeof manifest === 'string') throw new AppError('REQUEST_BAD', manifest);
       await syncer.follow(manifest);
       const live = index.current;
-      ctx.body = { version: live?.manifest.version ?? null, checksum: live?.manifest.checksum ?? null };
+      ctx.body = {
+        version: live?.manifest.version ?? null,
+        checksum: live?.manifest.checksum ?? null,
+        shard: config.shard == null ? null : formatShard(config.shard),
+      };
     },
   );
 
@@ -98,6 +106,7 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
   const reads = new ReadPath(index, {
     maxInFlight: config.maxInFlight,
     maxQueue: config.maxQueue,
+    shard: config.shard ?? null,
     metrics,
     logger,
   });

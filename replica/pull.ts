@@ -7,6 +7,10 @@
  * of steady state): one chunk at a time with a rest after each (PULL_REST_FACTOR), nothing allocated per chunk,
  * and no use of node:http on an http: leader (range-get.ts says why).
  *
+ * A shard replica (SHARD=k/S) asks for only its shard's byte range of the body (common/snapshot/shard.ts) and
+ * verifies only those partitions; its `part` file is sparse: the header, a hole, the shard's bytes at their real
+ * offsets, a hole, the directory. So lookups use the file's own offsets, and the disk holds about 1/S of the file.
+ *
  * Concurrency: one pull per `part` file at a time (the Syncer runs one load at a time).
  */
 import { type FileHandle, open, rm, stat } from 'node:fs/promises';
@@ -17,6 +21,7 @@ import type { Logger } from '../common/logger.js';
 import type { SnapshotManifest } from '../common/protocol.js';
 import { HEADER_BYTES, type PartitionEntry, type SnapshotHeader } from '../common/snapshot/format.js';
 import { verifyFromFile } from '../common/snapshot/reader.js';
+import { type Shard, shardRange } from '../common/snapshot/shard.js';
 import {
   BodyVerifier,
   checkDirectory,
@@ -59,8 +64,9 @@ interface Layout {
 
 /**
  * Pulls `m`'s file into `part` (fsynced) and returns the verifier that has taken every byte of it (with `keep`, it
- * holds the partitions in memory); 'unverified' when the leader ignored Range and sent the file whole: it is in
- * `part`, fsynced, still to be verified from disk. A cut transfer is resumed (TRANSFER_ATTEMPTS tries in all).
+ * holds the partitions in memory); with `shard`, only that shard's bytes. 'unverified' when the leader ignored Range
+ * and sent the file whole: it is in `part`, fsynced, still to be verified from disk. A cut transfer is resumed
+ * (TRANSFER_ATTEMPTS tries in all).
  * Bytes that fail verification remove `part` (SnapshotError); a transfer that stays cut leaves it
  * (REPLICA_SYNC_FAILED), and the next pull of the same file verifies what it holds and asks only for the rest.
  */
@@ -70,6 +76,7 @@ export async function pullSnapshot(
   expect: ExpectedSnapshot,
   part: string,
   keep: boolean,
+  shard?: Shard,
 ): Promise<BodyVerifier | 'unverified'> {
   let layout: Layout | 'unverified' | undefined;
   let verifier: BodyVerifier | undefined;
@@ -80,11 +87,11 @@ export async function pullSnapshot(
       layout ??= await fetchLayout(ctx, m, expect, part);
       if (layout === 'unverified') return layout;
       if (verifier === undefined) {
-        verifier = await startPart(ctx, part, layout, keep);
+        verifier = await startPart(ctx, part, layout, keep, shard);
         fromDisk = verifier.position > HEADER_BYTES;
       }
       await transferBody(ctx, m, part, verifier);
-      await finishPart(part, layout.directory, layout.header.fileBytes);
+      await finishPart(part, layout.directory, layout.header);
       return verifier;
     } catch (err) {
       if (err instanceof SnapshotError) {
@@ -155,15 +162,18 @@ async function fetchSmall(
 
 /**
  * A verifier that has taken the body bytes `part` already holds (left by a transfer cut before this pull began),
- * or a fresh `part` holding only the header. Bytes on disk are verified like any others: a part that does not
- * belong to this file, or fails its checksums, is discarded.
+ * or a fresh `part` holding only the header (and, for a shard, a hole up to the shard's first byte). Bytes on disk
+ * are verified like any others: a part that does not belong to this file, or fails its checksums, is discarded.
  */
 async function startPart(
   ctx: PullContext,
   part: string,
   layout: Layout,
   keep: boolean,
+  shard: Shard | undefined,
 ): Promise<BodyVerifier> {
+  const span = shard === undefined ? undefined : shardRange(layout.header, layout.partitions, shard);
+  const fresh = () => new BodyVerifier(layout.header, layout.partitions, keep, span);
   const size = await stat(part).then(
     (s) => s.size,
     () => 0,
@@ -174,8 +184,8 @@ async function startPart(
       const onDisk = Buffer.alloc(HEADER_BYTES);
       await h.read(onDisk, 0, HEADER_BYTES, 0);
       if (onDisk.equals(layout.head)) {
-        const verifier = new BodyVerifier(layout.header, layout.partitions, keep);
-        await verifyFromFile(h, verifier, Math.min(size, layout.header.directoryOffset));
+        const verifier = fresh();
+        await verifyFromFile(h, verifier, Math.min(size, verifier.end));
         await h.truncate(verifier.position);
         ctx.logger.info({ part, have: verifier.position }, 'resuming a transfer left on disk');
         return verifier;
@@ -187,13 +197,16 @@ async function startPart(
       await h.close();
     }
   }
+  const verifier = fresh();
   const h = await open(part, 'w');
   try {
     await writeAll(h, layout.head);
+    // A shard's bytes go at their own offsets: what lies before them stays a hole (no disk used).
+    if (verifier.position > HEADER_BYTES) await h.truncate(verifier.position);
   } finally {
     await h.close();
   }
-  return new BodyVerifier(layout.header, layout.partitions, keep);
+  return verifier;
 }
 
 /**
@@ -239,12 +252,14 @@ async function transferBody(
 }
 
 /**
- * Appends the (already verified) directory and fsyncs, so a file that verified is on disk, whole, when it is
- * renamed.
+ * Appends the (already verified) directory at its offset (after a hole past a shard's last byte) and fsyncs, so a
+ * file that verified is on disk, whole, when it is renamed.
  */
-async function finishPart(part: string, directory: Buffer, fileBytes: number): Promise<void> {
+async function finishPart(part: string, directory: Buffer, header: SnapshotHeader): Promise<void> {
+  const fileBytes = header.fileBytes;
   const h = await open(part, 'a');
   try {
+    if ((await h.stat()).size < header.directoryOffset) await h.truncate(header.directoryOffset);
     await writeAll(h, directory);
     const size = (await h.stat()).size;
     if (size !== fileBytes) {

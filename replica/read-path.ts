@@ -17,6 +17,7 @@ import type { Logger } from '../common/logger.js';
 import type { CountCell, HttpMetrics } from '../common/metrics.js';
 import { SNAPSHOT_VERSION_HEADER } from '../common/protocol.js';
 import { idProblem } from '../common/record.js';
+import { formatShard, type Shard, shardOfId } from '../common/snapshot/shard.js';
 import type { LiveIndex, LiveVersion } from './live-index.js';
 
 /** Paths of reads start with this; the id follows, percent-encoded, up to an optional query. */
@@ -30,6 +31,8 @@ export interface ReadPathOptions {
   readonly maxQueue: number;
   readonly metrics: HttpMetrics;
   readonly logger: Logger;
+  /** SHARD: the shard this replica serves; ids of other shards are answered 421. Absent: every id. */
+  readonly shard?: Shard | null;
 }
 
 /**
@@ -169,6 +172,17 @@ export class ReadPath {
       );
       this.finish(url, start, 400, body, undefined, requestId, reply);
       return;
+    }
+    const shard = this.options.shard;
+    if (shard != null && shard.count > 1) {
+      const owner = shardOfId(id, shard.bits);
+      // A mis-routed read must be visible, not a silent 404: this replica does not hold the id's shard.
+      if (owner !== shard.index) {
+        const message = `id ${id} belongs to shard ${owner}/${shard.count}; this replica serves ${formatShard(shard)}`;
+        const body = JSON.stringify(errorBody(new AppError('PROMOTION_WRONG_SHARD', message)));
+        this.finish(url, start, 421, body, undefined, requestId, reply);
+        return;
+      }
     }
     const live = this.index.current;
     if (live === undefined) {

@@ -3,6 +3,10 @@
  * (pull.ts), renames it into place, builds the version from the bytes already in memory (disk mode opens the
  * file), swaps it in, and records it as the version to serve after a restart.
  *
+ * With SHARD=k/S only shard k's partitions are pulled, verified and served (pull.ts): a version's file is then
+ * sparse, holding the header, the directory and the shard's byte range at their real offsets, and a restart
+ * verifies and serves that shard of it at once (a file of another shard fails verification and is pulled again).
+ *
  * Files: DATA_DIR/v000042.snap (verified versions: the one served and one other are kept), DATA_DIR/SERVING
  * (`{"version": 42}`, the version served last, replaced atomically: a restart serves it at once, even after a
  * rollback to a lower number), DATA_DIR/tmp/ (transfers in progress).
@@ -28,6 +32,7 @@ import {
   manifestOf,
   parseManifest,
   REPLICA_ERROR_HEADER,
+  REPLICA_SHARD_HEADER,
   REPLICA_SYNC_INTERVAL_HEADER,
   REPLICA_URL_HEADER,
   REPLICA_VERSION_HEADER,
@@ -42,6 +47,7 @@ import {
   openVerified,
   type SnapshotMode,
 } from '../common/snapshot/reader.js';
+import { formatShard, type Shard } from '../common/snapshot/shard.js';
 import type { ExpectedSnapshot } from '../common/snapshot/verifier.js';
 import type { LiveIndex, LiveVersion } from './live-index.js';
 import { pullSnapshot } from './pull.js';
@@ -81,7 +87,8 @@ export interface SyncerOptions {
 export type SyncSettings = Pick<
   ReplicaConfig,
   'dataDir' | 'leaderUrl' | 'replicaToken' | 'syncIntervalMs' | 'serveMode' | 'memoryBudgetBytes'
->;
+> &
+  Partial<Pick<ReplicaConfig, 'shard'>>;
 
 export class Syncer {
   /** The URL the leader should use to reach this replica; set once the server listens. */
@@ -210,6 +217,7 @@ export class Syncer {
     };
     if (this.wantedVersion !== null) headers[REPLICA_WANTED_HEADER] = String(this.wantedVersion);
     if (this.failure !== undefined) headers[REPLICA_ERROR_HEADER] = formatReplicaError(this.failure);
+    if (this.shard !== undefined) headers[REPLICA_SHARD_HEADER] = formatShard(this.shard);
     const res = await fetch(`${this.settings.leaderUrl}/snapshots/current`, {
       headers,
       signal: AbortSignal.timeout(10_000),
@@ -273,7 +281,15 @@ export class Syncer {
       this.lastError = null;
       this.failure = undefined;
       this.lastSyncAt = new Date();
-      this.logger.info({ version: m.version, rows: m.rows, mode: snapshot.mode }, 'serving a new version');
+      this.logger.info(
+        {
+          version: m.version,
+          rows: snapshot.heldRows,
+          mode: snapshot.mode,
+          shard: this.settings.shard ?? null,
+        },
+        'serving a new version',
+      );
       // Housekeeping failures must not look like a failed load: the new version is served either way.
       await this.afterSwap(m.version).catch((err) =>
         this.logger.warn({ err: (err as Error).message }, 'cleaning up after a swap failed'),
@@ -317,10 +333,18 @@ export class Syncer {
     previous?.snapshot.close().catch((err) => this.logger.warn({ err }, 'closing an old version failed'));
   }
 
-  /** Memory mode when the file fits the budget (or is forced), else disk mode. */
+  /** The shard served (SHARD), if not the whole data set. */
+  private get shard(): Shard | undefined {
+    return this.settings.shard ?? undefined;
+  }
+
+  /**
+   * Memory mode when what is held fits the budget (or is forced), else disk mode. A shard holds about 1/S of a
+   * file of `bytes` (ids spread evenly over the hash), known before its directory is.
+   */
   private modeFor(bytes: number): SnapshotMode {
     if (this.settings.serveMode !== 'auto') return this.settings.serveMode;
-    return bytes <= this.settings.memoryBudgetBytes ? 'memory' : 'disk';
+    return bytes / (this.shard?.count ?? 1) <= this.settings.memoryBudgetBytes ? 'memory' : 'disk';
   }
 
   private filePath(version: number): string {
@@ -334,7 +358,7 @@ export class Syncer {
     const mode = this.modeFor(m.bytes);
     if (await exists(path)) {
       try {
-        return await loadSnapshot(path, expect, mode);
+        return await loadSnapshot(path, expect, mode, this.shard);
       } catch (err) {
         // Pull again; the rename below replaces the local file only once the new one has verified.
         this.logger.warn(
@@ -355,12 +379,12 @@ export class Syncer {
       },
       readsReceived: this.readsReceived,
     };
-    const verified = await pullSnapshot(pull, m, expect, part, mode === 'memory');
+    const verified = await pullSnapshot(pull, m, expect, part, mode === 'memory', this.shard);
     if (verified === 'unverified') {
       // A leader (or proxy) that ignores Range sent the file whole: verify it from the file, then name it.
       let snapshot: LoadedSnapshot;
       try {
-        snapshot = await loadSnapshot(part, expect, mode);
+        snapshot = await loadSnapshot(part, expect, mode, this.shard);
       } catch (err) {
         await rm(part, { force: true });
         throw err;
@@ -383,7 +407,7 @@ export class Syncer {
     for (const v of order) {
       try {
         const path = this.filePath(v);
-        const snapshot = await loadSnapshot(path, {}, this.modeFor((await stat(path)).size));
+        const snapshot = await loadSnapshot(path, {}, this.modeFor((await stat(path)).size), this.shard);
         this.retire(this.index.swap(snapshot, manifestOf(snapshot.header)));
         if (v === last || last === undefined) {
           this.logger.info(

@@ -134,5 +134,29 @@ describe('common/config', () => {
     );
     expect(refusal(() => loadReplicaConfig({ ...TOKENS, SERVE_MODE: 'fast' }))).to.match(/^SERVE_MODE/);
     expect(refusal(() => loadReplicaConfig({ ...TOKENS, LEADER_URL: 'nope' }))).to.match(/^LEADER_URL/);
+    for (const [bad, why] of [
+      ['1/3', /power of two/],
+      ['4/4', /from 0 to 3/],
+      ['0/128', /power of two from 1 to 64/],
+      ['two', /expected k\/S/],
+    ] as const) {
+      expect(
+        refusal(() => loadReplicaConfig({ ...TOKENS, SHARD: bad })),
+        bad,
+      ).to.match(/^SHARD must be k\/S/);
+      expect(
+        refusal(() => loadReplicaConfig({ ...TOKENS, SHARD: bad })),
+        bad,
+      ).to.match(why);
+    }
+  });
+
+  it('reads SHARD as k of S; unset serves the whole data set', () => {
+    expect(loadReplicaConfig(TOKENS).shard).to.equal(null);
+    expect(loadReplicaConfig({ ...TOKENS, SHARD: '3/8' }).shard).to.deep.equal({
+      index: 3,
+      count: 8,
+      bits: 3,
+    });
   });
 });

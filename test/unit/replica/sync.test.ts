@@ -1,7 +1,9 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { loadReplicaConfig } from '../../../common/config.js';
 import type { SnapshotManifest } from '../../../common/protocol.js';
+import { shardOfId } from '../../../common/snapshot/shard.js';
 import { LiveIndex } from '../../../replica/live-index.js';
 import { Syncer } from '../../../replica/sync.js';
 import {
@@ -79,5 +81,72 @@ describe('replica/sync', () => {
     const back = await startReplica('http://127.0.0.1:9', { DATA_DIR: replica.config.dataDir });
     expect(back.index.current?.manifest.version).to.equal(1);
     expect((await http(`${back.url}/promotions/id-3`)).json.price).to.equal(1);
+  });
+
+  describe('with SHARD=k/S', () => {
+    const ids = Array.from({ length: 4000 }, (_, i) => `shard-id-${i}`);
+    const csv = (price: string) => csvOf(ids.map((id) => [id, price, '2018-01-01 00:00:00']));
+    const mine = (k: number) => ids.filter((id) => shardOfId(id, 2) === k);
+
+    for (const mode of ['memory', 'disk']) {
+      it(`pulls, keeps and serves only its shard; other shards' ids get 421 (${mode} mode)`, async () => {
+        const leader = await startLeader();
+        await putCsv(leader.url, csv('1.5'));
+        const m = await manifestOf(leader.url, 1);
+        const replica = await startReplica(leader.url, { SHARD: '1/4', SERVE_MODE: mode });
+        await waitFor(() => replica.index.current, 10_000, 'the shard loaded');
+
+        const ready = await http(`${replica.url}/readyz`);
+        expect(ready.json).to.include({ version: 1, rows: mine(1).length, mode });
+        expect(ready.json.shard).to.deep.equal({ index: 1, count: 4 });
+        expect(mine(1).length).to.be.within(800, 1200);
+        for (const id of mine(1).slice(0, 300)) {
+          const r = await http(`${replica.url}/promotions/${id}`);
+          expect([r.status, r.json.price], id).to.deep.equal([200, 1.5]);
+        }
+        const other = await http(`${replica.url}/promotions/${mine(3)[0]}`);
+        expect(other.status).to.equal(421);
+        expect(other.json.error).to.equal('PROMOTION_WRONG_SHARD');
+        expect(other.json.message).to.include('shard 3/4');
+        // An absent id of its own shard is a plain 404.
+        const absent = ids.length + ids.findIndex((_, i) => shardOfId(`shard-id-${ids.length + i}`, 2) === 1);
+        expect((await http(`${replica.url}/promotions/shard-id-${absent}`)).status).to.equal(404);
+
+        // Only the shard's range came over the network, and the file on disk holds about a quarter of the bytes.
+        expect(replica.syncer.pulledBytes).to.be.within(m.bytes * 0.15, m.bytes * 0.35);
+        const file = await stat(join(replica.config.dataDir, 'v000001.snap'));
+        expect(file.size).to.equal(m.bytes);
+        expect(file.blocks * 512).to.be.below(m.bytes * 0.5);
+
+        // A restart serves its shard of the local file at once, the leader out of reach.
+        await stopReplica(replica);
+        const back = await startReplica('http://127.0.0.1:9', {
+          DATA_DIR: replica.config.dataDir,
+          SHARD: '1/4',
+          SERVE_MODE: mode,
+        });
+        expect(back.index.current?.manifest.version).to.equal(1);
+        expect((await http(`${back.url}/promotions/${mine(1)[5]}`)).json.price).to.equal(1.5);
+      });
+    }
+
+    it('follows a new version; restarted as another shard, refuses the local file and pulls its own', async () => {
+      const leader = await startLeader();
+      await putCsv(leader.url, csv('1.5'));
+      const replica = await startReplica(leader.url, { SHARD: '0/2' });
+      await waitFor(() => replica.index.current, 10_000, 'v1');
+      await putCsv(leader.url, csv('2.5'));
+      await replica.syncer.follow(await manifestOf(leader.url, 2));
+      const [zero, one] = [0, 1].map((k) => ids.find((x) => shardOfId(x, 1) === k) as string);
+      expect((await http(`${replica.url}/promotions/${zero}`)).json.price).to.equal(2.5);
+      await stopReplica(replica);
+
+      // Shard 1 of 2 is not in this file: it fails verification and goes; the version is pulled again.
+      const other = await startReplica(leader.url, { DATA_DIR: replica.config.dataDir, SHARD: '1/2' });
+      await waitFor(() => other.index.current, 10_000, 'v2 of shard 1/2');
+      expect(other.index.current?.manifest.version).to.equal(2);
+      expect((await http(`${other.url}/promotions/${one}`)).json.price).to.equal(2.5);
+      expect((await http(`${other.url}/promotions/${zero}`)).status).to.equal(421);
+    });
   });
 });
