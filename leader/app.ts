@@ -20,6 +20,7 @@ import { type HttpMetrics, metricsMiddleware, metricsRoute } from '../common/met
 import {
   parseReplicaError,
   REPLICA_ERROR_HEADER,
+  REPLICA_SHARD_HEADER,
   REPLICA_SYNC_INTERVAL_HEADER,
   REPLICA_URL_HEADER,
   REPLICA_VERSION_HEADER,
@@ -30,6 +31,7 @@ import { formUploadRoute } from './form-upload.js';
 import type { Ingestor } from './ingest.js';
 import { replicaUrlFromPoll } from './replica-url.js';
 import type { ReplicaRegistry } from './replicas.js';
+import { shardCoverage } from './shard-coverage.js';
 import type { SnapshotChecks } from './snapshot-checks.js';
 import type { SnapshotStore } from './snapshot-store.js';
 import { type ResumableUploads, UPLOADS_PATH } from './uploads.js';
@@ -183,6 +185,7 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
           wantedVersion: versionHeader(ctx.get(REPLICA_WANTED_HEADER)),
           error: parseReplicaError(ctx.get(REPLICA_ERROR_HEADER)) ?? null,
           syncIntervalMs: versionHeader(ctx.get(REPLICA_SYNC_INTERVAL_HEADER)),
+          shard: ctx.get(REPLICA_SHARD_HEADER) || null,
         });
       } else if (!refusedUrls.has(url)) {
         if (refusedUrls.size >= 1000) refusedUrls.clear();
@@ -249,9 +252,12 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
   });
 
   router.get('/replicas', readAuth, (ctx) => {
+    const current = store.current()?.version;
     ctx.body = {
-      current: store.current()?.version ?? null,
-      replicas: replicas.list(store.current()?.version),
+      current: current ?? null,
+      replicas: replicas.list(current),
+      // Live means every shard of a layout has a replica serving the version (shard-coverage.ts).
+      shards: shardCoverage(replicas.served(), current),
     };
   });
 

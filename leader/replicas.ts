@@ -24,6 +24,7 @@ import { DEFAULTS } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
 import type { ReplicaError, SnapshotManifest } from '../common/protocol.js';
 import { type CappedText, readCappedText } from '../common/reply-body.js';
+import { formatShard, parseShard } from '../common/snapshot/shard.js';
 import { type DnsTarget, type Resolve4, resolveReplicaUrls } from './replica-dns.js';
 
 /** How notices are retried. */
@@ -59,6 +60,8 @@ export interface PollReport {
   readonly error: ReplicaError | null;
   /** Its SYNC_INTERVAL_MS; null when it did not say. */
   readonly syncIntervalMs: number | null;
+  /** Its SHARD, `k/S` (a malformed one counts as none); null or absent for a replica of the whole data set. */
+  readonly shard?: string | null;
 }
 
 /** How often the addresses behind REPLICAS_DNS are looked up again between publishes. */
@@ -98,6 +101,8 @@ export interface ReplicaStatus {
   readonly source: Source;
   /** The version the replica last said it serves; null before it said anything. */
   readonly version: number | null;
+  /** The shard it serves, `k/S`, as it said (SHARD); null for a replica of the whole data set. */
+  readonly shard: string | null;
   readonly lastContact: string | null;
   /** Not heard from for STALE_SYNC_INTERVALS of its sync intervals (or never): what it said last may be old. */
   readonly stale: boolean;
@@ -129,6 +134,7 @@ interface Entry {
   readonly url: string;
   source: Source;
   version: number | null;
+  shard: string | null;
   lastContact: Date | null;
   lastError: string | null;
   /** The version whose notice failed last: a poll reporting it served clears `lastError`. */
@@ -265,12 +271,14 @@ export class ReplicaRegistry {
 
   /**
    * Records a replica's poll: it lives at `url`, serves `version` (null when it serves nothing yet), and says
-   * `report` about its loads.
+   * `report` about its loads and its shard.
    */
   seen(url: string, version: number | null, report: PollReport | null = null): void {
     const e = this.entries.get(url) ?? newEntry(url, 'registered');
-    const moved = e.version !== version;
+    const normal = shardText(report?.shard);
+    const moved = e.version !== version || e.shard !== normal;
     e.version = version;
+    e.shard = normal;
     e.lastContact = new Date(this.now());
     e.report = report;
     if (version !== null && version === e.failedVersion) {
@@ -289,6 +297,7 @@ export class ReplicaRegistry {
       url: e.url,
       source: e.source,
       version: e.version,
+      shard: e.shard,
       lastContact: e.lastContact?.toISOString() ?? null,
       stale: this.stale(e),
       lastError: e.lastError ?? reportedError(e.report),
@@ -317,7 +326,17 @@ export class ReplicaRegistry {
     return this.now() - e.lastContact.getTime() > STALE_SYNC_INTERVALS * interval;
   }
 
-  /** Versions some replica still serves (kept when old versions are pruned); an expired replica keeps none. */
+  /** What each replica not expired serves, and of which shard (for the shard coverage, shard-coverage.ts). */
+  served(): { readonly shard: string | null; readonly version: number | null }[] {
+    return [...this.entries.values()]
+      .filter((e) => !this.expired(e))
+      .map((e) => ({ shard: e.shard, version: e.version }));
+  }
+
+  /**
+   * Versions some replica still serves (kept when old versions are pruned): every shard's replicas count, so a
+   * version goes only once no shard serves it; an expired replica keeps none.
+   */
   versionsInUse(): Set<number> {
     return new Set(
       [...this.entries.values()]
@@ -419,8 +438,10 @@ export class ReplicaRegistry {
     e.lastContact = new Date(this.now());
     const body = reply.tooLarge ? {} : parseReply(reply.text);
     if (res.ok && !reply.tooLarge) {
-      const moved = typeof body.version === 'number' && body.version !== e.version;
+      const shard = typeof body.shard === 'string' ? shardText(body.shard) : e.shard;
+      const moved = (typeof body.version === 'number' && body.version !== e.version) || shard !== e.shard;
       if (typeof body.version === 'number') e.version = body.version;
+      e.shard = shard;
       e.lastError = null;
       e.failedVersion = null;
       this.logger.info(
@@ -456,7 +477,12 @@ export class ReplicaRegistry {
 }
 
 /** A replica's JSON answer, or nothing usable. */
-function parseReply(text: string): { version?: unknown; error?: unknown; message?: unknown } {
+function parseReply(text: string): {
+  version?: unknown;
+  shard?: unknown;
+  error?: unknown;
+  message?: unknown;
+} {
   try {
     const v: unknown = JSON.parse(text);
     return typeof v === 'object' && v !== null ? v : {};
@@ -470,6 +496,7 @@ function newEntry(url: string, source: Source): Entry {
     url,
     source,
     version: null,
+    shard: null,
     lastContact: null,
     lastError: null,
     failedVersion: null,
@@ -502,4 +529,11 @@ function lagOf(version: number | null, current: number | undefined): number | nu
 function causeOf(err: Error): string {
   const cause = err.cause as NodeJS.ErrnoException | undefined;
   return cause?.code !== undefined ? `${cause.code} ${cause.message}` : (cause?.message ?? err.message);
+}
+
+/** A replica's word for its shard, normalised to `k/S`; null for none, 1 shard, or a malformed one. */
+function shardText(text: string | null | undefined): string | null {
+  if (text == null || text === '') return null;
+  const shard = parseShard(text);
+  return typeof shard === 'string' || shard.count === 1 ? null : formatShard(shard);
 }

@@ -283,6 +283,31 @@ describe('leader/replicas: the registry and its notices', () => {
     expect([...r.versionsInUse()].sort()).to.deep.equal([4, 5]);
   });
 
+  it('records the shard each replica says it serves; every shard keeps its version from pruning', () => {
+    const shardReport = (shard: string | null) => ({
+      wantedVersion: null,
+      error: null,
+      syncIntervalMs: null,
+      shard,
+    });
+    const r = registry([]);
+    r.seen('http://a:1', 5, shardReport('0/2'));
+    r.seen('http://b:1', 4, shardReport('1/2'));
+    r.seen('http://c:1', 5, shardReport(null));
+    r.seen('http://d:1', 5, shardReport('nonsense'));
+    r.seen('http://e:1', 5, shardReport('0/1'));
+    expect(r.list(5).map((s) => [s.url, s.shard])).to.deep.equal([
+      ['http://a:1', '0/2'],
+      ['http://b:1', '1/2'],
+      ['http://c:1', null],
+      ['http://d:1', null],
+      ['http://e:1', null],
+    ]);
+    // Shard 1 of 2 still serves 4 only: version 4 must stay.
+    expect([...r.versionsInUse()].sort()).to.deep.equal([4, 5]);
+    expect(r.served()).to.deep.include({ shard: '1/2', version: 4 });
+  });
+
   it('tells the leader when a replica moves, so that old versions can be pruned', () => {
     let calls = 0;
     const r = registry([], { onServedChange: () => calls++ });

@@ -112,6 +112,25 @@ describe('replica/sync', () => {
         const absent = ids.length + ids.findIndex((_, i) => shardOfId(`shard-id-${ids.length + i}`, 2) === 1);
         expect((await http(`${replica.url}/promotions/shard-id-${absent}`)).status).to.equal(404);
 
+        // The leader knows the replica's shard from its poll, and that the version is not live on every shard.
+        await waitFor(
+          async () => {
+            const list = (await http(`${leader.url}/replicas`)).json as {
+              replicas: { shard: string; version: number }[];
+              shards: { currentLive: boolean; layouts: { shards: number; missingCurrent: number[] }[] };
+            };
+            if (list.replicas[0]?.version !== 1) return undefined;
+            expect(list.replicas[0].shard).to.equal('1/4');
+            expect(list.shards.currentLive).to.equal(false);
+            expect(list.shards.layouts.map((l) => [l.shards, l.missingCurrent])).to.deep.equal([
+              [4, [0, 2, 3]],
+            ]);
+            return true;
+          },
+          10_000,
+          'the leader sees shard 1/4 on v1',
+        );
+
         // Only the shard's range came over the network, and the file on disk holds about a quarter of the bytes.
         expect(replica.syncer.pulledBytes).to.be.within(m.bytes * 0.15, m.bytes * 0.35);
         const file = await stat(join(replica.config.dataDir, 'v000001.snap'));
