@@ -115,7 +115,7 @@ describe('replica/sync', () => {
         // The leader knows the replica's shard from its poll, and that the version is not live on every shard.
         await waitFor(
           async () => {
-            const list = (await http(`${leader.url}/replicas`)).json as {
+            const list = (await http(`${leader.url}/replicas`, { headers: LEADER_AUTH })).json as {
               replicas: { shard: string; version: number }[];
               shards: { currentLive: boolean; layouts: { shards: number; missingCurrent: number[] }[] };
             };
