@@ -5,7 +5,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { FORMAT_MAJOR, FORMAT_MINOR } from '../../../../common/snapshot/format.js';
+import { FORMAT_MAJOR, FORMAT_MINOR, MAX_SHARD_BITS } from '../../../../common/snapshot/format.js';
 import { loadSnapshot } from '../../../../common/snapshot/reader.js';
 import { SnapshotBuilder } from '../../../../leader/snapshot-build/snapshot-builder.js';
 import { cleanup, tempDir } from '../../../helpers.js';
@@ -16,7 +16,7 @@ describe('leader/snapshot-build/snapshot-builder', () => {
 
   it('writes a header that names the format, the build and what the rows gave', async () => {
     const dir = await tempDir();
-    const rows = mixedRows(2000);
+    const rows = mixedRows(8000);
     const { path, header } = await buildFile(dir, rows, { targetPartitionRows: 100 });
     const expected = expectedAnswers(rows);
     expect(header.formatMajor).to.equal(FORMAT_MAJOR);
@@ -24,8 +24,8 @@ describe('leader/snapshot-build/snapshot-builder', () => {
     expect(header).to.include({ version: 3, sourceSha256: 'ab'.repeat(32), badRowCount: 0 });
     expect(header.rowCount).to.equal(expected.size);
     expect(header.duplicateCount).to.equal(rows.length - expected.size);
-    // About 100 rows per partition: 2^5 = 32 partitions for 2000 rows.
-    expect(header.partitionBits).to.equal(5);
+    // About 100 rows per partition: 2^7 = 128 partitions for the 8000 ids (and their duplicates).
+    expect(header.partitionBits).to.equal(7);
     expect(header.fileBytes).to.equal((await stat(path)).size);
     expect(header.snapshotId).to.match(/^[0-9a-f]{32}$/);
     // The header returned is the header written.
@@ -100,7 +100,8 @@ describe('leader/snapshot-build/snapshot-builder', () => {
     const dir = await tempDir();
     const { path, header } = await buildFile(dir, []);
     expect(header.rowCount).to.equal(0);
-    expect(header.partitionBits).to.equal(0);
+    // Never fewer than MAX_SHARD_BITS partition bits: any file splits into up to 64 shards (FORMAT.md, Shards).
+    expect(header.partitionBits).to.equal(MAX_SHARD_BITS);
     expect((await loadSnapshot(path)).lookup('x')).to.equal(undefined);
   });
 });
