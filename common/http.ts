@@ -19,6 +19,20 @@ export function errorMiddleware(logger: Logger): Koa.Middleware {
         throw new AppError('REQUEST_NOT_FOUND', `no route for ${ctx.method} ${ctx.path}`);
       }
     } catch (err) {
+      if (clientWentAway(ctx)) {
+        // A cut upload or a closed tab: nobody gets this answer, and it is no failure of ours (no 5xx, no alert).
+        logger.info(
+          {
+            requestId: ctx.state.requestId,
+            method: ctx.method,
+            path: ctx.path,
+            receivedBytes: (ctx.req.socket as Socket | null)?.bytesRead,
+            code: (err as { code?: string }).code,
+          },
+          'client went away before its answer',
+        );
+        return;
+      }
       const known = err instanceof AppError ? err : undefined;
       if (known === undefined || known.status >= 500) {
         logger.error(
@@ -33,8 +47,23 @@ export function errorMiddleware(logger: Logger): Koa.Middleware {
   };
 }
 
+/**
+ * The status logged and counted for a request whose client went away before its answer was sent: nginx's "client
+ * closed request". Never sent (there is nobody to send it to); Koa would refuse it as a status anyway.
+ */
+export const CLIENT_CLOSED_STATUS = 499;
+
+/** True when the connection closed before the answer was complete: a client that went away mid-request. */
+export function clientWentAway(ctx: Koa.Context): boolean {
+  if (ctx.res.writableFinished) return false;
+  // The response's socket: the request's is let go when we destroy a request ourselves (an oversized body), while
+  // the answer can still be sent.
+  const socket = (ctx.res.socket ?? ctx.req.socket) as Socket | null;
+  return socket === null || socket.destroyed;
+}
+
 /** Errors of a client that went away (a cut upload, a reset): part of normal life, not a failure of ours. */
-function isClientGone(err: { code?: string; message?: string }): boolean {
+export function isClientGone(err: { code?: string; message?: string }): boolean {
   return (
     err.code === 'ECONNRESET' ||
     err.code === 'EPIPE' ||
@@ -55,8 +84,12 @@ export function logAppErrors(app: Koa, logger: Logger): void {
   });
 }
 
-/** The status sent: Koa's, or the raw response's when a route answered by itself (`ctx.respond = false`). */
+/**
+ * The status sent: Koa's, or the raw response's when a route answered by itself (`ctx.respond = false`);
+ * CLIENT_CLOSED_STATUS when the client went away first.
+ */
 export function answeredStatus(ctx: Koa.Context): number {
+  if (clientWentAway(ctx)) return CLIENT_CLOSED_STATUS;
   return ctx.respond === false ? ctx.res.statusCode : ctx.status;
 }
 

@@ -7,7 +7,7 @@
  */
 import type Koa from 'koa';
 import { Counter, collectDefaultMetrics, Gauge, type Histogram, Registry } from 'prom-client';
-import { answeredStatus } from './http.js';
+import { answeredStatus, clientWentAway } from './http.js';
 
 export const METRIC_PREFIX = 'promotions_';
 /** Request duration buckets, in seconds: sub-millisecond reads up to slow uploads. */
@@ -162,6 +162,8 @@ export interface HttpMetrics {
   readonly duration: DurationHistogram;
   readonly inFlight: Gauge;
   readonly shed: Counter;
+  /** Requests whose client went away before the answer (a cut upload): counted as status 499, never as a 5xx. */
+  readonly clientAborts: Counter<'route' | 'method'>;
 }
 
 /** A registry with default process metrics (memory, CPU, event-loop lag, GC) and the HTTP metrics. */
@@ -188,6 +190,12 @@ export function createHttpMetrics(role: 'leader' | 'replica'): HttpMetrics {
       help: 'Reads refused with 503 because the replica was over its in-flight and queue limits',
       registers: [registry],
     }),
+    clientAborts: new Counter({
+      name: `${METRIC_PREFIX}http_client_aborts_total`,
+      help: 'Requests whose client went away before the answer (a cut upload), by route and method',
+      labelNames: ['route', 'method'],
+      registers: [registry],
+    }),
   };
 }
 
@@ -202,6 +210,7 @@ export function metricsMiddleware(m: HttpMetrics): Koa.Middleware {
       m.inFlight.dec();
       const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
       m.requests.cell(route, ctx.method, answeredStatus(ctx)).value++;
+      if (clientWentAway(ctx)) m.clientAborts.inc({ route, method: ctx.method });
       m.duration.cell(route).observe((performance.now() - start) / 1000);
     }
   };

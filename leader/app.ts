@@ -155,7 +155,11 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
       ctx.set('Upload-Expires', deps.uploads.expiresAt().toUTCString());
     }
     ctx.respond = false;
-    await deps.uploads.server.handle(ctx.req, ctx.res);
+    const handled = deps.uploads.server.handle(ctx.req, ctx.res);
+    // A client that goes away mid-PATCH leaves the library's answer waiting on a closed socket forever: the
+    // request ends when the connection does (the bytes that arrived are kept; HEAD tells the client to resume).
+    const closed = new Promise<void>((resolve) => ctx.res.once('close', resolve));
+    await Promise.race([handled.catch(() => undefined), closed]);
   };
   // tus needs no GET: the library would serve an upload's bytes back, which nobody should fetch from here.
   const paths = [UPLOADS_PATH, `${UPLOADS_PATH}/:id`];

@@ -20,6 +20,7 @@ import { FileStore } from '@tus/file-store';
 import { Server, type Upload } from '@tus/server';
 import type { LeaderConfig } from '../common/config.js';
 import { AppError, type ErrorCode, errorBody } from '../common/errors.js';
+import { isClientGone } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import type { Ingestor } from './ingest.js';
 
@@ -87,6 +88,11 @@ export class ResumableUploads {
         return req.method === 'POST' ? { ...answer, status_code: 201 } : answer;
       },
       onResponseError: (_req, err) => {
+        if (err instanceof Error && isClientGone(err as Error & { code?: string })) {
+          // The client went away mid-upload: what arrived is kept for it to resume; nobody reads this answer.
+          this.logger.info({ code: (err as { code?: string }).code }, 'upload cut by its client');
+          return tusError(new AppError('REQUEST_BAD', 'the upload was cut; resume it'));
+        }
         if (err instanceof Error && !('status_code' in err)) {
           this.logger.error({ err }, 'upload failed');
           return tusError(new AppError('INTERNAL', 'the upload failed on the leader; resume it'));

@@ -1,8 +1,11 @@
+import { request } from 'node:http';
 import { expect } from 'chai';
 import { listen } from '../../../common/http.js';
 import {
+  capturingLogger,
   cleanup,
   csvOf,
+  http,
   LEADER_TOKEN,
   onCleanup,
   putCsv,
@@ -47,4 +50,85 @@ describe('common/http server limits', () => {
     expect(leader.store.current()?.version).to.equal(1);
     expect(leader.store.list()).to.have.length(1);
   });
+
+  it('logs and counts a client that goes away mid-upload as its abort (499), never as a 5xx', async () => {
+    const { logger, lines } = capturingLogger();
+    const leader = await startLeader({}, {}, {}, logger);
+    const auth = { authorization: `Bearer ${LEADER_TOKEN}` };
+    const tus = { ...auth, 'tus-resumable': '1.0.0' };
+    const created = await http(`${leader.url}/uploads`, {
+      method: 'POST',
+      headers: { ...tus, 'upload-length': '1000000' },
+    });
+    const uploadUrl = `${leader.url}${created.headers.get('location')}`;
+    const form = `--b\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n${'a'.repeat(50_000)}`;
+    await cutMidBody(`${leader.url}/promotions`, 'PUT', { ...auth, 'content-type': 'text/csv' }, 100_000);
+    await cutMidBody(
+      uploadUrl,
+      'PATCH',
+      { ...tus, 'content-type': 'application/offset+octet-stream', 'upload-offset': '0' },
+      100_000,
+    );
+    await cutMidBody(
+      `${leader.url}/promotions`,
+      'POST',
+      { ...auth, 'content-type': 'multipart/form-data; boundary=b' },
+      form.length,
+      form,
+    );
+    const requests = () =>
+      lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'request');
+    await waitFor(() => (requests().length >= 4 ? true : undefined), 10_000, 'the three cut requests logged');
+    expect(requests().map((l) => [l.method, l.status])).to.deep.equal([
+      ['POST', 201],
+      ['PUT', 499],
+      ['PATCH', 499],
+      ['POST', 499],
+    ]);
+    const levels = lines.map((l) => JSON.parse(l) as { level: number; msg: string });
+    expect(levels.filter((l) => l.level >= 50).map((l) => l.msg)).to.deep.equal([]);
+    expect(lines.join('\n')).not.to.match(/"status":5\d\d/);
+    const metrics = (await http(`${leader.url}/metrics`)).text;
+    expect(metrics).not.to.match(/status="5\d\d"/);
+    expect(metrics).to.match(
+      /^promotions_http_client_aborts_total\{route="\/promotions",method="PUT",role="leader"\} 1$/m,
+    );
+    expect(metrics).to.match(
+      /^promotions_http_client_aborts_total\{route="\/promotions",method="POST",role="leader"\} 1$/m,
+    );
+    expect(metrics).to.match(
+      /^promotions_http_client_aborts_total\{route="\/uploads\/:id",method="PATCH",role="leader"\} 1$/m,
+    );
+    // Nothing is left hanging: only the scrape itself is in flight.
+    expect(metrics).to.match(/^promotions_http_requests_in_flight\{role="leader"\} 1$/m);
+    // What arrived of the cut tus upload is kept for the client to resume.
+    const head = await http(uploadUrl, { method: 'HEAD', headers: tus });
+    expect(Number(head.headers.get('upload-offset'))).to.be.within(1, 1_000_000);
+  });
 });
+
+/**
+ * Sends the head of a request declaring 1,000,000 body bytes (or `body`'s length plus more), then `sent` bytes of
+ * the body (or `body`), then cuts the connection, as a dropped link does. Resolves once the socket is closed.
+ */
+function cutMidBody(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  sent: number,
+  body?: string,
+): Promise<void> {
+  return new Promise((resolve) => {
+    const bytes = body === undefined ? Buffer.alloc(sent, 'a') : Buffer.from(body);
+    const req = request(url, {
+      method,
+      headers: { ...headers, 'content-length': String(bytes.length * 10) },
+    });
+    req.on('error', () => undefined);
+    req.on('close', () => resolve());
+    req.write(bytes, () => {
+      // Let the server take what arrived, then drop the socket mid-body.
+      setTimeout(() => req.destroy(), 200);
+    });
+  });
+}
