@@ -14,6 +14,8 @@ import { once } from 'node:events';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CsvError, parse } from 'csv-parse';
+import { AppError } from '../common/errors.js';
+import { notCsvReason, SNIFF_BYTES, sniffReady } from './file-sniff.js';
 import type { ParsedBlock } from './parse-chunk.js';
 import type { ParsePool } from './parse-pool.js';
 
@@ -70,7 +72,9 @@ export async function readCsv(source: Readable, options: ReadCsvOptions): Promis
   // each one onto the rest would copy the line over and over.
   let carry: Buffer[] = [];
   let carryBytes = 0;
-  let head: Buffer | undefined = Buffer.alloc(0);
+  // The first bytes, held until a BOM can be dropped and the file recognised as text (file-sniff.ts).
+  let head: Buffer[] | undefined = [];
+  let headBytes = 0;
   let slow: { input: PassThrough; done: Promise<void> } | undefined;
 
   const applyNext = async () => {
@@ -143,20 +147,27 @@ export async function readCsv(source: Readable, options: ReadCsvOptions): Promis
     if (pendingBytes >= blockBytes) await dispatch();
   };
 
+  const takeHead = async (ended: boolean) => {
+    const whole = Buffer.concat(head as Buffer[]);
+    const start = whole.subarray(0, BOM.length).equals(BOM) ? whole.subarray(BOM.length) : whole;
+    if (!ended && !sniffReady(start)) return;
+    head = undefined;
+    const reason = notCsvReason(start);
+    if (reason !== undefined) throw new AppError('INGEST_NOT_CSV', reason);
+    if (start.length > 0) await take(start);
+  };
   for await (const chunk of source as AsyncIterable<Buffer>) {
     options.onBytes(chunk);
     if (head === undefined) {
       await take(chunk);
       continue;
     }
-    // Hold the first bytes until a BOM can be recognised and dropped.
-    head = Buffer.concat([head, chunk]);
-    if (head.length < BOM.length) continue;
-    const start = head.subarray(0, BOM.length).equals(BOM) ? head.subarray(BOM.length) : head;
-    head = undefined;
-    await take(start);
+    head.push(chunk);
+    headBytes += chunk.length;
+    // Cheap until the first line end: a chunk or two (a line with no end is bounded by SNIFF_BYTES).
+    if (chunk.indexOf(NEWLINE) !== -1 || headBytes >= SNIFF_BYTES) await takeHead(false);
   }
-  if (head !== undefined && head.length > 0) await take(head);
+  if (head !== undefined) await takeHead(true);
   if (slow !== undefined) {
     slow.input.end();
     await slow.done;

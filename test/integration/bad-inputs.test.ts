@@ -30,6 +30,8 @@ interface Expected {
   readonly line?: number;
   readonly column?: string;
   readonly reason?: string;
+  /** For a file refused whole (not row by row): how its message starts. */
+  readonly message?: string;
   /** For accepted files: what the replica answers for these ids once the file is live. */
   readonly answers?: Record<string, Record<string, unknown>>;
 }
@@ -98,6 +100,9 @@ describe('bad-input corpus', () => {
       const about = `${file} (${e.what}): ${res.text.slice(0, 300)}`;
       expect(res.status, about).to.equal(e.status);
       expect(res.json.error, about).to.equal(e.error);
+      if (e.message !== undefined) {
+        expect((res.json.message as string).startsWith(e.message), about).to.equal(true);
+      }
       if (e.line !== undefined) {
         expect(res.json.message, about).to.match(new RegExp(`^line ${e.line}: `));
         const rows = res.json.badRows as BadRow[];

@@ -6,14 +6,16 @@ import { Readable } from 'node:stream';
 import { expect } from 'chai';
 import { parse } from 'csv-parse/sync';
 import fc from 'fast-check';
+import { AppError } from '../../../common/errors.js';
 import { type BadRow, isBadRow, isHeader, type Promotion, parseRow } from '../../../common/record.js';
 import { keyHash1 } from '../../../common/snapshot/key-hash.js';
 import { decodeRecord } from '../../../common/snapshot/record-codec.js';
 import { CsvSyntaxError, readCsv } from '../../../leader/csv-reader.js';
+import { notCsvReason } from '../../../leader/file-sniff.js';
 import { ParsePool } from '../../../leader/parse-pool.js';
 import { GROUP_BITS } from '../../../leader/snapshot-build/row-groups.js';
 
-type Outcome = { rows: Promotion[]; bad: BadRow[] } | { syntaxErrorLine: number };
+type Outcome = { rows: Promotion[]; bad: BadRow[] } | { syntaxErrorLine: number } | { notCsv: string };
 
 /** The group a row goes to in a parsed block (snapshot-build/row-groups.ts): the top bits of its first hash. */
 const groupOf = (p: Promotion) => keyHash1(p.id) >>> (32 - GROUP_BITS);
@@ -39,7 +41,16 @@ function asParsed(rows: { row: Promotion; line: number }[], blocks: [number, num
 /** The reference: csv-parse over the whole text, then the same row rules; each row with its line. */
 function referenceRows(
   text: string,
-): { rows: { row: Promotion; line: number }[]; bad: BadRow[] } | { syntaxErrorLine: number } {
+):
+  | { rows: { row: Promotion; line: number }[]; bad: BadRow[] }
+  | { syntaxErrorLine: number }
+  | { notCsv: string } {
+  // A file that is not CSV text is refused on its first bytes, before any parser (file-sniff.ts).
+  const bytes = Buffer.from(text, 'utf8');
+  const notCsv = notCsvReason(
+    bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? bytes.subarray(3) : bytes,
+  );
+  if (notCsv !== undefined) return { notCsv };
   let records: { record: string[]; info: { lines: number } }[];
   try {
     records = parse(text, {
@@ -75,7 +86,7 @@ async function compare(text: string, cuts: number[], pool: ParsePool, blockBytes
   const blocks: [number, number][] = [];
   const got = await ours(text, cuts, pool, blockBytes, blocks);
   const want = referenceRows(text);
-  if (!('rows' in want)) {
+  if (!('rows' in want) || 'notCsv' in got) {
     expect(got).to.deep.equal(want);
     return;
   }
@@ -133,6 +144,7 @@ async function ours(
     });
   } catch (err) {
     if (err instanceof CsvSyntaxError) return { syntaxErrorLine: err.line };
+    if (err instanceof AppError && err.code === 'INGEST_NOT_CSV') return { notCsv: err.message };
     throw err;
   }
   return { rows, bad };
