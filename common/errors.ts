@@ -31,6 +31,9 @@ export const ERROR_CODES = {
   REPLICA_NOT_READY: 503,
   REPLICA_OVERLOADED: 503,
   REPLICA_SYNC_FAILED: 502,
+  STORAGE_FULL: 507,
+  STORAGE_READ_ONLY: 507,
+  STORAGE_DENIED: 507,
   INTERNAL: 500,
   /** Answered by the nginx router (k8s/router/nginx.conf), not by node: no replica of the id's shard answered. */
   ROUTER_SHARD_UNAVAILABLE: 502,
@@ -69,4 +72,47 @@ export class SnapshotError extends AppError {
 /** The JSON body of an error answer: `{"error": CODE, "message": ...}` plus details. */
 export function errorBody(err: AppError): Record<string, unknown> {
   return { error: err.code, message: err.message, ...err.details };
+}
+
+/** A directory the service writes to, and the setting that names it (for messages an operator can act on). */
+export interface StorageDir {
+  readonly setting: string;
+  readonly path: string;
+}
+
+/** errno codes of write failures an operator can fix, with their code and what to do. */
+const STORAGE_ERRNOS: Record<string, { code: ErrorCode; what: string; fix: string }> = {
+  ENOSPC: { code: 'STORAGE_FULL', what: 'no space left on the device', fix: 'free space or grow the volume' },
+  EDQUOT: { code: 'STORAGE_FULL', what: 'the disk quota is used up', fix: 'free space or raise the quota' },
+  EROFS: { code: 'STORAGE_READ_ONLY', what: 'the file system is read-only', fix: 'mount it read-write' },
+  EACCES: { code: 'STORAGE_DENIED', what: 'permission denied', fix: "give the service's user write access" },
+  EPERM: {
+    code: 'STORAGE_DENIED',
+    what: 'operation not permitted',
+    fix: "give the service's user write access",
+  },
+};
+
+/**
+ * The named error for a file-system failure an operator can act on (a full disk, a read-only or forbidden
+ * directory), saying which directory: `dir` when the caller knows what it was writing, else the directory of the
+ * error's own path. Undefined for any other error.
+ */
+export function storageErrorOf(err: unknown, dir?: StorageDir): AppError | undefined {
+  const e = err as NodeJS.ErrnoException | undefined;
+  const known = typeof e?.code === 'string' ? STORAGE_ERRNOS[e.code] : undefined;
+  if (known === undefined || err instanceof AppError) return undefined;
+  const path = typeof e?.path === 'string' ? e.path : undefined;
+  // The caller's directory, unless the error names a file elsewhere (a file being read, say).
+  const inDir = dir !== undefined && (path === undefined || path.startsWith(dir.path));
+  const where = inDir
+    ? `${dir.setting} (${dir.path})`
+    : path !== undefined
+      ? `the directory of ${path}`
+      : 'a directory of the service';
+  return new AppError(
+    known.code,
+    `cannot write to ${where}: ${known.what} (${e?.code}); ${known.fix}, then send the file again. Nothing was changed: the live version stays`,
+    { directory: inDir ? dir.path : (path ?? null), errno: e?.code },
+  );
 }

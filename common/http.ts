@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import type Koa from 'koa';
 import { DEFAULTS } from './config.js';
-import { AppError, errorBody } from './errors.js';
+import { AppError, errorBody, storageErrorOf } from './errors.js';
 import type { Logger } from './logger.js';
 
 /** Maps thrown errors to `{"error": CODE, "message": ...}`; an unexpected error is a logged, generic 500. */
@@ -33,7 +33,8 @@ export function errorMiddleware(logger: Logger): Koa.Middleware {
         );
         return;
       }
-      const known = err instanceof AppError ? err : undefined;
+      // A full or forbidden disk that no route named: still a 507 an operator can act on, not a bare 500.
+      const known = err instanceof AppError ? err : storageErrorOf(err);
       if (known === undefined || known.status >= 500) {
         logger.error(
           { err, requestId: ctx.state.requestId, method: ctx.method, path: ctx.path },

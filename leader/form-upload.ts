@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type Koa from 'koa';
 import { koaBody } from 'koa-body';
 import type { LeaderConfig } from '../common/config.js';
-import { AppError } from '../common/errors.js';
+import { AppError, storageErrorOf } from '../common/errors.js';
 import { keepOpenAfterBody } from '../common/http.js';
 import type { Ingestor } from './ingest.js';
 
@@ -21,8 +21,10 @@ export async function resetFormsDir(uploadDir: string): Promise<string> {
   return dir;
 }
 
-/** formidable's errors carry the HTTP status they mean. */
-function formError(err: Error, maxUploadBytes: number): AppError {
+/** formidable's errors carry the HTTP status they mean; a full or forbidden UPLOAD_DIR is said so. */
+function formError(err: Error, maxUploadBytes: number, formsDir: string): AppError {
+  const storage = storageErrorOf(err, { setting: 'UPLOAD_DIR', path: formsDir });
+  if (storage !== undefined) return storage;
   if ((err as { httpCode?: number }).httpCode === 413) {
     return new AppError(
       'REQUEST_TOO_LARGE',
@@ -65,7 +67,7 @@ export function formUploadRoute(
           minFileSize: 0,
         },
         onError: (err) => {
-          throw formError(err, settings.maxUploadBytes);
+          throw formError(err, settings.maxUploadBytes, formsDir);
         },
       });
       await parse(ctx, async () => undefined);

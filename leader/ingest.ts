@@ -12,7 +12,7 @@ import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { LeaderConfig } from '../common/config.js';
-import { AppError } from '../common/errors.js';
+import { AppError, storageErrorOf } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { SnapshotManifest } from '../common/protocol.js';
 import { type BadRow, isBadRow, isHeader, parseRow } from '../common/record.js';
@@ -281,7 +281,9 @@ export class Ingestor {
       if (err instanceof AppError && err.status < 500) {
         this.logger.warn({ source: options.source, code: err.code, message: err.message }, 'ingest refused');
       }
-      throw err;
+      // The build writes its run files and the new snapshot under DATA_DIR: a full or read-only disk there is
+      // said so (507), not a bare 500. What was written is removed below; the live version never moved.
+      throw storageErrorOf(err, { setting: 'DATA_DIR', path: this.store.dataDir }) ?? err;
     } finally {
       await builder.abort();
       await rm(path, { force: true });

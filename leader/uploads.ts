@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { Server, type Upload } from '@tus/server';
 import type { LeaderConfig } from '../common/config.js';
-import { AppError, type ErrorCode, errorBody } from '../common/errors.js';
+import { AppError, type ErrorCode, errorBody, storageErrorOf } from '../common/errors.js';
 import { isClientGone } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import type { Ingestor } from './ingest.js';
@@ -92,6 +92,12 @@ export class ResumableUploads {
           // The client went away mid-upload: what arrived is kept for it to resume; nobody reads this answer.
           this.logger.info({ code: (err as { code?: string }).code }, 'upload cut by its client');
           return tusError(new AppError('REQUEST_BAD', 'the upload was cut; resume it'));
+        }
+        const storage = storageErrorOf(err, { setting: 'UPLOAD_DIR', path: this.settings.uploadDir });
+        if (storage !== undefined) {
+          // The bytes that fit are kept: once there is room, HEAD tells the client where to resume.
+          this.logger.error({ err, code: storage.code }, 'upload cannot be stored');
+          return tusError(storage);
         }
         if (err instanceof Error && !('status_code' in err)) {
           this.logger.error({ err }, 'upload failed');
