@@ -113,7 +113,7 @@ export function loopbackConf(production: string, dir: string, port: number): str
   const user = userInfo();
   // As root, nginx would switch its workers to `nobody`, who cannot write into `dir`; as anyone else it keeps the user.
   const header = `daemon off;\n${user.uid === 0 ? `user ${user.username};\n` : ''}worker_processes 1;`;
-  conf = replaceIn(conf, 'worker_processes auto;', header, 1);
+  conf = replaceIn(conf, 'worker_processes 2;', header, 1);
   conf = replaceIn(conf, 'error_log stderr warn;', `error_log ${quoted(join(dir, 'error.log'))} warn;`, 1);
   conf = replaceIn(
     conf,
