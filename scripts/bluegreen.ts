@@ -1,11 +1,13 @@
 /**
  * Blue/green switch for the replicas in Kubernetes (k8s/, docs/operating.md). The `replicas` Service selects the
- * live colour; this script moves that selector only after checking that every pod of the other colour is ready
- * and serves the leader's current version.
+ * live colour (its replicas, or in the sharded layout its routers); this script moves that selector only after
+ * checking that every replica pod of the other colour is ready and serves the leader's current version and, when
+ * the colour is sharded, that every shard 0..S-1 of it has such a pod and its routers are ready.
  *   node --import tsx scripts/bluegreen.ts [--namespace NS] status
  *   node --import tsx scripts/bluegreen.ts [--namespace NS] [--timeout SECONDS] deploy <blue|green> <image>
  *   node --import tsx scripts/bluegreen.ts [--namespace NS] switch <blue|green>
  *   node --import tsx scripts/bluegreen.ts [--namespace NS] rollback
+ *   node --import tsx scripts/bluegreen.ts --help
  * Exit codes: 0 done, 1 refused or failed (the reason is printed), 2 usage.
  * It talks to the cluster only through `kubectl` (or the binary named by KUBECTL), with the caller's kubeconfig;
  * pods and the leader are reached through the API server's proxy (`kubectl get --raw`), so no port-forward.
@@ -13,6 +15,7 @@
 import { execFile } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 export const COLOURS = ['blue', 'green'] as const;
 export type Colour = (typeof COLOURS)[number];
@@ -23,6 +26,7 @@ const LEADER_SERVICE = 'leader:http';
 const REPLICA_PORT = 8081;
 const REPLICA_CONTAINER = 'replica';
 const REPLICA_SELECTOR = 'app.kubernetes.io/name=promotions,app.kubernetes.io/component=replica';
+const ROUTER_SELECTOR = 'app.kubernetes.io/name=promotions,app.kubernetes.io/component=router';
 const POLL_INTERVAL_MS = 5000;
 
 /** Exit codes. */
@@ -31,11 +35,16 @@ export const EXIT_REFUSED = 1;
 export const EXIT_USAGE = 2;
 
 const USAGE = `usage: bluegreen.ts [--namespace NS] [--timeout SECONDS] <command>
-  status                      the live colour and each colour's ready pods
+  status                      the live colour and each colour's ready pods (and shards)
   deploy <colour> <image>     set the idle colour's image, wait until it is ready and serves the current version
-  switch <colour>             point the replicas Service at <colour> (refused unless it is ready and current)
+  switch <colour>             point the replicas Service at <colour> (refused unless it is ready and current,
+                              every shard of it included)
   rollback                    switch back to the other colour, with the same check
-colours: blue, green; namespace defaults to promotions; timeout (deploy) defaults to 900 seconds`;
+options:
+  -n, --namespace NS          the namespace (default promotions)
+  --timeout SECONDS           how long deploy waits (default 900)
+  -h, --help                  this text
+colours: blue, green`;
 
 /** A refusal or failure with a message for the operator (exit 1). */
 export class Refused extends Error {}
@@ -47,7 +56,7 @@ export class UsageError extends Error {}
 export interface Options {
   readonly namespace: string;
   readonly timeoutSeconds: number;
-  readonly command: 'status' | 'deploy' | 'switch' | 'rollback';
+  readonly command: 'status' | 'deploy' | 'switch' | 'rollback' | 'help';
   readonly colour?: Colour;
   readonly image?: string;
 }
@@ -58,30 +67,24 @@ function colourArg(value: string | undefined): Colour {
   return value as Colour;
 }
 
-/** Parses the arguments after the script's name; throws UsageError. */
-export function parseArgs(argv: readonly string[]): Options {
-  let namespace = 'promotions';
-  let timeoutSeconds = 900;
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const [flag, inline] = arg.startsWith('--') ? arg.split(/=(.*)/s, 2) : [arg, undefined];
-    if (flag === '--namespace' || flag === '-n' || flag === '--timeout') {
-      const value = inline ?? argv[++i];
-      if (value === undefined || value === '') throw new UsageError(`${flag} needs a value`);
-      if (flag === '--timeout') {
-        if (!/^\d+$/.test(value) || Number(value) < 1)
-          throw new UsageError('--timeout must be whole seconds');
-        timeoutSeconds = Number(value);
-      } else {
-        namespace = value;
-      }
-    } else if (arg.startsWith('-')) {
-      throw new UsageError(`unknown option ${arg}`);
-    } else {
-      rest.push(arg);
-    }
+/** Parses the arguments after the script's name (node:util parseArgs); throws UsageError. */
+export function parseCommandLine(argv: readonly string[]): Options {
+  let parsed: ReturnType<typeof parseOptions>;
+  try {
+    parsed = parseOptions(argv);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
+  const { values, positionals: rest } = parsed;
+  const namespace = values.namespace ?? 'promotions';
+  if (namespace === '') throw new UsageError('--namespace needs a value');
+  let timeoutSeconds = 900;
+  if (values.timeout !== undefined) {
+    if (!/^\d+$/.test(values.timeout) || Number(values.timeout) < 1)
+      throw new UsageError('--timeout must be whole seconds');
+    timeoutSeconds = Number(values.timeout);
+  }
+  if (values.help) return { namespace, timeoutSeconds, command: 'help' };
   const [command, ...args] = rest;
   const expect = (n: number) => {
     if (args.length !== n) throw new UsageError(`${command} takes ${n} argument${n === 1 ? '' : 's'}`);
@@ -101,6 +104,19 @@ export function parseArgs(argv: readonly string[]): Options {
     default:
       throw new UsageError(command === undefined ? 'no command given' : `unknown command "${command}"`);
   }
+}
+
+function parseOptions(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    options: {
+      namespace: { type: 'string', short: 'n' },
+      timeout: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
 }
 
 /** The other colour. */
@@ -149,11 +165,57 @@ function isReady(pod: PodJson): boolean {
   return (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
+/** A replica's shard: `index` k of `count` S. */
+export interface ShardOf {
+  readonly index: number;
+  readonly count: number;
+}
+
+/** What a replica's /readyz says it serves. */
+interface PodServes {
+  readonly version: number;
+  /** Null for an unsharded replica. */
+  readonly shard: ShardOf | null;
+}
+
+/**
+ * A replica's `shard` as /readyz reports it: null or absent (unsharded), `"k/S"` or `{index, count}`; a string
+ * when it is none of those.
+ */
+export function parseShard(value: unknown): ShardOf | null | string {
+  if (value === null || value === undefined) return null;
+  let index: unknown;
+  let count: unknown;
+  if (typeof value === 'string') {
+    const m = /^(\d+)\/(\d+)$/.exec(value);
+    if (m === null) return 'expected "k/S"';
+    [index, count] = [Number(m[1]), Number(m[2])];
+  } else if (typeof value === 'object') {
+    ({ index, count } = value as { index?: unknown; count?: unknown });
+  }
+  if (
+    !Number.isInteger(count) ||
+    (count as number) < 1 ||
+    ((count as number) & ((count as number) - 1)) !== 0 ||
+    !Number.isInteger(index) ||
+    (index as number) < 0 ||
+    (index as number) >= (count as number)
+  )
+    return 'expected shard k of S, S a power of two and k below S';
+  return { index: index as number, count: count as number };
+}
+
+function formatShard(shard: ShardOf | null): string {
+  return shard === null ? 'unsharded' : `${shard.index}/${shard.count}`;
+}
+
 /** What the checks found about one colour. */
 export interface ColourState {
   readonly colour: Colour;
   readonly pods: number;
   readonly ready: number;
+  /** S when the colour's pods are sharded. */
+  readonly shards?: number;
   /** Why this colour must not take traffic; empty when it may. */
   readonly problems: string[];
 }
@@ -174,8 +236,8 @@ export class BlueGreen {
     return this.kubectl(['get', '--raw', `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/${path}`]);
   }
 
-  /** The colour the `replicas` Service selects. */
-  async liveColour(): Promise<Colour> {
+  /** The `replicas` Service's selector: the live colour, and whether it selects routers (the sharded layout). */
+  async live(): Promise<{ colour: Colour; routers: boolean }> {
     const svc = parseJson<{ spec?: { selector?: Record<string, string> } }>(
       await this.ns('get', 'service', LIVE_SERVICE, '--output', 'json'),
       `service ${LIVE_SERVICE}`,
@@ -184,14 +246,38 @@ export class BlueGreen {
     if (!COLOURS.includes(colour as Colour)) {
       throw new Refused(`service ${LIVE_SERVICE} selects colour "${colour ?? ''}", not blue or green`);
     }
-    return colour as Colour;
+    return {
+      colour: colour as Colour,
+      routers: svc.spec?.selector?.['app.kubernetes.io/component'] === 'router',
+    };
   }
 
-  async pods(colour?: Colour): Promise<PodJson[]> {
-    const selector = colour === undefined ? REPLICA_SELECTOR : `${REPLICA_SELECTOR},colour=${colour}`;
+  /** The colour the `replicas` Service selects. */
+  async liveColour(): Promise<Colour> {
+    return (await this.live()).colour;
+  }
+
+  async pods(colour?: Colour, selector = REPLICA_SELECTOR): Promise<PodJson[]> {
+    const full = colour === undefined ? selector : `${selector},colour=${colour}`;
     const list = parseJson<{ items?: PodJson[] }>(
-      await this.ns('get', 'pods', '--selector', selector, '--output', 'json'),
+      await this.ns('get', 'pods', '--selector', full, '--output', 'json'),
       'pod list',
+    );
+    return list.items ?? [];
+  }
+
+  /** The names of the colour's replica Deployments: one, or one per shard. */
+  async deployments(colour: Colour): Promise<DeploymentJson[]> {
+    const list = parseJson<{ items?: DeploymentJson[] }>(
+      await this.ns(
+        'get',
+        'deployments',
+        '--selector',
+        `${REPLICA_SELECTOR},colour=${colour}`,
+        '--output',
+        'json',
+      ),
+      'deployment list',
     );
     return list.items ?? [];
   }
@@ -207,20 +293,26 @@ export class BlueGreen {
     return body.version as number;
   }
 
-  /** The version one replica pod serves, or a reason it serves none. */
-  async podVersion(pod: string): Promise<number | string> {
+  /** What one replica pod's /readyz says: the version it serves and its shard, or a reason it serves none. */
+  async podState(pod: string): Promise<PodServes | string> {
     let text: string;
     try {
       text = await this.raw(`pods/${pod}:${REPLICA_PORT}/proxy/readyz`);
     } catch (err) {
       return `pod ${pod} answers /readyz with an error (${(err as Error).message.split('\n')[0]})`;
     }
-    const body = parseJson<{ version?: unknown }>(text, `/readyz of pod ${pod}`);
-    return Number.isSafeInteger(body.version) ? (body.version as number) : `pod ${pod} reports no version`;
+    const body = parseJson<{ version?: unknown; shard?: unknown }>(text, `/readyz of pod ${pod}`);
+    if (!Number.isSafeInteger(body.version)) return `pod ${pod} reports no version`;
+    const shard = parseShard(body.shard);
+    if (typeof shard === 'string') return `pod ${pod} reports shard ${JSON.stringify(body.shard)}: ${shard}`;
+    return { version: body.version as number, shard };
   }
 
-  /** Checks that `colour` may take traffic: it has pods, all ready, all serving the leader's current version. */
-  async check(colour: Colour): Promise<ColourState> {
+  /**
+   * Checks that `colour` may take traffic: it has pods, all ready, all serving the leader's current version; when
+   * its pods are sharded, they agree on S and every shard 0..S-1 has one; with `routers`, its routers are ready.
+   */
+  async check(colour: Colour, routers = false): Promise<ColourState> {
     const pods = await this.pods(colour);
     const ready = pods.filter(isReady);
     const problems: string[] = [];
@@ -230,57 +322,91 @@ export class BlueGreen {
         problems.push(`pod ${pod.metadata.name} is terminating`);
       else if (!isReady(pod)) problems.push(`pod ${pod.metadata.name} is not ready`);
     }
+    if (routers) {
+      const mine = await this.pods(colour, ROUTER_SELECTOR);
+      if (mine.length === 0) problems.push(`${colour} has no router pods`);
+      for (const pod of mine.filter((p) => !isReady(p)))
+        problems.push(`router pod ${pod.metadata.name} is not ready`);
+    }
+    let shards: number | undefined;
     if (problems.length === 0) {
       const current = await this.leaderVersion();
+      const served: { pod: string; shard: ShardOf | null }[] = [];
       for (const pod of ready) {
-        const served = await this.podVersion(pod.metadata.name);
-        if (typeof served === 'string') problems.push(served);
-        else if (served !== current) {
+        const state = await this.podState(pod.metadata.name);
+        if (typeof state === 'string') problems.push(state);
+        else if (state.version !== current) {
           problems.push(
-            `pod ${pod.metadata.name} serves version ${served}, the leader's current is ${current}`,
+            `pod ${pod.metadata.name} serves version ${state.version}, the leader's current is ${current}`,
           );
+        } else served.push({ pod: pod.metadata.name, shard: state.shard });
+      }
+      const counts = new Set(served.map((p) => p.shard?.count ?? 1));
+      if (counts.size > 1) {
+        problems.push(
+          `${colour}'s pods disagree on the shard count: ${served.map((p) => `${p.pod} ${formatShard(p.shard)}`).join(', ')}`,
+        );
+      } else if (problems.length === 0 && served.some((p) => p.shard !== null)) {
+        shards = [...counts][0];
+        for (let k = 0; k < shards; k++) {
+          if (!served.some((p) => p.shard?.index === k))
+            problems.push(`shard ${k}/${shards} of ${colour} has no ready pod serving version ${current}`);
         }
       }
     }
-    return { colour, pods: pods.length, ready: ready.length, problems };
+    return { colour, pods: pods.length, ready: ready.length, shards, problems };
   }
 
   /** Prints the live colour and, per colour, its image and ready pods. */
   async status(): Promise<void> {
-    const live = await this.liveColour();
+    const { colour: live, routers } = await this.live();
     const pods = await this.pods();
     const deployments = parseJson<{ items?: DeploymentJson[] }>(
       await this.ns('get', 'deployments', '--selector', REPLICA_SELECTOR, '--output', 'json'),
       'deployment list',
     );
-    this.log(`namespace ${this.namespace}: service ${LIVE_SERVICE} selects ${live}`);
+    this.log(
+      `namespace ${this.namespace}: service ${LIVE_SERVICE} selects ${live}${routers ? "'s routers" : ''}`,
+    );
     for (const colour of COLOURS) {
       const mine = pods.filter((p) => p.metadata.labels?.colour === colour);
-      const deployment = (deployments.items ?? []).find((d) => d.metadata.name === `replica-${colour}`);
-      const image =
-        deployment?.spec?.template?.spec?.containers?.find((c) => c.name === REPLICA_CONTAINER)?.image ??
-        'no deployment';
+      const own = (deployments.items ?? []).filter(
+        (d) =>
+          d.metadata.name === `replica-${colour}` || d.metadata.name.startsWith(`replica-${colour}-shard-`),
+      );
+      const images = [
+        ...new Set(
+          own.map(
+            (d) =>
+              d.spec?.template?.spec?.containers?.find((c) => c.name === REPLICA_CONTAINER)?.image ?? '?',
+          ),
+        ),
+      ];
+      const shards = own.some((d) => d.metadata.name.includes('-shard-')) ? ` in ${own.length} shards` : '';
       const role = colour === live ? 'live' : 'idle';
       this.log(
-        `${colour} (${role}): ${mine.filter(isReady).length}/${mine.length} pods ready, image ${image}`,
+        `${colour} (${role}): ${mine.filter(isReady).length}/${mine.length} pods ready${shards}, image ${images.length === 0 ? 'no deployment' : images.join(', ')}`,
       );
     }
   }
 
   /** Points the `replicas` Service at `colour` after the check; refuses (throws Refused) when it fails. */
   async switchTo(colour: Colour): Promise<void> {
-    const live = await this.liveColour();
+    const { colour: live, routers } = await this.live();
     if (live === colour) {
       this.log(`service ${LIVE_SERVICE} already selects ${colour}; nothing to do`);
       return;
     }
-    const state = await this.check(colour);
+    const state = await this.check(colour, routers);
     if (state.problems.length > 0) {
       throw new Refused(`refusing to switch to ${colour}:\n  ${state.problems.join('\n  ')}`);
     }
     const patch = JSON.stringify({ spec: { selector: { colour } } });
     await this.ns('patch', 'service', LIVE_SERVICE, '--type', 'merge', '--patch', patch);
-    this.log(`service ${LIVE_SERVICE} now selects ${colour} (${state.ready} pods); it selected ${live}`);
+    const shards = state.shards === undefined ? '' : ` in ${state.shards} shards`;
+    this.log(
+      `service ${LIVE_SERVICE} now selects ${colour} (${state.ready} pods${shards}); it selected ${live}`,
+    );
   }
 
   /** Switches back to the colour that is not live, with the same check. */
@@ -288,25 +414,33 @@ export class BlueGreen {
     await this.switchTo(otherColour(await this.liveColour()));
   }
 
-  /** Sets the idle colour's image, waits for the rollout, then until the colour passes the check. */
+  /** Sets the idle colour's image (every shard's Deployment), waits for the rollouts, then until it passes the check. */
   async deploy(
     colour: Colour,
     image: string,
     timeoutSeconds: number,
     intervalMs = POLL_INTERVAL_MS,
   ): Promise<void> {
-    if ((await this.liveColour()) === colour) {
+    const { colour: live, routers } = await this.live();
+    if (live === colour) {
       throw new Refused(`${colour} is live; deploy to ${otherColour(colour)}, check it, then switch`);
     }
     const deadline = Date.now() + timeoutSeconds * 1000;
-    const deployment = `deployment/replica-${colour}`;
-    await this.ns('set', 'image', deployment, `${REPLICA_CONTAINER}=${image}`);
-    this.log(`${deployment}: image ${image}; waiting for the rollout`);
-    await this.ns('rollout', 'status', deployment, `--timeout=${timeoutSeconds}s`);
+    const names = (await this.deployments(colour)).map((d) => `deployment/${d.metadata.name}`);
+    if (names.length === 0) throw new Refused(`${colour} has no replica Deployment`);
+    for (const deployment of names) {
+      await this.ns('set', 'image', deployment, `${REPLICA_CONTAINER}=${image}`);
+      this.log(`${deployment}: image ${image}`);
+    }
+    for (const deployment of names) {
+      this.log(`${deployment}: waiting for the rollout`);
+      await this.ns('rollout', 'status', deployment, `--timeout=${timeoutSeconds}s`);
+    }
     for (;;) {
-      const state = await this.check(colour);
+      const state = await this.check(colour, routers);
       if (state.problems.length === 0) {
-        this.log(`${colour}: ${state.ready} pods ready and current; switch with: switch ${colour}`);
+        const shards = state.shards === undefined ? '' : ` in ${state.shards} shards`;
+        this.log(`${colour}: ${state.ready} pods ready and current${shards}; switch with: switch ${colour}`);
         return;
       }
       if (Date.now() + intervalMs > deadline) {
@@ -322,11 +456,15 @@ export class BlueGreen {
 export async function run(argv: readonly string[], kubectl: Kubectl = systemKubectl()): Promise<number> {
   let options: Options;
   try {
-    options = parseArgs(argv);
+    options = parseCommandLine(argv);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`bluegreen: ${err.message}\n${USAGE}\n`);
     return EXIT_USAGE;
+  }
+  if (options.command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return EXIT_OK;
   }
   const bg = new BlueGreen(kubectl, options.namespace);
   try {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { parseArgs, UsageError } from '../../../scripts/bluegreen.js';
+import { parseCommandLine, parseShard, UsageError } from '../../../scripts/bluegreen.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const NS = 'prod';
@@ -122,16 +122,29 @@ describe('scripts/bluegreen.ts', () => {
       ['deploy', 'green'],
       ['--bogus', 'status'],
       ['--timeout', 'x'],
+      ['--namespace'],
+      ['--namespace=', 'status'],
     ]) {
-      expect(() => parseArgs(args), args.join(' ')).to.throw(UsageError);
+      expect(() => parseCommandLine(args), args.join(' ')).to.throw(UsageError);
     }
-    expect(parseArgs(['--namespace=staging', '--timeout', '30', 'deploy', 'blue', 'img:1'])).to.deep.equal({
+    expect(
+      parseCommandLine(['--namespace=staging', '--timeout', '30', 'deploy', 'blue', 'img:1']),
+    ).to.deep.equal({
       namespace: 'staging',
       timeoutSeconds: 30,
       command: 'deploy',
       colour: 'blue',
       image: 'img:1',
     });
+    expect(parseCommandLine(['-n', 'x', 'rollback'])).to.include({ namespace: 'x', command: 'rollback' });
+  });
+
+  it('--help prints the usage with every option and exits 0, calling no kubectl', () => {
+    const res = run(['--help'], []);
+    expect(res.code).to.equal(0);
+    for (const word of ['status', 'deploy', 'switch', 'rollback', '--namespace', '--timeout', '--help'])
+      expect(res.stdout).to.include(word);
+    expect(res.calls).to.deep.equal([]);
   });
 
   it('status: names the live colour and each colour ready pods and image, through kubectl on PATH', () => {
@@ -282,6 +295,7 @@ describe('scripts/bluegreen.ts', () => {
       ['-n', NS, '--timeout', '60', 'deploy', 'green', 'promotions:2'],
       [
         liveIs('blue'),
+        { when: 'get deployments', stdout: { items: [{ metadata: { name: 'replica-green' } }] } },
         { when: 'set image deployment/replica-green replica=promotions:2', stdout: '' },
         { when: 'rollout status deployment/replica-green', stdout: 'successfully rolled out\n' },
         { when: 'get pods', stdout: podList(pod('replica-green-a', 'green', true)) },
@@ -305,5 +319,132 @@ describe('scripts/bluegreen.ts', () => {
     );
     expect(res.code).to.equal(1);
     expect(res.stderr).to.include('services "replicas" not found');
+  });
+
+  describe('sharded colours (k8s/sharded)', () => {
+    const routersLive = (colour: string): Rule => ({
+      when: 'get service replicas',
+      stdout: { spec: { selector: { 'app.kubernetes.io/component': 'router', colour } } },
+    });
+    const shardServes = (name: string, version: number, shard: unknown): Rule => ({
+      when: `/api/v1/namespaces/${NS}/pods/${name}:8081/proxy/readyz`,
+      stdout: { status: 'ready', version, shard },
+    });
+    const routers = (...ready: boolean[]): Rule => ({
+      when: 'component=router,colour=green',
+      stdout: podList(...ready.map((r, i) => pod(`router-green-${i}`, 'green', r))),
+    });
+    const greenPods = (n: number): Rule => ({
+      when: 'get pods',
+      stdout: podList(...Array.from({ length: n }, (_, i) => pod(`replica-green-${i}`, 'green', true))),
+    });
+
+    it('switch: refuses a colour one of whose shards has no pod on the current version', () => {
+      const res = run(
+        ['-n', NS, 'switch', 'green'],
+        [
+          routersLive('blue'),
+          routers(true),
+          greenPods(3),
+          leaderAt(5),
+          shardServes('replica-green-0', 5, '0/4'),
+          shardServes('replica-green-1', 5, { index: 1, count: 4 }),
+          shardServes('replica-green-2', 5, '3/4'),
+          patch,
+        ],
+      );
+      expect(res.code).to.equal(1);
+      expect(res.stderr).to.include('shard 2/4 of green has no ready pod serving version 5');
+      expect(res.stderr).to.not.include('shard 3/4');
+      expect(patched(res.calls)).to.deep.equal([]);
+    });
+
+    it('switch: refuses pods that disagree on S, and a colour whose router is not ready', () => {
+      const mixed = run(
+        ['-n', NS, 'switch', 'green'],
+        [
+          routersLive('blue'),
+          routers(true),
+          greenPods(3),
+          leaderAt(5),
+          shardServes('replica-green-0', 5, '0/2'),
+          shardServes('replica-green-1', 5, '1/2'),
+          shardServes('replica-green-2', 5, '1/4'),
+          patch,
+        ],
+      );
+      expect(mixed.code).to.equal(1);
+      expect(mixed.stderr).to.include("green's pods disagree on the shard count");
+      expect(patched(mixed.calls)).to.deep.equal([]);
+
+      const routerDown = run(
+        ['-n', NS, 'switch', 'green'],
+        [routersLive('blue'), routers(true, false), greenPods(1), patch],
+      );
+      expect(routerDown.code).to.equal(1);
+      expect(routerDown.stderr).to.include('router pod router-green-1 is not ready');
+      expect(patched(routerDown.calls)).to.deep.equal([]);
+    });
+
+    it('switch: patches the selector when every shard has its pods ready on the current version', () => {
+      const res = run(
+        ['-n', NS, 'switch', 'green'],
+        [
+          routersLive('blue'),
+          routers(true, true),
+          greenPods(4),
+          leaderAt(5),
+          shardServes('replica-green-0', 5, '0/2'),
+          shardServes('replica-green-1', 5, '0/2'),
+          shardServes('replica-green-2', 5, '1/2'),
+          shardServes('replica-green-3', 5, '1/2'),
+          patch,
+        ],
+      );
+      expect(res.code, res.stderr).to.equal(0);
+      expect(res.stdout).to.include('service replicas now selects green (4 pods in 2 shards)');
+      expect(patched(res.calls).map((c) => c.at(-1))).to.deep.equal([
+        '{"spec":{"selector":{"colour":"green"}}}',
+      ]);
+    });
+
+    it("deploy: sets the image of every shard's Deployment and waits for each rollout", () => {
+      const res = run(
+        ['-n', NS, 'deploy', 'green', 'promotions:3'],
+        [
+          routersLive('blue'),
+          {
+            when: 'get deployments',
+            stdout: { items: [0, 1].map((k) => ({ metadata: { name: `replica-green-shard-${k}` } })) },
+          },
+          { when: 'set image', stdout: '' },
+          { when: 'rollout status', stdout: 'successfully rolled out\n' },
+          routers(true),
+          greenPods(2),
+          leaderAt(9),
+          shardServes('replica-green-0', 9, '0/2'),
+          shardServes('replica-green-1', 9, '1/2'),
+        ],
+      );
+      expect(res.code, res.stderr).to.equal(0);
+      expect(res.calls.filter((c) => c.includes('set')).map((c) => c.slice(4))).to.deep.equal([
+        ['deployment/replica-green-shard-0', 'replica=promotions:3'],
+        ['deployment/replica-green-shard-1', 'replica=promotions:3'],
+      ]);
+      expect(res.calls.filter((c) => c.includes('rollout')).map((c) => c[4])).to.deep.equal([
+        'deployment/replica-green-shard-0',
+        'deployment/replica-green-shard-1',
+      ]);
+      expect(res.stdout).to.include('2 pods ready and current in 2 shards');
+    });
+
+    it('reads a shard as "k/S", {index, count} or null, and refuses anything else', () => {
+      expect(parseShard('1/4')).to.deep.equal({ index: 1, count: 4 });
+      expect(parseShard({ index: 0, count: 2 })).to.deep.equal({ index: 0, count: 2 });
+      expect(parseShard(null)).to.equal(null);
+      expect(parseShard(undefined)).to.equal(null);
+      for (const bad of ['4/4', '1/3', 'x', { index: -1, count: 2 }, 7])
+        expect(parseShard(bad), String(bad)).to.be.a('string');
+    });
   });
 });
