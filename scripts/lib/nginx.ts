@@ -155,6 +155,8 @@ export interface StartNginxOptions {
   readonly shardBits: number;
   /** Upstream settings; loopback defaults retry a dead replica's twin after 1 failure for 2 s. */
   readonly upstream?: UpstreamOptions;
+  /** Listen on this 127.0.0.1 port (the dev cluster's fixed address); default: a free port. */
+  readonly port?: number;
   /** How long to wait for nginx to answer /healthz. */
   readonly timeoutMs?: number;
 }
@@ -198,7 +200,7 @@ export async function startNginx(options: StartNginxOptions): Promise<RunningNgi
   const errorLog = join(options.dir, 'error.log');
   // A port found free can be taken before nginx binds it; then try another.
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = options.port ?? (await freePort());
     const confPath = join(options.dir, 'nginx.conf');
     await writeFile(confPath, loopbackConf(production, options.dir, port));
     const child = spawn(NGINX_BINARY, ['-e', errorLog, '-p', options.dir, '-c', confPath], {
@@ -243,7 +245,7 @@ export async function startNginx(options: StartNginxOptions): Promise<RunningNgi
     } catch (err) {
       await stop();
       const log = `${stderr}${await readTail(errorLog)}`;
-      if (attempt < 3 && log.includes('Address already in use')) continue;
+      if (attempt < 3 && options.port === undefined && log.includes('Address already in use')) continue;
       throw new Error(`nginx did not start (${(err as Error).message}): ${log.trim()}`);
     }
     if (child.pid === undefined) throw new Error('nginx has no pid');

@@ -560,7 +560,8 @@ describe('k8s manifests: monitoring (k8s/monitoring/)', () => {
       [...used].filter((m) => !exported.has(m)),
       'metrics operating.md does not list',
     ).to.deep.equal([]);
-    const table = operating.slice(operating.indexOf('## Alerts worth setting'));
+    const from = operating.indexOf('## Alerts worth setting');
+    const table = operating.slice(from, operating.indexOf('\n## ', from + 1));
     const recommended = new Set(
       table.match(/\b(promotions_[a-z_]+|nodejs_[a-z0-9_]+|kubelet_[a-z_]+|container_[a-z_]+)/g),
     );
