@@ -123,7 +123,7 @@ async function main(base: number): Promise<void> {
     `  curl -i ${replicas[0].url}/promotions/${id1}   # straight to a shard-0 replica: 421, another shard's id`,
   );
   say(`  curl -s ${replicas[0].url}/readyz   # its shard and rows`);
-  say(`  curl -s ${leader.url}/replicas`);
+  say(`  curl -s -H 'Authorization: Bearer ${leaderToken}' ${leader.url}/replicas   # each replica's shard`);
   say(`  LEADER_TOKEN=${leaderToken} node --import tsx scripts/upload.ts FILE.csv --leader ${leader.url}`);
   say('');
   say('Ctrl-C stops everything.');
