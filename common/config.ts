@@ -94,6 +94,11 @@ export interface LeaderConfig extends CommonConfig {
   /** INGEST_WORKERS: parse worker threads for the CSV fast path; 0 parses on the main thread. */
   readonly ingestWorkers: number;
   /**
+   * INGEST_WARM_UP_ROWS: rows of a generated file the leader builds (and throws away) at start, so that its first
+   * real file finds the parse workers started and the ingest code compiled; 0 skips the warm-up.
+   */
+  readonly ingestWarmUpRows: number;
+  /**
    * SCRUB_BYTES_PER_SECOND: the rate at which the leader re-reads and verifies its kept snapshot files in the
    * background (bytes rot on disks); 0 turns the scrub off. Activations and starts verify at full speed anyway.
    */
@@ -155,6 +160,7 @@ export const DEFAULTS = Object.freeze({
   pushTimeoutMs: 60_000,
   replicaExpiryMs: 600_000,
   ingestWorkers: Math.min(8, availableParallelism()),
+  ingestWarmUpRows: 50_000,
   scrubBytesPerSecond: 8 * MiB,
   scrubIntervalMs: 3600_000,
   leaderUrl: 'http://127.0.0.1:8080',
@@ -329,6 +335,7 @@ export function loadLeaderConfig(env: Env = process.env): LeaderConfig {
     pushTimeoutMs: int(env, 'PUSH_TIMEOUT_MS', DEFAULTS.pushTimeoutMs, 1),
     replicaExpiryMs: int(env, 'REPLICA_EXPIRY_MS', DEFAULTS.replicaExpiryMs, 0),
     ingestWorkers: int(env, 'INGEST_WORKERS', DEFAULTS.ingestWorkers, 0, 64),
+    ingestWarmUpRows: int(env, 'INGEST_WARM_UP_ROWS', DEFAULTS.ingestWarmUpRows, 0, 10_000_000),
     scrubBytesPerSecond: bytes(env, 'SCRUB_BYTES_PER_SECOND', DEFAULTS.scrubBytesPerSecond, 0),
     scrubIntervalMs: int(env, 'SCRUB_INTERVAL_MS', DEFAULTS.scrubIntervalMs, 1),
   });

@@ -10,12 +10,13 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { LeaderConfig } from '../common/config.js';
 import { AppError, storageErrorOf } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { SnapshotManifest } from '../common/protocol.js';
 import { type BadRow, isBadRow, isHeader, parseRow } from '../common/record.js';
+import type { SnapshotHeader } from '../common/snapshot/format.js';
 import { CsvSyntaxError, readCsv } from './csv-reader.js';
 import type { IngestMetrics } from './metrics.js';
 import type { ParsePool } from './parse-pool.js';
@@ -74,6 +75,17 @@ export type IngestSettings = Pick<
   readonly maxWaiting: number;
 };
 
+/** A CSV of `rows` valid rows shaped like a partner's file (UUID-like ids, decimal prices, Go-style dates). */
+function* warmUpCsv(rows: number): Generator<Buffer> {
+  for (let start = 0; start < rows; start += 4096) {
+    let text = '';
+    for (let i = start; i < Math.min(rows, start + 4096); i++) {
+      text += `d018ef0b-dbd9-48f1-ac1a-${i.toString(16).padStart(12, '0')},${i}.683466,2018-08-04 05:32:31 +0200 CEST\n`;
+    }
+    yield Buffer.from(text);
+  }
+}
+
 /** Read size for files ingested from disk. */
 const FILE_READ_BYTES = 1 << 20;
 
@@ -85,6 +97,8 @@ function describe(badRows: readonly BadRow[], count: number): string {
 
 export class Ingestor {
   private running: { source: string; startedAt: Date } | undefined;
+  /** The warm-up build while it runs: an ingest waits for it (it takes a fraction of a second). */
+  private warming: Promise<void> | undefined;
   /** Files waiting for the lock, oldest first; `release` hands the lock to the first. */
   private readonly waiting: { source: string; resolve: () => void }[] = [];
 
@@ -110,6 +124,7 @@ export class Ingestor {
    * Refused at once with INGEST_BUSY while another ingest runs.
    */
   async ingest(input: Readable, options: IngestOptions): Promise<IngestReport> {
+    await this.warming;
     if (this.running !== undefined) {
       input.resume();
       throw this.busyError();
@@ -120,6 +135,7 @@ export class Ingestor {
 
   /** Like `ingest`, for a complete file on disk: waits its turn behind a running ingest (up to `maxWaiting`). */
   async ingestFile(path: string, options: Omit<IngestOptions, 'sizeHintBytes'>): Promise<IngestReport> {
+    await this.warming;
     if (this.running !== undefined) {
       if (this.waiting.length >= this.settings.maxWaiting) throw this.busyError();
       await new Promise<void>((resolve) => this.waiting.push({ source: options.source, resolve }));
@@ -135,6 +151,30 @@ export class Ingestor {
         input.destroy();
       }
     });
+  }
+
+  /**
+   * Starts every parse worker and runs a generated file of `rows` rows through the whole ingest path (workers,
+   * builder, partition writer, hashing) into a throwaway file, committing nothing, so that the first real file
+   * after a start finds the code loaded and compiled: it ingested at about a third of the warm rate before
+   * (issue 13: 1.49 s against 0.44 s for 200K rows). Called once at start; never rejects.
+   */
+  warmUp(rows: number): Promise<void> {
+    const path = join(this.store.tmpDir, `warm-up-${process.pid}.snap`);
+    const started = performance.now();
+    this.warming ??= (async () => {
+      try {
+        await this.pool?.warm();
+        await this.build(Readable.from(warmUpCsv(rows)), { source: 'warm-up' }, 1, path);
+        this.logger.info({ rows, ms: Math.round(performance.now() - started) }, 'ingest path warmed up');
+      } catch (err) {
+        this.logger.warn({ err }, 'the ingest warm-up failed; the first file pays for the start-up instead');
+      } finally {
+        await rm(path, { force: true });
+        this.warming = undefined;
+      }
+    })();
+    return this.warming;
   }
 
   private busyError(): AppError {
@@ -175,6 +215,68 @@ export class Ingestor {
     const started = performance.now();
     const version = this.store.nextVersion();
     const path = join(this.store.tmpDir, `build-v${version}-${process.pid}.snap`);
+    try {
+      const { header, badRowCount, badRows, sourceBytes, rowsAdded } = await this.build(
+        input,
+        options,
+        version,
+        path,
+      );
+      const current = this.store.current();
+      if (
+        options.force !== true &&
+        current !== undefined &&
+        header.rowCount < current.rows * this.settings.minRowsRatio
+      ) {
+        throw new AppError(
+          'INGEST_SHRINK',
+          `the file has ${header.rowCount} rows, under ${Math.round(this.settings.minRowsRatio * 100)}% of the ` +
+            `current version's ${current.rows}; a truncated feed must not replace the data set. Upload again with force=true to replace it anyway`,
+        );
+      }
+      const manifest = await this.store.commit(path, header);
+      const durationMs = Math.round(performance.now() - started);
+      const report: IngestReport = {
+        version: manifest.version,
+        snapshotId: manifest.snapshotId,
+        checksum: manifest.checksum,
+        rows: manifest.rows,
+        duplicates: manifest.duplicates,
+        badRowCount,
+        badRows,
+        sourceBytes,
+        sourceSha256: manifest.sourceSha256,
+        durationMs,
+        rowsPerSecond: Math.round(rowsAdded / Math.max(durationMs / 1000, 0.001)),
+      };
+      this.logger.info({ ...report, badRows: undefined, source: options.source }, 'ingested a new version');
+      this.onCommitted(manifest);
+      return report;
+    } catch (err) {
+      if (err instanceof AppError && err.status < 500) {
+        this.logger.warn({ source: options.source, code: err.code, message: err.message }, 'ingest refused');
+      }
+      // The build writes its run files and the new snapshot under DATA_DIR: a full or read-only disk there is
+      // said so (507), not a bare 500. What was written is removed below; the live version never moved.
+      throw storageErrorOf(err, { setting: 'DATA_DIR', path: this.store.dataDir }) ?? err;
+    } finally {
+      await rm(path, { force: true });
+    }
+  }
+
+  /** Reads, validates and builds `input` into the snapshot file `path` (not yet a version); throws when refused. */
+  private async build(
+    input: Readable,
+    options: IngestOptions,
+    version: number,
+    path: string,
+  ): Promise<{
+    header: SnapshotHeader;
+    badRowCount: number;
+    badRows: BadRow[];
+    sourceBytes: number;
+    rowsAdded: number;
+  }> {
     const builder = new SnapshotBuilder({
       path,
       tmpDir: this.store.tmpDir,
@@ -247,46 +349,9 @@ export class Ingestor {
         );
       }
       const header = await builder.finish({ version, sourceSha256: sha.digest('hex'), badRowCount });
-      const current = this.store.current();
-      if (
-        options.force !== true &&
-        current !== undefined &&
-        header.rowCount < current.rows * this.settings.minRowsRatio
-      ) {
-        throw new AppError(
-          'INGEST_SHRINK',
-          `the file has ${header.rowCount} rows, under ${Math.round(this.settings.minRowsRatio * 100)}% of the ` +
-            `current version's ${current.rows}; a truncated feed must not replace the data set. Upload again with force=true to replace it anyway`,
-        );
-      }
-      const manifest = await this.store.commit(path, header);
-      const durationMs = Math.round(performance.now() - started);
-      const report: IngestReport = {
-        version: manifest.version,
-        snapshotId: manifest.snapshotId,
-        checksum: manifest.checksum,
-        rows: manifest.rows,
-        duplicates: manifest.duplicates,
-        badRowCount,
-        badRows,
-        sourceBytes,
-        sourceSha256: manifest.sourceSha256,
-        durationMs,
-        rowsPerSecond: Math.round(builder.stats.rowsAdded / Math.max(durationMs / 1000, 0.001)),
-      };
-      this.logger.info({ ...report, badRows: undefined, source: options.source }, 'ingested a new version');
-      this.onCommitted(manifest);
-      return report;
-    } catch (err) {
-      if (err instanceof AppError && err.status < 500) {
-        this.logger.warn({ source: options.source, code: err.code, message: err.message }, 'ingest refused');
-      }
-      // The build writes its run files and the new snapshot under DATA_DIR: a full or read-only disk there is
-      // said so (507), not a bare 500. What was written is removed below; the live version never moved.
-      throw storageErrorOf(err, { setting: 'DATA_DIR', path: this.store.dataDir }) ?? err;
+      return { header, badRowCount, badRows, sourceBytes, rowsAdded: builder.stats.rowsAdded };
     } finally {
       await builder.abort();
-      await rm(path, { force: true });
     }
   }
 }

@@ -121,6 +121,8 @@ export async function createLeader(
     publish(manifest);
   };
   const ingestor = new Ingestor(store, settings, logger, committed, pool, ingestMetrics, buildTuning);
+  // In the background: the leader is ready at once, and its first file finds the ingest path warm.
+  if (config.ingestWarmUpRows > 0) void ingestor.warmUp(config.ingestWarmUpRows);
   const uploads = new ResumableUploads(config, ingestor, logger);
   await uploads.start();
   const formsDir = await resetFormsDir(config.uploadDir);

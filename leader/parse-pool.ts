@@ -52,12 +52,27 @@ function newWorker(): Worker {
   return new Worker(boot, { eval: true });
 }
 
+/** Rows in each worker's warm-up block: enough calls for V8 to compile the hot functions, a few ms of work. */
+const WARM_UP_ROWS = 4096;
+
+/** A block of valid CSV lines shaped like a partner's file (UUID-like ids, decimal prices, Go-style dates). */
+function warmUpCsv(): Buffer {
+  const lines = ['id,price,expiration_date'];
+  for (let i = 0; i < WARM_UP_ROWS; i++) {
+    const hex = i.toString(16).padStart(12, '0');
+    lines.push(`d018ef0b-dbd9-48f1-ac1a-${hex},${i}.683466,2018-08-04 05:32:31 +0200 CEST`);
+  }
+  return Buffer.from(`${lines.join('\n')}\n`);
+}
+
 export class ParsePool {
   private readonly slots: Slot[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
   private turn = 0;
   private closing = false;
+  /** Workers that finished their warm-up (tests). */
+  warmed = 0;
   /** Workers that died while the pool was open (metrics, tests). */
   deaths = 0;
   /** Called with the worker each job is posted to (tests use it to kill a worker while it holds a job). */
@@ -98,9 +113,53 @@ export class ParsePool {
     return this.send(req, b) as Promise<BuiltRange>;
   }
 
-  private send(req: WorkerRequest, transfer: Buffer): Promise<ParsedBlock | BuiltRange> {
+  /**
+   * Starts every worker and runs a small parse and build through each, so that their modules are loaded and their
+   * hot code compiled before the first file arrives: otherwise a leader's first ingest pays for it (1.49 s against
+   * 0.44 s warm for 200K rows, issue 13). Resolves once every worker has answered; never rejects (a worker that
+   * dies here is replaced like any other).
+   */
+  async warm(): Promise<void> {
+    if (this.size === 0) return;
+    this.fill();
+    await Promise.all(
+      this.slots.map(async (slot) => {
+        const csv = owned(warmUpCsv());
+        const parsed = (await this.sendTo(
+          slot,
+          { kind: 'parse', id: this.nextId++, bytes: csv, checkHeader: true, reportLimit: 1 },
+          csv,
+        )) as ParsedBlock;
+        const rows = owned(parsed.encoded);
+        const built = (await this.sendTo(
+          slot,
+          {
+            kind: 'build',
+            id: this.nextId++,
+            rows,
+            rowCount: parsed.rows,
+            first: 0,
+            count: 1,
+            partitionBits: 0,
+          },
+          rows,
+        )) as BuiltRange;
+        if (built.parts.length === 1) this.warmed++;
+      }),
+    ).catch(() => undefined);
+  }
+
+  /** Starts workers up to `size`. */
+  private fill(): void {
     while (this.slots.length < this.size) this.slots.push(this.startWorker());
-    const slot = this.slots[this.turn++ % this.slots.length];
+  }
+
+  private send(req: WorkerRequest, transfer: Buffer): Promise<ParsedBlock | BuiltRange> {
+    this.fill();
+    return this.sendTo(this.slots[this.turn++ % this.slots.length], req, transfer);
+  }
+
+  private sendTo(slot: Slot, req: WorkerRequest, transfer: Buffer): Promise<ParsedBlock | BuiltRange> {
     const job = new Promise<ParsedBlock | BuiltRange>((resolve, reject) => {
       this.pending.set(req.id, { resolve, reject, slot });
       slot.jobs.add(req.id);

@@ -274,6 +274,8 @@ export async function startLeader(
     PUSH_TIMEOUT_MS: '10000',
     // Inline fast path: quick to start. Worker threads are exercised by the csv-reader and integration tests.
     INGEST_WORKERS: '0',
+    // No warm-up build at start: each test leader would pay for one.
+    INGEST_WARM_UP_ROWS: '0',
     ...env,
   });
   const leader = await createLeader(config, logger, tuning, replicaOptions);

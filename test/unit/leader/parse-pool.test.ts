@@ -1,8 +1,20 @@
+import { readdir } from 'node:fs/promises';
 import { expect } from 'chai';
 import { AppError } from '../../../common/errors.js';
 import { loadSnapshot } from '../../../common/snapshot/reader.js';
 import { ParsePool } from '../../../leader/parse-pool.js';
-import { cleanup, csvOf, http, LEADER_AUTH, onCleanup, putCsv, startLeader, tempDir } from '../../helpers.js';
+import {
+  capturingLogger,
+  cleanup,
+  csvOf,
+  http,
+  LEADER_AUTH,
+  onCleanup,
+  putCsv,
+  startLeader,
+  tempDir,
+  waitFor,
+} from '../../helpers.js';
 import { buildFile, expectedAnswers, type Row } from '../../snapshot-file.js';
 
 function rows(n: number): Row[] {
@@ -53,6 +65,32 @@ describe('leader/parse-pool: partitions built on worker threads', function () {
   }
 });
 
+describe('leader/parse-pool: warm-up', function () {
+  this.timeout(60_000);
+  afterEach(cleanup);
+
+  it('at leader start, warms every worker and builds a throwaway file through the whole ingest path, committing nothing', async () => {
+    const { logger, lines } = capturingLogger();
+    const leader = await startLeader({ INGEST_WORKERS: '2', INGEST_WARM_UP_ROWS: '20000' }, {}, {}, logger);
+    const warmed = await waitFor(
+      () =>
+        lines
+          .map((l) => JSON.parse(l) as { msg: string; rows?: number })
+          .find((l) => l.msg === 'ingest path warmed up'),
+      30_000,
+      'the warm-up',
+    );
+    expect(warmed.rows).to.equal(20000);
+    expect(leader.pool.warmed).to.equal(2);
+    expect(leader.pool.deaths).to.equal(0);
+    expect(leader.store.current()).to.equal(undefined);
+    expect(await readdir(leader.store.tmpDir)).to.deep.equal([]);
+    const res = await putCsv(leader.url, csvOf(rows(5000)));
+    expect(res.status, res.text).to.equal(201);
+    expect(res.json.version).to.equal(1);
+  });
+});
+
 describe('leader/parse-pool: a worker that dies', function () {
   this.timeout(60_000);
   afterEach(cleanup);
@@ -77,6 +115,7 @@ describe('leader/parse-pool: a worker that dies', function () {
   });
 
   it('fails the ingest it was part of (500 INGEST_WORKER_FAILED), keeps the live version, and the next ingest works', async () => {
+    // No warm-up (the test helpers' default): the next job sent is the ingest's.
     const leader = await startLeader({ INGEST_WORKERS: '2' });
     const v1 = csvOf(rows(50).map(([id, price, date]) => [`${id}-v1`, price, date]));
     expect((await putCsv(leader.url, v1)).status).to.equal(201);
