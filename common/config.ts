@@ -119,8 +119,21 @@ export interface ReplicaConfig extends CommonConfig {
   readonly syncIntervalMs: number;
   /** SERVE_MODE: memory (whole file in RAM), disk (positional reads), or auto (memory when it fits MEMORY_BUDGET_BYTES). */
   readonly serveMode: ServeMode;
-  /** MEMORY_BUDGET_BYTES: largest snapshot served in memory mode when SERVE_MODE is auto. */
+  /**
+   * MEMORY_BUDGET_BYTES: largest snapshot served in memory mode when SERVE_MODE is auto. In disk mode, the slot
+   * tables (packed, about 5 bytes a row) are kept in memory when they fit it, so that a lookup reads only its record.
+   */
   readonly memoryBudgetBytes: number;
+  /**
+   * DISK_CACHE_BYTES: disk mode's cache of hot records (a fixed arena, scan-resistant CLOCK eviction, emptied by
+   * every version swap); 0 turns it off.
+   */
+  readonly diskCacheBytes: number;
+  /**
+   * DISK_READ_WORKERS: worker threads that do disk mode's positional reads (off the event loop, in batches); more
+   * help when reads wait for a real disk (a cold page cache).
+   */
+  readonly diskReadWorkers: number;
   /** MAX_IN_FLIGHT: reads answered at once; more wait in the queue. */
   readonly maxInFlight: number;
   /** MAX_QUEUE: reads that may wait for a slot; past it, 503 at once. */
@@ -167,6 +180,8 @@ export const DEFAULTS = Object.freeze({
   syncIntervalMs: 10_000,
   serveMode: 'auto' as ServeMode,
   memoryBudgetBytes: 4096 * MiB,
+  diskCacheBytes: 64 * MiB,
+  diskReadWorkers: 2,
   maxInFlight: 1024,
   maxQueue: 256,
 });
@@ -363,6 +378,8 @@ export function loadReplicaConfig(env: Env = process.env): ReplicaConfig {
     syncIntervalMs: int(env, 'SYNC_INTERVAL_MS', DEFAULTS.syncIntervalMs, 10),
     serveMode,
     memoryBudgetBytes: bytes(env, 'MEMORY_BUDGET_BYTES', DEFAULTS.memoryBudgetBytes, 0),
+    diskCacheBytes: bytes(env, 'DISK_CACHE_BYTES', DEFAULTS.diskCacheBytes, 0),
+    diskReadWorkers: int(env, 'DISK_READ_WORKERS', DEFAULTS.diskReadWorkers, 1, 64),
     maxInFlight: int(env, 'MAX_IN_FLIGHT', DEFAULTS.maxInFlight, 1),
     maxQueue: int(env, 'MAX_QUEUE', DEFAULTS.maxQueue, 0),
     shard,

@@ -41,6 +41,8 @@ import {
   type SnapshotManifest,
   snapshotFileName,
 } from '../common/protocol.js';
+import type { DiskOptions } from '../common/snapshot/disk-snapshot.js';
+import { sharedReadPool } from '../common/snapshot/read-pool.js';
 import {
   type LoadedSnapshot,
   loadSnapshot,
@@ -86,7 +88,14 @@ export interface SyncerOptions {
 
 export type SyncSettings = Pick<
   ReplicaConfig,
-  'dataDir' | 'leaderUrl' | 'replicaToken' | 'syncIntervalMs' | 'serveMode' | 'memoryBudgetBytes'
+  | 'dataDir'
+  | 'leaderUrl'
+  | 'replicaToken'
+  | 'syncIntervalMs'
+  | 'serveMode'
+  | 'memoryBudgetBytes'
+  | 'diskCacheBytes'
+  | 'diskReadWorkers'
 > &
   Partial<Pick<ReplicaConfig, 'shard'>>;
 
@@ -347,6 +356,15 @@ export class Syncer {
     return bytes / (this.shard?.count ?? 1) <= this.settings.memoryBudgetBytes ? 'memory' : 'disk';
   }
 
+  /** How disk-mode versions serve: the process's read pool, slot tables within the memory budget, the cache. */
+  private get disk(): DiskOptions {
+    return {
+      pool: sharedReadPool(this.settings.diskReadWorkers),
+      slotBudgetBytes: this.settings.memoryBudgetBytes,
+      cacheBytes: this.settings.diskCacheBytes,
+    };
+  }
+
   private filePath(version: number): string {
     return join(this.settings.dataDir, snapshotFileName(version));
   }
@@ -358,7 +376,7 @@ export class Syncer {
     const mode = this.modeFor(m.bytes);
     if (await exists(path)) {
       try {
-        return await loadSnapshot(path, expect, mode, this.shard);
+        return await loadSnapshot(path, expect, mode, this.shard, this.disk);
       } catch (err) {
         // Pull again; the rename below replaces the local file only once the new one has verified.
         this.logger.warn(
@@ -384,7 +402,7 @@ export class Syncer {
       // A leader (or proxy) that ignores Range sent the file whole: verify it from the file, then name it.
       let snapshot: LoadedSnapshot;
       try {
-        snapshot = await loadSnapshot(part, expect, mode, this.shard);
+        snapshot = await loadSnapshot(part, expect, mode, this.shard, this.disk);
       } catch (err) {
         await rm(part, { force: true });
         throw err;
@@ -393,7 +411,7 @@ export class Syncer {
       return snapshot;
     }
     await rename(part, path);
-    return mode === 'memory' ? verified.toMemorySnapshot() : await openVerified(path, verified);
+    return mode === 'memory' ? verified.toMemorySnapshot() : await openVerified(path, verified, this.disk);
   }
 
   /** Serves the version served before the restart (SERVING), else the newest verified local file. */
@@ -407,7 +425,13 @@ export class Syncer {
     for (const v of order) {
       try {
         const path = this.filePath(v);
-        const snapshot = await loadSnapshot(path, {}, this.modeFor((await stat(path)).size), this.shard);
+        const snapshot = await loadSnapshot(
+          path,
+          {},
+          this.modeFor((await stat(path)).size),
+          this.shard,
+          this.disk,
+        );
         this.retire(this.index.swap(snapshot, manifestOf(snapshot.header)));
         if (v === last || last === undefined) {
           this.logger.info(

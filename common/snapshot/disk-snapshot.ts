@@ -1,25 +1,48 @@
 /**
- * Disk mode, for data larger than memory: only the directory lives in memory. A lookup reads the probe window of
- * the id's slot table (one positional read of at most maxProbe slots), then the record (a second read), with
- * callback `fs.read` on libuv's pool so the event loop never waits. Memory does not grow with the row count.
+ * Disk mode, for data larger than memory: the directory lives in memory, and so, when they fit the memory budget,
+ * the slot tables, packed (slot-index.ts, about 5 bytes a row); records stay in the file. A lookup:
+ * 1. the hot-record cache (record-cache.ts), if the id is there: answered at once, as in memory mode;
+ * 2. with the slot tables in memory, an absent id is answered at once, and a present one costs one positional
+ *    read, of its record; without them, one read of the probe window and one of the record;
+ * 3. the reads are done by the disk read pool's worker threads (read-pool.ts), in batches, never on the event loop.
+ * Memory does not grow with the row count beyond the slot tables the budget allows, and the cache's fixed arena.
  *
- * Concurrency: any number of lookups at once. `close` waits for the lookups in progress, then closes the file; the
- * owner calls it once, after the version stopped being served.
+ * Concurrency: any number of lookups at once, on the main thread. `close` waits for the lookups in progress, then
+ * closes the file and frees the slot tables and the cache; the owner calls it once, after the version stopped
+ * being served. A lookup after `close` throws.
  */
-import { read } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { PartitionDirectory } from './directory.js';
-import { EMPTY_SLOT, type PartitionEntry, SLOT_BYTES, type SnapshotHeader } from './format.js';
+import { type PartitionEntry, SLOT_BYTES, type SnapshotHeader } from './format.js';
+import { RESULT_MISS } from './read-channel.js';
+import type { DiskReadPool } from './read-pool.js';
 import type { LoadedSnapshot } from './reader.js';
-import { MAX_RECORD_BYTES, recordHasId, renderRecord } from './record-codec.js';
+import { RecordCache } from './record-cache.js';
+import { MAX_RECORD_BYTES, recordHasId, recordLength, renderRecord } from './record-codec.js';
+import { SlotIndex, slotIndexBytes } from './slot-index.js';
 import type { PartitionSpan } from './verifier.js';
 
-function readAt(fd: number, length: number, position: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const buf = Buffer.allocUnsafe(length);
-    read(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(buf.subarray(0, n))));
-  });
+/** How a disk-mode version serves: the pool that reads for it, and the memory it may hold. */
+export interface DiskOptions {
+  readonly pool: DiskReadPool;
+  /** The slot tables are held in memory when their packed size is at most this (0: never). */
+  readonly slotBudgetBytes: number;
+  /** Bytes for the hot-record cache (0: no cache). */
+  readonly cacheBytes: number;
 }
+
+/** Counters over every disk-mode version of this process (the replica's metrics read them). */
+export const diskStats = {
+  /** Lookups asked of disk-mode versions. */
+  lookups: 0,
+  /** Lookups answered from the hot-record cache. */
+  cacheHits: 0,
+  /** Lookups that needed the file (a read of the record, or of the probe window and then the record). */
+  fileLookups: 0,
+};
+
+type Resolve = (body: string | undefined) => void;
+type Reject = (err: Error) => void;
 
 export class DiskSnapshot implements LoadedSnapshot {
   readonly mode = 'disk' as const;
@@ -28,50 +51,150 @@ export class DiskSnapshot implements LoadedSnapshot {
   private readonly directory: PartitionDirectory;
   private readonly fd: number;
   private inFlight = 0;
+  private closed = false;
   private closing: (() => void) | undefined;
 
-  constructor(
+  private constructor(
     readonly header: SnapshotHeader,
-    partitions: PartitionEntry[],
+    partitions: readonly PartitionEntry[],
     private readonly handle: FileHandle,
+    private readonly pool: DiskReadPool,
+    private readonly slots: SlotIndex | undefined,
+    private readonly cache: RecordCache | undefined,
     /** The partitions the file holds (verified); a shard replica's file has only its shard's. */
-    private readonly span: PartitionSpan = { first: 0, end: partitions.length },
+    private readonly span: PartitionSpan,
   ) {
     this.fd = handle.fd;
     this.directory = new PartitionDirectory(header.partitionBits, partitions);
-    this.residentBytes = this.directory.bytes;
+    this.residentBytes = this.directory.bytes + (slots?.bytes ?? 0) + (cache?.bytes ?? 0);
     this.heldRows = 0;
     for (let i = span.first; i < span.end; i++) this.heldRows += partitions[i].rows;
   }
 
-  lookup(id: string): Promise<string | undefined> {
-    this.inFlight++;
-    return this.find(id).finally(() => {
-      if (--this.inFlight === 0 && this.closing !== undefined) this.closing();
-    });
+  /**
+   * Serves the verified file open in `handle` (which the snapshot then owns), loading its slot tables when they fit
+   * `options.slotBudgetBytes`. `span`: the partitions the file holds (a shard replica's file has only its shard's).
+   */
+  static async open(
+    header: SnapshotHeader,
+    partitions: readonly PartitionEntry[],
+    handle: FileHandle,
+    options: DiskOptions,
+    span: PartitionSpan = { first: 0, end: partitions.length },
+  ): Promise<DiskSnapshot> {
+    options.pool.start();
+    const fits = options.slotBudgetBytes > 0 && slotIndexBytes(partitions, span) <= options.slotBudgetBytes;
+    const slots = fits ? await SlotIndex.load(handle, partitions, span) : undefined;
+    const cache = options.cacheBytes > 0 ? new RecordCache(options.cacheBytes) : undefined;
+    return new DiskSnapshot(header, partitions, handle, options.pool, slots, cache, span);
   }
 
-  private async find(id: string): Promise<string | undefined> {
+  /** Whether the slot tables are in memory (a present id costs one read). */
+  get slotsInMemory(): boolean {
+    return this.slots !== undefined;
+  }
+
+  /** The hot-record cache's entries in use and capacity (tests, metrics). */
+  get cacheSize(): { used: number; capacity: number; bytes: number } | undefined {
+    const c = this.cache;
+    return c === undefined ? undefined : { used: c.size, capacity: c.capacity, bytes: c.bytes };
+  }
+
+  lookup(id: string): string | undefined | Promise<string | undefined> {
+    if (this.closed) throw new Error(`version ${this.header.version} is closed`);
+    diskStats.lookups++;
     const { h1, partition, home, end } = this.directory.locate(id);
     // Outside the partitions held the file has a hole: never read it (the read path answers 421 before this).
     if (home >= end || partition < this.span.first || partition >= this.span.end) return undefined;
-    const start = this.directory.offsets[partition];
-    const slots = await readAt(this.fd, (end - home) * SLOT_BYTES, start + home * SLOT_BYTES);
-    const records = start + this.directory.slotCount[partition] * SLOT_BYTES;
-    for (let s = 0; s + SLOT_BYTES <= slots.length; s += SLOT_BYTES) {
-      const off = slots.readUInt32LE(s + 4);
-      if (off === EMPTY_SLOT) return undefined;
-      if (slots.readUInt32LE(s) !== h1) continue;
-      // A second read for the record; another only on a 32-bit fingerprint collision inside the window.
-      const at = records + off;
-      const rec = await readAt(this.fd, Math.min(MAX_RECORD_BYTES, this.directory.ends[partition] - at), at);
-      if (recordHasId(rec, 0, id)) return renderRecord(rec, 0, id);
+    const cache = this.cache;
+    if (cache !== undefined) {
+      const at = cache.find(h1, id);
+      if (at !== -1) {
+        diskStats.cacheHits++;
+        return renderRecord(cache.data, at, id);
+      }
     }
-    return undefined;
+    let first = -1;
+    if (this.slots !== undefined) {
+      first = this.slots.find(partition, h1, home, end);
+      // The packed fingerprint rules the id out without a read.
+      if (first === -1) return undefined;
+    }
+    diskStats.fileLookups++;
+    this.inFlight++;
+    return new Promise<string | undefined>((resolve, reject) => {
+      this.fetch(id, h1, partition, first === -1 ? home : first, end, resolve, reject);
+    });
+  }
+
+  /**
+   * Reads the candidate record at slot `from` (slot tables in memory) or probes [from, end) in the file, and
+   * settles the lookup; a candidate of another id (a fingerprint collision) goes on from the next slot.
+   */
+  private fetch(
+    id: string,
+    h1: number,
+    partition: number,
+    from: number,
+    end: number,
+    resolve: Resolve,
+    reject: Reject,
+  ): void {
+    const d = this.directory;
+    const start = d.offsets[partition];
+    const recordsAt = start + d.slotCount[partition] * SLOT_BYTES;
+    const partitionEnd = d.ends[partition];
+    const slots = this.slots;
+    let position: number;
+    let length: number;
+    let probeH1: number;
+    if (slots !== undefined) {
+      position = recordsAt + slots.recordOffset(partition, from);
+      length = Math.min(MAX_RECORD_BYTES, partitionEnd - position);
+      probeH1 = -1;
+    } else {
+      position = start + from * SLOT_BYTES;
+      length = (end - from) * SLOT_BYTES;
+      probeH1 = h1;
+    }
+    this.pool.read(this.fd, position, length, probeH1, recordsAt, partitionEnd, (n, slot, out, at, err) => {
+      if (err !== undefined) {
+        this.settle();
+        reject(err);
+        return;
+      }
+      if (n === RESULT_MISS) {
+        this.settle();
+        resolve(undefined);
+        return;
+      }
+      if (recordHasId(out, at, id)) {
+        const body = renderRecord(out, at, id);
+        this.cache?.insert(h1, out, at, recordLength(out, at));
+        this.settle();
+        resolve(body);
+        return;
+      }
+      const next = slots !== undefined ? slots.find(partition, h1, from + 1, end) : from + slot + 1;
+      if (next === -1 || next >= end) {
+        this.settle();
+        resolve(undefined);
+        return;
+      }
+      this.fetch(id, h1, partition, next, end, resolve, reject);
+    });
+  }
+
+  private settle(): void {
+    if (--this.inFlight === 0 && this.closing !== undefined) this.closing();
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.closing = resolve));
+    this.slots?.release();
+    this.cache?.release();
     await this.handle.close();
   }
 }

@@ -2,12 +2,15 @@
  * Memory mode: every partition held in memory (or, on a shard replica, the partitions of its shard: `buffers[i]` is
  * partition `first + i`); lookups are synchronous and allocate only the answer. A lookup of an id in a partition not
  * held answers undefined: the read path refuses ids of other shards before it asks (421).
- * Immutable once built: any number of lookups may run; the memory goes with the last reference.
+ * Immutable once built: any number of lookups may run. `close` frees the partitions' memory at once (release.ts),
+ * without waiting for a major garbage collection, which may not come for minutes: since lookups are synchronous,
+ * none is in progress when the owner closes a version it no longer serves. A lookup after `close` throws.
  */
 import { PartitionDirectory } from './directory.js';
 import { EMPTY_SLOT, type PartitionEntry, SLOT_BYTES, type SnapshotHeader } from './format.js';
 import type { LoadedSnapshot } from './reader.js';
 import { recordHasId, renderRecord } from './record-codec.js';
+import { releaseArrayBuffers } from './release.js';
 
 export class MemorySnapshot implements LoadedSnapshot {
   readonly mode = 'memory' as const;
@@ -15,12 +18,18 @@ export class MemorySnapshot implements LoadedSnapshot {
   readonly heldRows: number;
   private readonly directory: PartitionDirectory;
   private readonly slots: Uint32Array[];
+  private closed = false;
 
+  /**
+   * `first`: the partition `buffers[0]` holds; `arena`: the ArrayBuffer that holds every partition, owned by this
+   * snapshot and freed by `close`.
+   */
   constructor(
     readonly header: SnapshotHeader,
     partitions: PartitionEntry[],
     private readonly buffers: Buffer[],
     private readonly first = 0,
+    private readonly arena?: ArrayBuffer,
   ) {
     this.residentBytes = buffers.reduce((n, b) => n + b.length, 0);
     this.heldRows = 0;
@@ -34,6 +43,7 @@ export class MemorySnapshot implements LoadedSnapshot {
   }
 
   lookup(id: string): string | undefined {
+    if (this.closed) throw new Error(`version ${this.header.version} is closed`);
     const { h1, partition, home, end } = this.directory.locate(id);
     const slots = this.slots[partition - this.first];
     const buf = this.buffers[partition - this.first];
@@ -49,6 +59,7 @@ export class MemorySnapshot implements LoadedSnapshot {
   }
 
   async close(): Promise<void> {
-    // Memory is released when the last reference goes; nothing to close.
+    this.closed = true;
+    if (this.arena !== undefined) releaseArrayBuffers([this.arena]);
   }
 }

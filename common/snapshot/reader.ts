@@ -9,9 +9,11 @@
  * lookup.
  */
 import { type FileHandle, open } from 'node:fs/promises';
+import { DEFAULTS } from '../config.js';
 import { SnapshotError } from '../errors.js';
-import { DiskSnapshot } from './disk-snapshot.js';
+import { type DiskOptions, DiskSnapshot } from './disk-snapshot.js';
 import { HEADER_BYTES, type PartitionEntry, type SnapshotHeader } from './format.js';
+import { sharedReadPool } from './read-pool.js';
 import { type Shard, shardRange } from './shard.js';
 import {
   BodyVerifier,
@@ -33,11 +35,13 @@ export interface LoadedSnapshot {
   /** Rows this snapshot answers for: all of them, or on a shard replica its shard's (shard.ts). */
   readonly heldRows: number;
   /**
-   * The JSON body for `id`, or undefined when the snapshot has no such id: at once in memory mode, as a promise
-   * in disk mode (at most two positional reads).
+   * The JSON body for `id`, or undefined when the snapshot has no such id: at once in memory mode (and in disk mode
+   * for an id in the hot-record cache, or ruled out by the slot tables in memory), else as a promise (at most two
+   * positional reads). Throws once the snapshot is closed: a reader calls it in the same turn as it read the
+   * live version (memory mode frees its bytes at `close`).
    */
   lookup(id: string): string | undefined | Promise<string | undefined>;
-  /** Releases the snapshot once lookups in progress are done; later lookups are not allowed. */
+  /** Releases the snapshot (its memory at once) once lookups in progress are done; later lookups throw. */
   close(): Promise<void>;
 }
 
@@ -89,17 +93,28 @@ export async function verifyFromFile(
   }
 }
 
+/** Disk mode as configured by default: the default read pool, slot tables within the default memory budget. */
+export function defaultDiskOptions(): DiskOptions {
+  return {
+    pool: sharedReadPool(DEFAULTS.diskReadWorkers),
+    slotBudgetBytes: DEFAULTS.memoryBudgetBytes,
+    cacheBytes: DEFAULTS.diskCacheBytes,
+  };
+}
+
 /**
  * Verifies a snapshot file completely (header, layout, every checksum, identity against `expect`) and opens it for
- * lookups: `memory` holds every partition in memory; `disk` keeps only the directory and reads at lookup time.
- * With `shard`, only that shard's partitions are verified and served (a shard replica's file holds only their
- * bytes, shard.ts). Throws a SnapshotError (and holds nothing) when the file is not exactly what it claims.
+ * lookups: `memory` holds every partition in memory; `disk` keeps the directory (and the slot tables, when they
+ * fit `disk`'s budget) and reads records at lookup time. With `shard`, only that shard's partitions are verified
+ * and served (a shard replica's file holds only their bytes, shard.ts). Throws a SnapshotError (and holds nothing)
+ * when the file is not exactly what it claims.
  */
 export async function loadSnapshot(
   path: string,
   expect: ExpectedSnapshot = {},
   mode: SnapshotMode = 'memory',
   shard?: Shard,
+  disk: DiskOptions = defaultDiskOptions(),
 ): Promise<LoadedSnapshot> {
   const h = await open(path, 'r');
   let keepOpen = false;
@@ -109,8 +124,9 @@ export async function loadSnapshot(
     const verifier = new BodyVerifier(header, partitions, mode === 'memory', span);
     await verifyFromFile(h, verifier);
     if (mode === 'memory') return verifier.toMemorySnapshot();
+    const snapshot = await DiskSnapshot.open(header, partitions, h, disk, verifier.span);
     keepOpen = true;
-    return new DiskSnapshot(header, partitions, h, verifier.span);
+    return snapshot;
   } finally {
     if (!keepOpen) await h.close();
   }
@@ -120,7 +136,17 @@ export async function loadSnapshot(
  * Opens a file whose every byte was already verified (by a BodyVerifier as it arrived, its size checked before its
  * fsync) for disk-mode lookups.
  */
-export async function openVerified(path: string, verifier: BodyVerifier): Promise<DiskSnapshot> {
+export async function openVerified(
+  path: string,
+  verifier: BodyVerifier,
+  disk: DiskOptions = defaultDiskOptions(),
+): Promise<DiskSnapshot> {
   if (!verifier.done) throw new Error('openVerified needs a verifier that has taken the whole body');
-  return new DiskSnapshot(verifier.header, [...verifier.partitions], await open(path, 'r'), verifier.span);
+  const h = await open(path, 'r');
+  try {
+    return await DiskSnapshot.open(verifier.header, [...verifier.partitions], h, disk, verifier.span);
+  } catch (err) {
+    await h.close();
+    throw err;
+  }
 }

@@ -213,6 +213,12 @@ export class BodyVerifier {
   /** The verified version in memory (memory mode, once `done`): it answers ids of the checked partitions only. */
   toMemorySnapshot(): MemorySnapshot {
     if (!this.done || !this.keep) throw new Error('toMemorySnapshot needs a complete body kept in memory');
-    return new MemorySnapshot(this.header, [...this.partitions], this.kept, this.first);
+    return new MemorySnapshot(
+      this.header,
+      [...this.partitions],
+      this.kept,
+      this.first,
+      this.arena?.buffer as ArrayBuffer,
+    );
   }
 }

@@ -16,14 +16,13 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT, waitFor } from '../lib/processes.js';
+import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import {
   DEFAULT_SEED,
   ensureCsv,
   ensureTool,
   getJson,
-  type ListeningProcess,
   lastLines,
   leaderEnv,
   log,
@@ -33,114 +32,20 @@ import {
   printCpuProfile,
   printJson,
   printTable,
-  procCpuSeconds,
   replicaEnv,
   round,
   runBench,
-  runTool,
   sampleIds,
-  spawnListening,
   startTracked,
   TOKENS,
   tempDir,
   verdict,
   wrkRandomIdsScript,
 } from './lib.js';
+import { best, type LoadSettings, median, pinnedNode, SERVER_CPU, WRK_CPU, type WrkRun, wrk } from './wrk.js';
 
-const SERVER_CPU = 0;
-const WRK_CPU = 1;
 const GOAL_THROUGHPUT_RATIO = 0.9;
 const GOAL_P99_RATIO = 1.5;
-
-/** What one wrk run measured (latencies in microseconds). */
-interface WrkRun {
-  target: string;
-  requests: number;
-  durationS: number;
-  requestsPerS: number;
-  non2xx: number;
-  socketErrors: number;
-  latencyUs: { p50: number; p90: number; p99: number; p999: number; max: number; mean: number };
-  /** Server CPU time (user + system) per request, microseconds. */
-  serverCpuUsPerRequest: number;
-  /** Server CPU seconds per wall second during the run: 1.0 means it had its core to itself and used it all. */
-  serverCoreShare: number;
-}
-
-interface LoadSettings {
-  threads: number;
-  connections: number;
-}
-
-/**
- * Runs wrk pinned to WRK_CPU against `server` for `seconds`. Also reads the server's CPU time around the run: CPU
- * per request is steadier than requests/s on a shared machine, and CPU time over wall time says how much of its
- * core the server actually got.
- */
-async function wrk(
-  target: string,
-  server: ListeningProcess,
-  script: string,
-  seconds: number,
-  load: LoadSettings,
-): Promise<WrkRun> {
-  const args = [
-    '-c',
-    String(WRK_CPU),
-    'wrk',
-    `-t${load.threads}`,
-    `-c${load.connections}`,
-    `-d${seconds}s`,
-    '--timeout',
-    '5s',
-    '-s',
-    script,
-    server.url,
-  ];
-  const cpu0 = await procCpuSeconds(server.pid);
-  const r = await runTool('taskset', args, { timeoutMs: (seconds + 60) * 1000 });
-  const cpuS = (await procCpuSeconds(server.pid)) - cpu0;
-  const line = r.stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
-  if (r.code !== 0 || line === undefined) throw new Error(`wrk failed (${r.code}): ${r.stderr}\n${r.stdout}`);
-  const j = JSON.parse(line.slice('WRK_JSON '.length)) as Record<string, number>;
-  const durationS = j.duration_us / 1e6;
-  return {
-    target,
-    requests: j.requests,
-    durationS: round(durationS, 2),
-    requestsPerS: round(j.requests / durationS),
-    non2xx: j.non2xx,
-    socketErrors: j.socket_errors,
-    latencyUs: { p50: j.p50, p90: j.p90, p99: j.p99, p999: j.p999, max: j.max, mean: j.mean },
-    serverCpuUsPerRequest: round((cpuS * 1e6) / j.requests, 2),
-    serverCoreShare: round(cpuS / durationS, 2),
-  };
-}
-
-/** Spawns `node [nodeArgs] --import tsx <script> [args]` pinned to SERVER_CPU. */
-function pinnedNode(
-  script: string,
-  args: string[],
-  env: Record<string, string>,
-  nodeArgs: string[] = [],
-): Promise<ListeningProcess> {
-  return spawnListening(
-    'taskset',
-    ['-c', String(SERVER_CPU), process.execPath, ...nodeArgs, '--import', 'tsx', join(ROOT, script), ...args],
-    env,
-  );
-}
-
-/** The median of `values`: a second view of a few noisy runs beside the best one (goals use the best runs). */
-function median(values: number[]): number {
-  const v = [...values].sort((a, b) => a - b);
-  const m = v.length >> 1;
-  return v.length % 2 === 1 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
-function best(runs: WrkRun[]): WrkRun {
-  return runs.reduce((a, b) => (b.requestsPerS > a.requestsPerS ? b : a));
-}
 
 const ms = (us: number) => round(us / 1000, 2);
 

@@ -1,10 +1,12 @@
 /**
  * Property: for random rows (duplicates, non-UUID ids, odd characters) built into many partitions, every id
- * answers its last row and absent ids answer 404, through HTTP, in memory mode and in disk mode.
+ * answers its last row and absent ids answer 404, through HTTP, in memory mode and in disk mode (with its cache of
+ * hot records and slot tables in memory, and with neither). And across swaps, disk mode's cache never answers
+ * with a record of the version it served before.
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { cleanup, putCsv, rawGet, startLeader, startReplica, waitFor } from '../helpers.js';
+import { cleanup, csvOf, http, putCsv, rawGet, startLeader, startReplica, waitFor } from '../helpers.js';
 
 const idArb = fc.oneof(
   fc.uuid(),
@@ -28,8 +30,17 @@ describe('serving modes: every id answers its last row through HTTP (property)',
   this.timeout(180_000);
   afterEach(cleanup);
 
-  for (const mode of ['memory', 'disk'] as const) {
-    it(`in ${mode} mode`, async () => {
+  const variants = [
+    { name: 'memory mode', mode: 'memory', env: { SERVE_MODE: 'memory' } },
+    { name: 'disk mode, cache on, slot tables in memory', mode: 'disk', env: { SERVE_MODE: 'disk' } },
+    {
+      name: 'disk mode, cache off, slot tables on disk',
+      mode: 'disk',
+      env: { SERVE_MODE: 'disk', DISK_CACHE_BYTES: '0', MEMORY_BUDGET_BYTES: '0' },
+    },
+  ] as const;
+  for (const { name, mode, env } of variants) {
+    it(`in ${name}`, async () => {
       await fc.assert(
         fc.asyncProperty(
           fc.array(rowArb, { minLength: 1, maxLength: 300 }),
@@ -49,15 +60,18 @@ describe('serving modes: every id answers its last row through HTTP (property)',
             );
             expect(put.status, put.text).to.equal(201);
             expect(put.json.rows).to.equal(last.size);
-            const replica = await startReplica(leader.url, { SERVE_MODE: mode });
+            const replica = await startReplica(leader.url, env);
             await waitFor(() => replica.index.current, 10_000, 'the version');
             expect(replica.index.current?.snapshot.mode).to.equal(mode);
-            for (const [id, { price, date }] of last) {
-              const res = await rawGet(replica.url, `/promotions/${encodeURIComponent(id)}`);
-              expect(res.status, id).to.equal(200);
-              expect(res.text).to.equal(
-                `{"id":${JSON.stringify(id)},"price":${price},"expiration_date":"${date}"}`,
-              );
+            // Twice: in disk mode the second answer comes from the cache when it is on.
+            for (let round = 0; round < 2; round++) {
+              for (const [id, { price, date }] of last) {
+                const res = await rawGet(replica.url, `/promotions/${encodeURIComponent(id)}`);
+                expect(res.status, id).to.equal(200);
+                expect(res.text).to.equal(
+                  `{"id":${JSON.stringify(id)},"price":${price},"expiration_date":"${date}"}`,
+                );
+              }
             }
             for (const id of probes.filter((p) => !last.has(p))) {
               const res = await rawGet(replica.url, `/promotions/${encodeURIComponent(id)}`);
@@ -82,4 +96,35 @@ describe('serving modes: every id answers its last row through HTTP (property)',
       );
     });
   }
+
+  it('disk mode: after a swap, no answer comes from the cache of the version served before', async () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `id-${i}`);
+    const version = (price: string) => csvOf(ids.map((id) => [id, price, '2020-01-01 00:00:00']));
+    const leader = await startLeader();
+    expect((await putCsv(leader.url, version('1'))).status).to.equal(201);
+    const replica = await startReplica(leader.url, { SERVE_MODE: 'disk' });
+    await waitFor(() => replica.index.current, 10_000, 'version 1');
+    const hits = async () => {
+      const text = (await http(`${replica.url}/metrics`)).text;
+      return Number(/^promotions_disk_cache_hits_total\{[^}]*\} (\d+)/m.exec(text)?.[1]);
+    };
+    const before = await hits();
+    for (let round = 0; round < 2; round++) {
+      for (const id of ids) expect((await http(`${replica.url}/promotions/${id}`)).json.price).to.equal(1);
+    }
+    expect((await hits()) - before).to.equal(ids.length);
+    for (const [i, price] of ['2', '3', '1'].entries()) {
+      expect((await putCsv(leader.url, version(price), '?force=true')).status).to.equal(201);
+      await waitFor(
+        () => (replica.index.current?.manifest.version === i + 2 ? true : undefined),
+        10_000,
+        `version ${i + 2}`,
+      );
+      for (const id of ids) {
+        const res = await http(`${replica.url}/promotions/${id}`);
+        expect(res.json.price, id).to.equal(Number(price));
+        expect(res.headers.get('x-snapshot-version')).to.equal(String(i + 2));
+      }
+    }
+  });
 });
