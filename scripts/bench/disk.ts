@@ -1,0 +1,393 @@
+/**
+ * Disk-mode benchmark (DESIGN §6, "GET throughput, disk mode, file in page cache"; issue 13): the same snapshot
+ * served by a memory-mode replica and a disk-mode replica, measured alternately in the same run.
+ *   node --import tsx scripts/bench/disk.ts [--rows 10000000] [--seed 42] [--ids 1000000] [--connections 50]
+ *                                           [--duration-s 10] [--warmup-s 3] [--rounds 2] [--zipf 0.99]
+ *                                           [--cold-s 10] [--disk-env NAME=VALUE,...] [--workloads uniform,zipf]
+ *
+ * A leader builds the version; both replicas (SERVE_MODE=memory and SERVE_MODE=disk, each `taskset -c 0`, the
+ * disk one with `--disk-env` added to its environment and scripts/bench/eld-probe.ts preloaded to report its
+ * event-loop delay) load it; the leader stops. wrk (`taskset -c 1`) then requests `--ids` existing ids sampled
+ * evenly from the file: `uniform` picks one at random per request; `zipf` draws its rank from a Zipfian
+ * distribution of exponent `--zipf` (YCSB's generator, Gray et al.), so a few ids take most requests. For each
+ * workload: a warm-up of each replica, then memory and disk alternately `--rounds` times; best run of each by
+ * requests/s, and the median ratio beside it. Disk mode's cache hit ratio and positional reads per lookup come
+ * from its /metrics, around its runs. Then `--cold-s` seconds of uniform reads with the page cache dropped
+ * (`echo 1 > /proc/sys/vm/drop_caches`, root only) once a second while wrk runs, so that most reads go to the
+ * disk. RSS of both replicas at the end.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ROOT, waitFor } from '../lib/processes.js';
+import { uploadFile } from '../upload.js';
+import {
+  DEFAULT_SEED,
+  ensureCsv,
+  ensureTool,
+  getJson,
+  type ListeningProcess,
+  lastLines,
+  leaderEnv,
+  log,
+  machineNote,
+  mb,
+  parseCounts,
+  parsePositive,
+  printJson,
+  printTable,
+  procMemory,
+  replicaEnv,
+  round,
+  runBench,
+  sampleIds,
+  spawnListening,
+  startTracked,
+  TOKENS,
+  tempDir,
+  verdict,
+  wrkRandomIdsScript,
+} from './lib.js';
+import { best, type LoadSettings, median, pinnedNode, SERVER_CPU, type WrkRun, wrk } from './wrk.js';
+
+const GOAL_UNIFORM = 0.8;
+const GOAL_ZIPF = 0.9;
+const GOAL_P99 = 1.5;
+const GOAL_ELD_MS = 10;
+const GOAL_READS_PER_LOOKUP = 1.2;
+const DROP_CACHES = '/proc/sys/vm/drop_caches';
+
+/** A wrk script drawing ranks from a Zipfian distribution over the ids file (YCSB's ZipfianGenerator). */
+function wrkZipfScript(idsPath: string, theta: number): string {
+  return `
+local ids_path = ${JSON.stringify(idsPath)}
+local theta = ${theta}
+local reqs = {}
+local n = 0
+local zetan, alpha, eta, half
+
+function init(args)
+  for line in io.lines(ids_path) do
+    n = n + 1
+    reqs[n] = wrk.format("GET", "/promotions/" .. line)
+  end
+  zetan = 0
+  for i = 1, n do zetan = zetan + 1 / (i ^ theta) end
+  local zeta2 = 1 + 1 / (2 ^ theta)
+  alpha = 1 / (1 - theta)
+  eta = (1 - (2 / n) ^ (1 - theta)) / (1 - zeta2 / zetan)
+  half = 1 + 0.5 ^ theta
+  math.randomseed(42)
+end
+
+function request()
+  local u = math.random()
+  local uz = u * zetan
+  local rank
+  if uz < 1 then rank = 0
+  elseif uz < half then rank = 1
+  else rank = math.floor(n * ((eta * u - eta + 1) ^ alpha)) end
+  if rank >= n then rank = n - 1 end
+  return reqs[rank + 1]
+end
+${wrkRandomIdsScript(idsPath).slice(wrkRandomIdsScript(idsPath).indexOf('function done'))}`;
+}
+
+/** The worst event-loop delay the probe reported while `run` ran. */
+function eldDuring<T>(
+  p: ListeningProcess,
+  run: () => Promise<T>,
+): Promise<{ result: T; maxMs: number; p99Ms: number }> {
+  let maxMs = 0;
+  let p99Ms = 0;
+  const rl = createInterface({ input: p.child.stdout! });
+  rl.on('line', (line) => {
+    if (!line.includes('"event-loop-delay"')) return;
+    const j = JSON.parse(line) as { maxMs: number; p99Ms: number };
+    maxMs = Math.max(maxMs, j.maxMs);
+    p99Ms = Math.max(p99Ms, j.p99Ms);
+  });
+  return run().then(
+    (result) => {
+      rl.close();
+      return { result, maxMs, p99Ms };
+    },
+    (err) => {
+      rl.close();
+      throw err;
+    },
+  );
+}
+
+/** The disk replica's counters (promotions_disk_*_total) from /metrics. */
+async function diskCounters(url: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^promotions_disk_(\w+)_total\{[^}]*\} (\d+)/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+interface DiskRun extends WrkRun {
+  eldMaxMs: number;
+  cacheHitRatio: number;
+  readsPerLookup: number;
+}
+
+async function diskRun(
+  p: ListeningProcess,
+  script: string,
+  seconds: number,
+  load: LoadSettings,
+  during?: () => void,
+): Promise<DiskRun> {
+  const before = await diskCounters(p.url);
+  const { result, maxMs } = await eldDuring(p, () => {
+    during?.();
+    return wrk('disk', p, script, seconds, load);
+  });
+  const after = await diskCounters(p.url);
+  const lookups = after.lookups - before.lookups;
+  return {
+    ...result,
+    eldMaxMs: maxMs,
+    cacheHitRatio: round((after.cache_hits - before.cache_hits) / lookups, 3),
+    readsPerLookup: round((after.reads - before.reads) / lookups, 3),
+  };
+}
+
+const ms = (us: number) => round(us / 1000, 2);
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rows: { type: 'string', default: '10000000' },
+      seed: { type: 'string', default: String(DEFAULT_SEED) },
+      ids: { type: 'string', default: '1000000' },
+      connections: { type: 'string', default: '50' },
+      'duration-s': { type: 'string', default: '10' },
+      'warmup-s': { type: 'string', default: '3' },
+      rounds: { type: 'string', default: '2' },
+      zipf: { type: 'string', default: '0.99' },
+      'cold-s': { type: 'string', default: '10' },
+      'disk-env': { type: 'string', default: '' },
+      workloads: { type: 'string', default: 'uniform,zipf' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    const src = await readFile(new URL(import.meta.url), 'utf8');
+    process.stdout.write(`${src.slice(0, src.indexOf('*/') + 2)}\n`);
+    return;
+  }
+  const [rows] = parseCounts('--rows', values.rows);
+  const seed = Number(values.seed);
+  const idCount = parsePositive('--ids', values.ids);
+  const load: LoadSettings = { threads: 1, connections: parsePositive('--connections', values.connections) };
+  const seconds = parsePositive('--duration-s', values['duration-s']);
+  const warmupS = Number(values['warmup-s']);
+  const rounds = parsePositive('--rounds', values.rounds);
+  const theta = Number(values.zipf);
+  if (!(theta > 0 && theta < 1)) throw new Error('--zipf must be between 0 and 1 (exclusive)');
+  const coldS = Number(values['cold-s']);
+  const diskEnv = Object.fromEntries(
+    values['disk-env']
+      .split(',')
+      .filter((kv) => kv !== '')
+      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  );
+  const workloads = values.workloads.split(',').map((w) => w.trim());
+  ensureTool('wrk');
+  ensureTool('taskset', 'util-linux');
+
+  const csv = await ensureCsv(rows, seed);
+  const dir = await tempDir('disk');
+  const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
+  const up = await uploadFile(leader.url, TOKENS.leader, csv);
+  if (up.status !== 201)
+    throw new Error(
+      `the leader refused the file (${up.status}): ${JSON.stringify(up.body)}${lastLines(leader.lines)}`,
+    );
+  const memory = await pinnedNode(
+    'replica/main.ts',
+    [],
+    replicaEnv(join(dir, 'memory'), leader.url, { SERVE_MODE: 'memory' }),
+  );
+  const probe = pathToFileURL(join(ROOT, 'scripts', 'bench', 'eld-probe.ts')).href;
+  const disk = await spawnListening(
+    'taskset',
+    [
+      '-c',
+      String(SERVER_CPU),
+      process.execPath,
+      '--import',
+      'tsx',
+      '--import',
+      probe,
+      join(ROOT, 'replica', 'main.ts'),
+    ],
+    replicaEnv(join(dir, 'disk'), leader.url, { SERVE_MODE: 'disk', ...diskEnv }),
+  );
+  for (const [p, mode] of [
+    [memory, 'memory'],
+    [disk, 'disk'],
+  ] as const) {
+    await waitFor(
+      async () => {
+        const { status, body } = await getJson(`${p.url}/readyz`);
+        return status === 200 && body.version === up.body.version && body.mode === mode ? true : undefined;
+      },
+      10 * 60_000,
+      `the ${mode} replica to serve the version`,
+    );
+  }
+  await leader.stop();
+  const rssLoaded = {
+    memory: (await procMemory(memory.pid)).rssBytes,
+    disk: (await procMemory(disk.pid)).rssBytes,
+  };
+
+  const ids = await sampleIds(csv, idCount, rows);
+  const idsPath = join(dir, 'ids.txt');
+  await writeFile(idsPath, `${ids.join('\n')}\n`);
+  const scripts: Record<string, string> = {
+    uniform: join(dir, 'uniform.lua'),
+    zipf: join(dir, 'zipf.lua'),
+  };
+  await writeFile(scripts.uniform, wrkRandomIdsScript(idsPath));
+  await writeFile(scripts.zipf, wrkZipfScript(idsPath, theta));
+  log(
+    `memory ${memory.url}, disk ${disk.url} (${JSON.stringify(diskEnv)}); ${ids.length} ids of ${rows} rows`,
+  );
+
+  const results: Record<string, { memory: WrkRun[]; disk: DiskRun[] }> = {};
+  for (const w of workloads) {
+    const script = scripts[w];
+    if (script === undefined) throw new Error(`--workloads: unknown workload "${w}"`);
+    if (warmupS > 0) {
+      await wrk('memory', memory, script, warmupS, load);
+      await diskRun(disk, script, warmupS, load);
+    }
+    const r = { memory: [] as WrkRun[], disk: [] as DiskRun[] };
+    for (let i = 0; i < rounds; i++) {
+      const m = await wrk('memory', memory, script, seconds, load);
+      log(`  ${w} memory #${i + 1}: ${m.requestsPerS} req/s, p99 ${ms(m.latencyUs.p99)} ms`);
+      r.memory.push(m);
+      const d = await diskRun(disk, script, seconds, load);
+      log(
+        `  ${w} disk   #${i + 1}: ${d.requestsPerS} req/s, p99 ${ms(d.latencyUs.p99)} ms, hits ${d.cacheHitRatio}, ` +
+          `reads/lookup ${d.readsPerLookup}, ELD max ${d.eldMaxMs} ms`,
+      );
+      r.disk.push(d);
+    }
+    results[w] = r;
+  }
+
+  let cold: DiskRun | { skipped: string } = { skipped: '--cold-s 0' };
+  if (coldS > 0) {
+    const drop = async () => writeFile(DROP_CACHES, '1');
+    try {
+      await drop();
+      let timer: NodeJS.Timeout | undefined;
+      const run = await diskRun(disk, scripts.uniform, coldS, load, () => {
+        timer = setInterval(() => void drop().catch(() => undefined), 1000);
+      });
+      clearInterval(timer);
+      cold = run;
+      log(
+        `  cold disk: ${run.requestsPerS} req/s, p99 ${ms(run.latencyUs.p99)} ms, reads/lookup ${run.readsPerLookup}`,
+      );
+    } catch (err) {
+      cold = { skipped: `cannot drop the page cache: ${(err as Error).message}` };
+    }
+  }
+  const rssEnd = { memory: await procMemory(memory.pid), disk: await procMemory(disk.pid) };
+  await memory.stop();
+  await disk.stop();
+
+  process.stdout.write(
+    `\nDisk-mode benchmark, ${new Date().toISOString()}, ${machineNote()}\n` +
+      `${rows} rows, ${ids.length} ids sampled, wrk -t1 -c${load.connections} -d${seconds}s on core 1, replicas on ` +
+      `core 0; disk env ${JSON.stringify(diskEnv)}; best of ${rounds} alternating runs each (by req/s)\n\n`,
+  );
+  const table: (string | number)[][] = [];
+  const summary: Record<string, unknown> = {};
+  for (const [w, r] of Object.entries(results)) {
+    const m = best(r.memory);
+    const d = best(r.disk) as DiskRun;
+    const ratio = round(d.requestsPerS / m.requestsPerS, 3);
+    const medianRatio = round(
+      median(r.disk.map((x) => x.requestsPerS)) / median(r.memory.map((x) => x.requestsPerS)),
+      3,
+    );
+    const p99Ratio = round(d.latencyUs.p99 / m.latencyUs.p99, 2);
+    const eld = Math.max(...r.disk.map((x) => x.eldMaxMs));
+    const goal = w === 'zipf' ? GOAL_ZIPF : GOAL_UNIFORM;
+    table.push([
+      w,
+      m.requestsPerS,
+      d.requestsPerS,
+      ratio,
+      medianRatio,
+      `${ms(m.latencyUs.p99)} / ${ms(d.latencyUs.p99)}`,
+      p99Ratio,
+      `${m.serverCpuUsPerRequest} / ${d.serverCpuUsPerRequest}`,
+      d.cacheHitRatio,
+      d.readsPerLookup,
+      eld,
+      `>= ${goal}: ${verdict(ratio >= goal)}; p99 ${verdict(p99Ratio <= GOAL_P99)}; ELD ${verdict(eld < GOAL_ELD_MS)}`,
+    ]);
+    summary[w] = { ratio, medianRatio, p99Ratio, eldMaxMs: eld, memory: m, disk: d, runs: r };
+  }
+  printTable(
+    [
+      'keys',
+      'memory req/s',
+      'disk req/s',
+      'ratio',
+      'median ratio',
+      'p99 ms mem / disk',
+      'p99 ratio',
+      'CPU us/req mem / disk',
+      'cache hits',
+      'reads/lookup',
+      'disk ELD max ms',
+      'goals',
+    ],
+    table,
+  );
+  if ('skipped' in cold) {
+    process.stdout.write(`\ncold reads: skipped (${cold.skipped})\n`);
+  } else {
+    process.stdout.write(
+      `\ncold reads (page cache dropped every second): ${cold.requestsPerS} req/s, p99 ${ms(cold.latencyUs.p99)} ms, ` +
+        `${cold.readsPerLookup} positional reads per lookup (goal <= ${GOAL_READS_PER_LOOKUP}: ` +
+        `${verdict(cold.readsPerLookup <= GOAL_READS_PER_LOOKUP)}), ELD max ${cold.eldMaxMs} ms\n`,
+    );
+  }
+  process.stdout.write(
+    `RSS MB after load / at the end (peak): memory ${mb(rssLoaded.memory)} / ${mb(rssEnd.memory.rssBytes)} ` +
+      `(${mb(rssEnd.memory.hwmBytes)}); disk ${mb(rssLoaded.disk)} / ${mb(rssEnd.disk.rssBytes)} ` +
+      `(${mb(rssEnd.disk.hwmBytes)})\n`,
+  );
+  printJson('disk', {
+    rows,
+    seed,
+    ids: ids.length,
+    theta,
+    load: { ...load, durationS: seconds, warmupS, rounds },
+    diskEnv,
+    results: summary,
+    cold,
+    rssMb: {
+      memoryLoaded: mb(rssLoaded.memory),
+      diskLoaded: mb(rssLoaded.disk),
+      memoryEnd: mb(rssEnd.memory.rssBytes),
+      diskEnd: mb(rssEnd.disk.rssBytes),
+      diskPeak: mb(rssEnd.disk.hwmBytes),
+    },
+  });
+}
+
+await runBench(main);
