@@ -5,14 +5,17 @@
  *                                           [--duration-s 10] [--warmup-s 3] [--rounds 2] [--zipf 0.99]
  *                                           [--cold-s 10] [--disk-env NAME=VALUE,...] [--workloads uniform,zipf]
  *
- * A leader builds the version; both replicas (SERVE_MODE=memory and SERVE_MODE=disk, each `taskset -c 0`, the
- * disk one with `--disk-env` added to its environment and scripts/bench/eld-probe.ts preloaded to report its
- * event-loop delay) load it; the leader stops. wrk (`taskset -c 1`) then requests `--ids` existing ids sampled
+ * A leader builds the version; three replicas load it, each `taskset -c 0`: SERVE_MODE=memory, SERVE_MODE=disk
+ * (its defaults, plus `--disk-env`), and the same with DISK_CACHE_BYTES=0 (disk mode when its cache cannot help:
+ * the figure the uniform goal is judged on, since uniform keys over a sample smaller than the cache would all end
+ * up cached); the disk ones with scripts/bench/eld-probe.ts preloaded to report their event-loop delay. The
+ * leader then stops. wrk (`taskset -c 1`) then requests `--ids` existing ids sampled
  * evenly from the file: `uniform` picks one at random per request; `zipf` draws its rank from a Zipfian
  * distribution of exponent `--zipf` (YCSB's generator, Gray et al.), so a few ids take most requests. For each
  * workload: a warm-up of each replica, then memory and disk alternately `--rounds` times; best run of each by
  * requests/s, and the median ratio beside it. Disk mode's cache hit ratio and positional reads per lookup come
- * from its /metrics, around its runs. Then `--cold-s` seconds of uniform reads with the page cache dropped
+ * from its /metrics, around its runs. Then `--cold-s` seconds of uniform reads (the replica without cache) with
+ * the page cache dropped
  * (`echo 1 > /proc/sys/vm/drop_caches`, root only) once a second while wrk runs, so that most reads go to the
  * disk. RSS of both replicas at the end.
  */
@@ -215,23 +218,28 @@ async function main(): Promise<void> {
     replicaEnv(join(dir, 'memory'), leader.url, { SERVE_MODE: 'memory' }),
   );
   const probe = pathToFileURL(join(ROOT, 'scripts', 'bench', 'eld-probe.ts')).href;
-  const disk = await spawnListening(
-    'taskset',
-    [
-      '-c',
-      String(SERVER_CPU),
-      process.execPath,
-      '--import',
-      'tsx',
-      '--import',
-      probe,
-      join(ROOT, 'replica', 'main.ts'),
-    ],
-    replicaEnv(join(dir, 'disk'), leader.url, { SERVE_MODE: 'disk', ...diskEnv }),
-  );
+  const diskReplica = (name: string, env: Record<string, string>) =>
+    spawnListening(
+      'taskset',
+      [
+        '-c',
+        String(SERVER_CPU),
+        process.execPath,
+        '--import',
+        'tsx',
+        '--import',
+        probe,
+        join(ROOT, 'replica', 'main.ts'),
+      ],
+      replicaEnv(join(dir, name), leader.url, { SERVE_MODE: 'disk', ...env }),
+    );
+  const disk = await diskReplica('disk', diskEnv);
+  // The same with no cache: what disk mode does when the cache cannot help (keys spread over more ids than it holds).
+  const bare = await diskReplica('disk-no-cache', { ...diskEnv, DISK_CACHE_BYTES: '0' });
   for (const [p, mode] of [
     [memory, 'memory'],
     [disk, 'disk'],
+    [bare, 'disk'],
   ] as const) {
     await waitFor(
       async () => {
@@ -246,6 +254,7 @@ async function main(): Promise<void> {
   const rssLoaded = {
     memory: (await procMemory(memory.pid)).rssBytes,
     disk: (await procMemory(disk.pid)).rssBytes,
+    diskNoCache: (await procMemory(bare.pid)).rssBytes,
   };
 
   const ids = await sampleIds(csv, idCount, rows);
@@ -261,25 +270,32 @@ async function main(): Promise<void> {
     `memory ${memory.url}, disk ${disk.url} (${JSON.stringify(diskEnv)}); ${ids.length} ids of ${rows} rows`,
   );
 
-  const results: Record<string, { memory: WrkRun[]; disk: DiskRun[] }> = {};
+  const results: Record<string, { memory: WrkRun[]; disk: DiskRun[]; noCache: DiskRun[] }> = {};
   for (const w of workloads) {
     const script = scripts[w];
     if (script === undefined) throw new Error(`--workloads: unknown workload "${w}"`);
     if (warmupS > 0) {
       await wrk('memory', memory, script, warmupS, load);
       await diskRun(disk, script, warmupS, load);
+      await diskRun(bare, script, warmupS, load);
     }
-    const r = { memory: [] as WrkRun[], disk: [] as DiskRun[] };
+    const r = { memory: [] as WrkRun[], disk: [] as DiskRun[], noCache: [] as DiskRun[] };
     for (let i = 0; i < rounds; i++) {
       const m = await wrk('memory', memory, script, seconds, load);
       log(`  ${w} memory #${i + 1}: ${m.requestsPerS} req/s, p99 ${ms(m.latencyUs.p99)} ms`);
       r.memory.push(m);
-      const d = await diskRun(disk, script, seconds, load);
-      log(
-        `  ${w} disk   #${i + 1}: ${d.requestsPerS} req/s, p99 ${ms(d.latencyUs.p99)} ms, hits ${d.cacheHitRatio}, ` +
-          `reads/lookup ${d.readsPerLookup}, ELD max ${d.eldMaxMs} ms`,
-      );
-      r.disk.push(d);
+      for (const [name, p, list] of [
+        ['disk', disk, r.disk],
+        ['disk, no cache', bare, r.noCache],
+      ] as const) {
+        const d = await diskRun(p, script, seconds, load);
+        log(
+          `  ${w} ${name} #${i + 1}: ${d.requestsPerS} req/s, p99 ${ms(d.latencyUs.p99)} ms, ` +
+            `hits ${d.cacheHitRatio}, reads/lookup ${d.readsPerLookup}, ELD max ${d.eldMaxMs} ms, ` +
+            `core share ${d.serverCoreShare}`,
+        );
+        list.push(d);
+      }
     }
     results[w] = r;
   }
@@ -290,7 +306,7 @@ async function main(): Promise<void> {
     try {
       await drop();
       let timer: NodeJS.Timeout | undefined;
-      const run = await diskRun(disk, scripts.uniform, coldS, load, () => {
+      const run = await diskRun(bare, scripts.uniform, coldS, load, () => {
         timer = setInterval(() => void drop().catch(() => undefined), 1000);
       });
       clearInterval(timer);
@@ -302,9 +318,14 @@ async function main(): Promise<void> {
       cold = { skipped: `cannot drop the page cache: ${(err as Error).message}` };
     }
   }
-  const rssEnd = { memory: await procMemory(memory.pid), disk: await procMemory(disk.pid) };
+  const rssEnd = {
+    memory: await procMemory(memory.pid),
+    disk: await procMemory(disk.pid),
+    diskNoCache: await procMemory(bare.pid),
+  };
   await memory.stop();
   await disk.stop();
+  await bare.stop();
 
   process.stdout.write(
     `\nDisk-mode benchmark, ${new Date().toISOString()}, ${machineNote()}\n` +
@@ -315,34 +336,43 @@ async function main(): Promise<void> {
   const summary: Record<string, unknown> = {};
   for (const [w, r] of Object.entries(results)) {
     const m = best(r.memory);
-    const d = best(r.disk) as DiskRun;
-    const ratio = round(d.requestsPerS / m.requestsPerS, 3);
-    const medianRatio = round(
-      median(r.disk.map((x) => x.requestsPerS)) / median(r.memory.map((x) => x.requestsPerS)),
-      3,
-    );
-    const p99Ratio = round(d.latencyUs.p99 / m.latencyUs.p99, 2);
-    const eld = Math.max(...r.disk.map((x) => x.eldMaxMs));
-    const goal = w === 'zipf' ? GOAL_ZIPF : GOAL_UNIFORM;
-    table.push([
-      w,
-      m.requestsPerS,
-      d.requestsPerS,
-      ratio,
-      medianRatio,
-      `${ms(m.latencyUs.p99)} / ${ms(d.latencyUs.p99)}`,
-      p99Ratio,
-      `${m.serverCpuUsPerRequest} / ${d.serverCpuUsPerRequest}`,
-      d.cacheHitRatio,
-      d.readsPerLookup,
-      eld,
-      `>= ${goal}: ${verdict(ratio >= goal)}; p99 ${verdict(p99Ratio <= GOAL_P99)}; ELD ${verdict(eld < GOAL_ELD_MS)}`,
-    ]);
-    summary[w] = { ratio, medianRatio, p99Ratio, eldMaxMs: eld, memory: m, disk: d, runs: r };
+    for (const [name, runs] of [
+      ['disk', r.disk],
+      ['disk, no cache', r.noCache],
+    ] as const) {
+      const d = best(runs) as DiskRun;
+      const ratio = round(d.requestsPerS / m.requestsPerS, 3);
+      const medianRatio = round(
+        median(runs.map((x) => x.requestsPerS)) / median(r.memory.map((x) => x.requestsPerS)),
+        3,
+      );
+      const p99Ratio = round(d.latencyUs.p99 / m.latencyUs.p99, 2);
+      const eld = Math.max(...runs.map((x) => x.eldMaxMs));
+      const goal = w === 'zipf' ? GOAL_ZIPF : GOAL_UNIFORM;
+      table.push([
+        w,
+        name,
+        m.requestsPerS,
+        d.requestsPerS,
+        ratio,
+        medianRatio,
+        `${ms(m.latencyUs.p99)} / ${ms(d.latencyUs.p99)}`,
+        p99Ratio,
+        `${m.serverCpuUsPerRequest} / ${d.serverCpuUsPerRequest}`,
+        `${m.serverCoreShare} / ${d.serverCoreShare}`,
+        d.cacheHitRatio,
+        d.readsPerLookup,
+        eld,
+        `>= ${goal}: ${verdict(ratio >= goal)}; p99 ${verdict(p99Ratio <= GOAL_P99)}; ELD ${verdict(eld < GOAL_ELD_MS)}`,
+      ]);
+      summary[`${w}, ${name}`] = { ratio, medianRatio, p99Ratio, eldMaxMs: eld, memory: m, disk: d, runs };
+    }
+    summary[`${w}, memory runs`] = r.memory;
   }
   printTable(
     [
       'keys',
+      'disk replica',
       'memory req/s',
       'disk req/s',
       'ratio',
@@ -350,6 +380,7 @@ async function main(): Promise<void> {
       'p99 ms mem / disk',
       'p99 ratio',
       'CPU us/req mem / disk',
+      'core share mem / disk',
       'cache hits',
       'reads/lookup',
       'disk ELD max ms',
@@ -369,7 +400,8 @@ async function main(): Promise<void> {
   process.stdout.write(
     `RSS MB after load / at the end (peak): memory ${mb(rssLoaded.memory)} / ${mb(rssEnd.memory.rssBytes)} ` +
       `(${mb(rssEnd.memory.hwmBytes)}); disk ${mb(rssLoaded.disk)} / ${mb(rssEnd.disk.rssBytes)} ` +
-      `(${mb(rssEnd.disk.hwmBytes)})\n`,
+      `(${mb(rssEnd.disk.hwmBytes)}); disk, no cache ${mb(rssLoaded.diskNoCache)} / ` +
+      `${mb(rssEnd.diskNoCache.rssBytes)} (${mb(rssEnd.diskNoCache.hwmBytes)})\n`,
   );
   printJson('disk', {
     rows,
@@ -386,6 +418,8 @@ async function main(): Promise<void> {
       memoryEnd: mb(rssEnd.memory.rssBytes),
       diskEnd: mb(rssEnd.disk.rssBytes),
       diskPeak: mb(rssEnd.disk.hwmBytes),
+      diskNoCacheLoaded: mb(rssLoaded.diskNoCache),
+      diskNoCacheEnd: mb(rssEnd.diskNoCache.rssBytes),
     },
   });
 }

@@ -3,12 +3,18 @@
  * times; its RSS after the last swap must stay within 20% of its RSS after the first. Open file descriptors are
  * counted too: in disk mode each swap opens the new file, and the old one must be closed once its reads are done.
  *   node --import tsx scripts/bench/swap-leak.ts [--rows 1000000] [--seed 42] [--swaps 50] [--settle-ms 500]
- *                                                [--modes memory,disk]
+ *                                                [--modes memory,disk] [--rollback BIG,SMALL]
  *
  * For each mode: a leader on 127.0.0.1 ingests the same CSV twice (versions 1 and 2: the same ids, two snapshot
  * files); a replica follows; then version 1 and version 2 are activated alternately. After each swap (the replica's
  * /readyz names the version) and a settle time, a read is checked and VmRSS and the count of /proc/PID/fd sampled.
  * The replica keeps both files, so after the first two swaps every swap is a local verify + load + swap.
+ *
+ * `--rollback 10000000,200000` measures instead the memory after a rollback (issue 13): versions of SMALL then BIG
+ * rows, a memory-mode replica serving BIG, then a rollback to SMALL; the replica's RSS is sampled every second for
+ * ROLLBACK_WATCH_S seconds while it serves reads, then a fresh replica loads SMALL alone and is sampled the same
+ * way. Goal: within ROLLBACK_GOAL_S seconds of the swap, the rolled-back replica's RSS is within 1.2x of the fresh
+ * one's.
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -41,6 +47,9 @@ import {
 } from './lib.js';
 
 const GOAL_RSS_GROWTH = 0.2;
+const ROLLBACK_WATCH_S = 15;
+const ROLLBACK_GOAL_S = 10;
+const ROLLBACK_GOAL_RATIO = 1.2;
 /** Sockets come and go: a leak of one file per swap would show as dozens more. */
 const FD_SLACK = 2;
 
@@ -127,6 +136,91 @@ async function runMode(mode: string, csv: string, ids: string[], swaps: number, 
   return result;
 }
 
+/** Reads `ids` in turn for `seconds`, sampling `pid`'s RSS once a second (MB, one sample per second). */
+async function watchRss(url: string, pid: number, ids: string[], seconds: number): Promise<number[]> {
+  const samples: number[] = [];
+  const t0 = performance.now();
+  let i = 0;
+  for (let s = 1; s <= seconds; s++) {
+    while (performance.now() - t0 < s * 1000) {
+      const res = await fetch(`${url}/promotions/${ids[i++ % ids.length]}`);
+      await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`a read answered ${res.status}`);
+    }
+    samples.push(mb((await procMemory(pid)).rssBytes));
+  }
+  return samples;
+}
+
+/** The rollback check (see the module comment). */
+async function rollback(big: number, small: number, seed: number): Promise<void> {
+  const dir = await tempDir('swap-leak-rollback');
+  const smallCsv = await ensureCsv(small, seed);
+  const bigCsv = await ensureCsv(big, seed);
+  const ids = await sampleIds(smallCsv, 1000, small);
+  const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
+  for (const [csv, force] of [
+    [smallCsv, false],
+    [bigCsv, false],
+  ] as const) {
+    const up = await uploadFile(leader.url, TOKENS.leader, csv, force);
+    if (up.status !== 201)
+      throw new Error(`the leader refused ${csv} (${up.status}): ${JSON.stringify(up.body)}`);
+  }
+  const served = async (url: string, version: number) => {
+    const { status, body } = await getJson(`${url}/readyz`);
+    return status === 200 && body.version === version ? true : undefined;
+  };
+  const a = await startTracked('replica', {
+    env: replicaEnv(join(dir, 'a'), leader.url, { SERVE_MODE: 'memory' }),
+  });
+  await waitFor(() => served(a.url, 2), 10 * 60_000, 'the replica to serve the big version');
+  const beforeMb = mb((await procMemory(a.child.pid!)).rssBytes);
+  log(`rollback: serving ${big} rows at ${beforeMb} MB RSS; activating the ${small}-row version`);
+  await activateVersion(leader.url, 1);
+  await waitFor(() => served(a.url, 1), 60_000, 'the replica to serve the small version');
+  const after = await watchRss(a.url, a.child.pid!, ids, ROLLBACK_WATCH_S);
+  await a.stop();
+  const b = await startTracked('replica', {
+    env: replicaEnv(join(dir, 'b'), leader.url, { SERVE_MODE: 'memory' }),
+  });
+  await waitFor(() => served(b.url, 1), 60_000, 'a fresh replica to serve the small version');
+  const fresh = await watchRss(b.url, b.child.pid!, ids, ROLLBACK_WATCH_S);
+  await b.stop();
+  await leader.stop();
+  const freshMb = fresh[ROLLBACK_GOAL_S - 1];
+  const atGoal = after[ROLLBACK_GOAL_S - 1];
+  const firstWithin = after.findIndex((x) => x <= ROLLBACK_GOAL_RATIO * freshMb);
+  const ratio = round(atGoal / freshMb, 2);
+  process.stdout.write(
+    `\nRollback memory, ${new Date().toISOString()}, ${machineNote()}\n` +
+      `memory mode, ${big} rows then a rollback to ${small} rows; RSS sampled every second while serving reads\n\n`,
+  );
+  printTable(
+    ['replica', 'RSS before MB', ...after.map((_, i) => `${i + 1} s`)],
+    [
+      ['rolled back', beforeMb, ...after],
+      ['fresh', '-', ...fresh],
+    ],
+  );
+  process.stdout.write(
+    `\nat ${ROLLBACK_GOAL_S} s: ${atGoal} MB against a fresh replica's ${freshMb} MB, ratio ${ratio} ` +
+      `(goal <= ${ROLLBACK_GOAL_RATIO}: ${verdict(ratio <= ROLLBACK_GOAL_RATIO)}); within 1.2x from ` +
+      `${firstWithin === -1 ? 'never' : `${firstWithin + 1} s`}\n`,
+  );
+  printJson('swap-leak-rollback', {
+    big,
+    small,
+    seed,
+    beforeMb,
+    rolledBackMb: after,
+    freshMb: fresh,
+    ratioAtGoal: ratio,
+    withinFromS: firstWithin === -1 ? null : firstWithin + 1,
+    goal: verdict(ratio <= ROLLBACK_GOAL_RATIO),
+  });
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -135,8 +229,16 @@ async function main(): Promise<void> {
       swaps: { type: 'string', default: '50' },
       'settle-ms': { type: 'string', default: '500' },
       modes: { type: 'string', default: 'memory,disk' },
+      rollback: { type: 'string' },
     },
   });
+  if (values.rollback !== undefined) {
+    const [big, small] = parseCounts('--rollback', values.rollback);
+    if (small === undefined || small >= big)
+      throw new Error('--rollback takes BIG,SMALL row counts, BIG > SMALL');
+    await rollback(big, small, Number(values.seed));
+    return;
+  }
   const [rows] = parseCounts('--rows', values.rows);
   const seed = Number(values.seed);
   const swaps = parsePositive('--swaps', values.swaps);
