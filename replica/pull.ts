@@ -88,7 +88,8 @@ export async function pullSnapshot(
       if (layout === 'unverified') return layout;
       if (verifier === undefined) {
         verifier = await startPart(ctx, part, layout, keep, shard);
-        fromDisk = verifier.position > HEADER_BYTES;
+        // Compared with where its bytes begin: a shard's fresh verifier starts past the header.
+        fromDisk = verifier.position > verifier.start;
       }
       await transferBody(ctx, m, part, verifier);
       await finishPart(part, layout.directory, layout.header);

@@ -97,6 +97,8 @@ export interface PartitionSpan {
 export class BodyVerifier {
   /** Absolute file offset of the next body byte expected. */
   position: number;
+  /** Where the bytes checked begin: HEADER_BYTES for the whole body, a shard's first byte for a shard. */
+  readonly start: number;
   /** The partitions checked. */
   readonly span: PartitionSpan;
   private readonly first: number;
@@ -125,6 +127,7 @@ export class BodyVerifier {
     this.index = span.first;
     const lastEntry = partitions[span.end - 1];
     this.position = span.first < span.end ? partitions[span.first].offset : HEADER_BYTES;
+    this.start = this.position;
     this.stop =
       lastEntry === undefined || span.first >= span.end ? this.position : lastEntry.offset + lastEntry.bytes;
     if (keep) {

@@ -9,6 +9,7 @@ import { Syncer } from '../../../replica/sync.js';
 import {
   cleanup,
   csvOf,
+  fakeServer,
   http,
   LEADER_AUTH,
   LEADER_TOKEN,
@@ -148,6 +149,45 @@ describe('replica/sync', () => {
         expect((await http(`${back.url}/promotions/${mine(1)[5]}`)).json.price).to.equal(1.5);
       });
     }
+
+    it('refuses a version whose shard bytes do not verify, and keeps serving the one it has', async () => {
+      const leader = await startLeader();
+      await putCsv(leader.url, csv('1.5'));
+      let flip = false;
+      // Passes everything on; once `flip` is set, flips a byte in the middle of each body range it relays.
+      const proxy = await fakeServer((req, res) => {
+        void (async () => {
+          const headers: Record<string, string> = {};
+          for (const [k, v] of Object.entries(req.headers))
+            if (typeof v === 'string' && k !== 'host' && k !== 'connection') headers[k] = v;
+          const up = await fetch(`${leader.url}${req.url}`, { headers });
+          const body = Buffer.from(await up.arrayBuffer());
+          if (flip && up.status === 206 && body.length > 4096) body[body.length >> 1] ^= 0x20;
+          const range = up.headers.get('content-range');
+          res.writeHead(up.status, {
+            'content-length': body.length,
+            ...(range ? { 'content-range': range } : {}),
+          });
+          res.end(body);
+        })().catch(() => res.destroy());
+      });
+      const replica = await startReplica(proxy, { SHARD: '2/4' });
+      await waitFor(() => replica.index.current, 10_000, 'v1');
+      flip = true;
+      await putCsv(leader.url, csv('2.5'));
+      const m2 = await manifestOf(leader.url, 2);
+      let code: unknown;
+      await replica.syncer.follow(m2).catch((err: { code?: unknown }) => {
+        code = err.code;
+      });
+      expect(code).to.equal('SNAPSHOT_CHECKSUM_MISMATCH');
+      expect(replica.index.current?.manifest.version).to.equal(1);
+      expect((await http(`${replica.url}/promotions/${mine(2)[0]}`)).json.price).to.equal(1.5);
+      // Undamaged, the same version loads.
+      flip = false;
+      await replica.syncer.follow(m2);
+      expect((await http(`${replica.url}/promotions/${mine(2)[0]}`)).json.price).to.equal(2.5);
+    });
 
     it('follows a new version; restarted as another shard, refuses the local file and pulls its own', async () => {
       const leader = await startLeader();
