@@ -10,6 +10,29 @@ import { DEFAULTS } from './config.js';
 import { AppError, errorBody, storageErrorOf } from './errors.js';
 import type { Logger } from './logger.js';
 
+/**
+ * The rest of a refused request's body read and thrown away (when its Content-Length says it is no larger) so that
+ * its keep-alive connection stays usable; a larger or unknown one closes the connection after the answer.
+ */
+export const DRAIN_MAX_BYTES = 1024 * 1024;
+
+/**
+ * An error answer sent before the request's body has all arrived (an upload refused on its first bytes): HTTP/1.1
+ * lets the server answer early, but the bytes still coming belong to that request. A small rest is read and
+ * dropped, so the connection can carry the next request; a large or chunked one, or one whose request stream is
+ * already destroyed, gets `Connection: close` (and is dropped as it comes until node:http closes the connection
+ * after the answer). Left unread, it kept the connection stuck behind the old body, and the client's next request
+ * on it ended in ECONNRESET.
+ */
+function settleUnreadBody(ctx: Koa.Context): void {
+  const req = ctx.req;
+  if (req.complete) return;
+  const length = Number(req.headers['content-length']);
+  // A request stream already destroyed (a parse pipeline that failed) takes no more bytes: only closing helps.
+  if (req.destroyed || !(length <= DRAIN_MAX_BYTES)) ctx.set('Connection', 'close');
+  if (!req.destroyed) req.resume();
+}
+
 /** Maps thrown errors to `{"error": CODE, "message": ...}`; an unexpected error is a logged, generic 500. */
 export function errorMiddleware(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
@@ -44,6 +67,7 @@ export function errorMiddleware(logger: Logger): Koa.Middleware {
       const answer = known ?? new AppError('INTERNAL', `internal error; request id ${ctx.state.requestId}`);
       ctx.status = answer.status;
       ctx.body = errorBody(answer);
+      settleUnreadBody(ctx);
     }
   };
 }
@@ -61,6 +85,57 @@ export function clientWentAway(ctx: Koa.Context): boolean {
   // the answer can still be sent.
   const socket = (ctx.res.socket ?? ctx.req.socket) as Socket | null;
   return socket === null || socket.destroyed;
+}
+
+/** What a body parser (koa-body, and co-body and raw-body under it) throws: http-errors' fields, or zlib's. */
+interface BodyParserError {
+  readonly message: string;
+  readonly name?: string;
+  readonly status?: number;
+  readonly type?: string;
+  readonly code?: string;
+  readonly errno?: number;
+  readonly limit?: number;
+}
+
+/**
+ * The AppError that tells a client why its body was refused, for what a body parser throws (koa-body's `onError`):
+ * 413 REQUEST_TOO_LARGE past the route's limit, 400 REQUEST_BAD_JSON for JSON that does not parse or holds a
+ * prototype key, 400 REQUEST_BAD_ENCODING for a body that does not decompress, 415 REQUEST_UNSUPPORTED_ENCODING,
+ * and 400 REQUEST_BAD for the client's other mistakes. Unmapped, each was a 500 INTERNAL, which callers such as the
+ * leader retry as a server failure. Anything else (a failure of ours) is returned unchanged: a logged 500.
+ */
+export function bodyParseError(thrown: unknown): unknown {
+  const err = thrown as BodyParserError;
+  if (typeof err !== 'object' || err === null) return thrown;
+  if (err.status === 413) {
+    const limit = typeof err.limit === 'number' ? ` (${err.limit} bytes)` : '';
+    return new AppError('REQUEST_TOO_LARGE', `the body is larger than this route takes${limit}`);
+  }
+  if (err.status === 415) return new AppError('REQUEST_UNSUPPORTED_ENCODING', err.message);
+  // co-body marks every failure of its JSON step 400; @hapi/bourne refuses __proto__ and constructor.prototype.
+  if (err.status === 400 && (err.name === 'SyntaxError' || err.name === 'RangeError')) {
+    return new AppError(
+      'REQUEST_BAD_JSON',
+      `the body is not a JSON object or array we accept: ${err.message}`,
+    );
+  }
+  if (
+    typeof err.errno === 'number' &&
+    typeof err.code === 'string' &&
+    (err.code.startsWith('Z_') ||
+      err.code.startsWith('ERR__ERROR_FORMAT') ||
+      err.code.startsWith('ERR_BROTLI'))
+  ) {
+    return new AppError(
+      'REQUEST_BAD_ENCODING',
+      `the body does not decode as its Content-Encoding says: ${err.message}`,
+    );
+  }
+  if (typeof err.status === 'number' && err.status >= 400 && err.status < 500) {
+    return new AppError('REQUEST_BAD', `the body could not be read: ${err.message}`);
+  }
+  return thrown;
 }
 
 /** Errors of a client that went away (a cut upload, a reset): part of normal life, not a failure of ours. */
@@ -86,6 +161,16 @@ export function logAppErrors(app: Koa, logger: Logger): void {
 }
 
 /**
+ * The one error path of both roles' Koa apps: what Koa reports outside an answer goes to our logger
+ * (`logAppErrors`, never Koa's default printing to stderr), and what a route throws becomes an answer
+ * (`errorMiddleware`). Call it after the request log and metrics middleware, before the routes.
+ */
+export function useErrorHandling(app: Koa, logger: Logger): void {
+  logAppErrors(app, logger);
+  app.use(errorMiddleware(logger));
+}
+
+/**
  * The status sent: Koa's, or the raw response's when a route answered by itself (`ctx.respond = false`);
  * CLIENT_CLOSED_STATUS when the client went away first.
  */
@@ -94,7 +179,13 @@ export function answeredStatus(ctx: Koa.Context): number {
   return ctx.respond === false ? ctx.res.statusCode : ctx.status;
 }
 
-/** Takes the request id from `X-Request-Id` or makes one, echoes it, and logs one line per request. */
+/** Liveness and readiness probes: asked every few seconds by the platform, logged at debug, not info. */
+const PROBE_PATHS = new Set(['/healthz', '/readyz']);
+
+/**
+ * Takes the request id from `X-Request-Id` or makes one, echoes it, and logs one line per request (at debug for
+ * the probes of PROBE_PATHS, whose answers, 503 "not ready yet" included, are not news).
+ */
 export function requestLogMiddleware(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
     const given = ctx.get('x-request-id');
@@ -106,10 +197,9 @@ export function requestLogMiddleware(logger: Logger): Koa.Middleware {
       await next();
     } finally {
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      logger.info(
-        { requestId, method: ctx.method, path: ctx.path, status: answeredStatus(ctx), ms },
-        'request',
-      );
+      const line = { requestId, method: ctx.method, path: ctx.path, status: answeredStatus(ctx), ms };
+      if (PROBE_PATHS.has(ctx.path)) logger.debug(line, 'request');
+      else logger.info(line, 'request');
     }
   };
 }

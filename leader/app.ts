@@ -8,12 +8,11 @@ import Koa from 'koa';
 import type { LeaderConfig } from '../common/config.js';
 import { AppError } from '../common/errors.js';
 import {
-  errorMiddleware,
   hasBearer,
   keepOpenAfterBody,
-  logAppErrors,
   requestLogMiddleware,
   requireBearer,
+  useErrorHandling,
 } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { type HttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
@@ -265,10 +264,9 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
     };
   });
 
-  logAppErrors(app, logger);
   app.use(requestLogMiddleware(logger));
   app.use(metricsMiddleware(metrics));
-  app.use(errorMiddleware(logger));
+  useErrorHandling(app, logger);
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

@@ -8,14 +8,15 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import { koaBody } from 'koa-body';
 import type { ReplicaConfig } from '../common/config.js';
-import { AppError } from '../common/errors.js';
+import { AppError, errorBody } from '../common/errors.js';
 import {
-  errorMiddleware,
+  bodyParseError,
   listen,
   type RunningServer,
   requestLogMiddleware,
   requireBearer,
   type ServerLimits,
+  useErrorHandling,
 } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { createHttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
@@ -60,12 +61,24 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
     ctx.body = { status: 'ok' };
   });
 
+  // Probes ask every few seconds, and "not yet" is an answer, not a failure: each probe is logged at debug, a
+  // change of readiness once at info.
+  let readiness: string | undefined;
+  const notReady = (ctx: Koa.Context, reason: string, details?: Record<string, unknown>) => {
+    if (readiness !== reason) logger.info({ ready: false, reason }, 'readiness changed');
+    readiness = reason;
+    ctx.status = 503;
+    ctx.body = errorBody(new AppError('REPLICA_NOT_READY', reason, details));
+  };
   router.get('/readyz', (ctx) => {
-    if (deps.lifecycle?.draining) throw new AppError('REPLICA_NOT_READY', 'shutting down');
+    if (deps.lifecycle?.draining) return notReady(ctx, 'shutting down');
     const live = index.current;
     if (live === undefined) {
-      throw new AppError('REPLICA_NOT_READY', 'no verified version is loaded yet', { sync: syncer.status });
+      return notReady(ctx, 'no verified version is loaded yet', { sync: syncer.status });
     }
+    if (readiness !== 'ready')
+      logger.info({ ready: true, version: live.manifest.version }, 'readiness changed');
+    readiness = 'ready';
     const shard = config.shard ?? null;
     ctx.body = {
       status: 'ready',
@@ -84,7 +97,17 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
   router.post(
     '/internal/snapshots',
     requireBearer(config.replicaToken),
-    koaBody({ json: true, jsonLimit: '16kb', text: false, urlencoded: false, multipart: false }),
+    koaBody({
+      json: true,
+      jsonLimit: '16kb',
+      text: false,
+      urlencoded: false,
+      multipart: false,
+      // A bad body is the sender's mistake (400/413/415 with a named code), not a 500 the leader would retry.
+      onError: (err) => {
+        throw bodyParseError(err);
+      },
+    }),
     async (ctx) => {
       const manifest = parseManifest(ctx.request.body);
       if (typeof manifest === 'string') throw new AppError('REQUEST_BAD', manifest);
@@ -100,7 +123,7 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
 
   koa.use(requestLogMiddleware(logger));
   koa.use(metricsMiddleware(metrics));
-  koa.use(errorMiddleware(logger));
+  useErrorHandling(koa, logger);
   koa.use(router.routes());
   koa.use(router.allowedMethods());
   const reads = new ReadPath(index, {

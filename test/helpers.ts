@@ -295,10 +295,11 @@ export interface TestReplica {
   readonly lifecycle: { draining: boolean };
 }
 
-/** An in-process replica on an ephemeral port following `leaderUrl`. */
+/** An in-process replica on an ephemeral port following `leaderUrl`, logging to `logger` (silent by default). */
 export async function startReplica(
   leaderUrl: string,
   env: Record<string, string> = {},
+  logger: Logger = quietLogger(),
 ): Promise<TestReplica> {
   const config = loadReplicaConfig({
     PORT: '0',
@@ -308,7 +309,6 @@ export async function startReplica(
     SYNC_INTERVAL_MS: '60000',
     ...env,
   });
-  const logger = quietLogger();
   const index = new LiveIndex();
   const syncer = new Syncer(config, index, logger);
   const lifecycle = { draining: false };

@@ -1,4 +1,5 @@
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { expect } from 'chai';
 import { listen } from '../../../common/http.js';
 import {
@@ -104,6 +105,38 @@ describe('common/http server limits', () => {
     // What arrived of the cut tus upload is kept for the client to resume.
     const head = await http(uploadUrl, { method: 'HEAD', headers: tus });
     expect(Number(head.headers.get('upload-offset'))).to.be.within(1, 1_000_000);
+  });
+
+  it('answers an early 4xx on a keep-alive connection so that the next request on it works (drain or close)', async () => {
+    const leader = await startLeader();
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    onCleanup(async () => agent.destroy());
+    const send = (method: string, path: string, body?: Buffer) =>
+      new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+        const req = request(
+          `${leader.url}${path}`,
+          { method, agent, headers: { authorization: `Bearer ${LEADER_TOKEN}`, 'content-type': 'text/csv' } },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    const csv = csvOf(Array.from({ length: 5000 }, (_, i) => [`id${i}`, '1.5', '2018-01-01 00:00:00']));
+    const gzip = gzipSync(csv);
+    // A gzip file is refused on its first bytes, long before a large body has arrived; a small one is read
+    // through (drained) and the connection kept; a large one is answered with Connection: close.
+    for (const [padding, connection] of [
+      [1000, 'keep-alive'],
+      [3 * 1024 * 1024, 'close'],
+    ] as const) {
+      const refused = await send('PUT', '/promotions', Buffer.concat([gzip, Buffer.alloc(padding)]));
+      expect([refused.status, refused.connection]).to.deep.equal([422, connection]);
+      const next = await send('GET', '/healthz');
+      expect(next.status).to.equal(200);
+    }
   });
 });
 

@@ -208,7 +208,7 @@ describe('replica/read-server: the raw fast path for reads', () => {
       'G',
       'GET /promotions/a HTTP/1.1\r\nHost: x\r\n',
       'GET /promotions/a HTTP/1.1\r\nHost: x\r\n\r',
-      get('/promotions/a') + 'GET /promotions/b HTT',
+      `${get('/promotions/a')}GET /promotions/b HTT`,
     ];
     for (const data of cases) {
       const [f, n] = await Promise.all([
