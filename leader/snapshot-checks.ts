@@ -197,7 +197,7 @@ export class SnapshotChecks {
         );
       }
       const { header, partitions } = await readLayout(h, { snapshotId: m.snapshotId, checksum: m.checksum });
-      const verifier = new BodyVerifier(header, partitions, false);
+      const verifier = new BodyVerifier(header, partitions);
       const started = this.now();
       let done = 0;
       while (verifier.position < verifier.end) {

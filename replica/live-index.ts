@@ -8,7 +8,7 @@
  * Concurrency: one event loop; `swap` is called by the Syncer only, one load at a time; `current` by anyone.
  */
 import type { SnapshotManifest } from '../common/protocol.js';
-import type { LoadedSnapshot } from '../common/snapshot/reader.js';
+import type { LoadedSnapshot } from '../common/snapshot/loaded-snapshot.js';
 
 /** A loaded version with what every answer needs precomputed. */
 export interface LiveVersion {

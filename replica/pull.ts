@@ -20,6 +20,7 @@ import { AppError, SnapshotError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { SnapshotManifest } from '../common/protocol.js';
 import { HEADER_BYTES, type PartitionEntry, type SnapshotHeader } from '../common/snapshot/format.js';
+import { MemoryArena } from '../common/snapshot/memory-arena.js';
 import { verifyFromFile } from '../common/snapshot/reader.js';
 import { type Shard, shardRange } from '../common/snapshot/shard.js';
 import {
@@ -63,10 +64,10 @@ interface Layout {
 }
 
 /**
- * Pulls `m`'s file into `part` (fsynced) and returns the verifier that has taken every byte of it (with `keep`, it
- * holds the partitions in memory); with `shard`, only that shard's bytes. 'unverified' when the leader ignored Range
- * and sent the file whole: it is in `part`, fsynced, still to be verified from disk. A cut transfer is resumed
- * (TRANSFER_ATTEMPTS tries in all).
+ * Pulls `m`'s file into `part` (fsynced) and returns the verifier that has taken every byte of it (with `keep`, into
+ * a MemoryArena: memorySnapshotOf gives the version in memory); with `shard`, only that shard's bytes. 'unverified'
+ * when the leader ignored Range and sent the file whole: it is in `part`, fsynced, still to be verified from disk.
+ * A cut transfer is resumed (TRANSFER_ATTEMPTS tries in all).
  * Bytes that fail verification remove `part` (SnapshotError); a transfer that stays cut leaves it
  * (REPLICA_SYNC_FAILED), and the next pull of the same file verifies what it holds and asks only for the rest.
  */
@@ -174,7 +175,13 @@ async function startPart(
   shard: Shard | undefined,
 ): Promise<BodyVerifier> {
   const span = shard === undefined ? undefined : shardRange(layout.header, layout.partitions, shard);
-  const fresh = () => new BodyVerifier(layout.header, layout.partitions, keep, span);
+  const fresh = () =>
+    new BodyVerifier(
+      layout.header,
+      layout.partitions,
+      keep ? new MemoryArena(layout.partitions, span) : undefined,
+      span,
+    );
   const size = await stat(part).then(
     (s) => s.size,
     () => 0,

@@ -42,13 +42,10 @@ import {
   snapshotFileName,
 } from '../common/protocol.js';
 import type { DiskOptions } from '../common/snapshot/disk-snapshot.js';
+import type { LoadedSnapshot, SnapshotMode } from '../common/snapshot/loaded-snapshot.js';
+import { memorySnapshotOf } from '../common/snapshot/memory-arena.js';
 import { sharedReadPool } from '../common/snapshot/read-pool.js';
-import {
-  type LoadedSnapshot,
-  loadSnapshot,
-  openVerified,
-  type SnapshotMode,
-} from '../common/snapshot/reader.js';
+import { loadSnapshot, openVerified } from '../common/snapshot/reader.js';
 import { formatShard, type Shard } from '../common/snapshot/shard.js';
 import type { ExpectedSnapshot } from '../common/snapshot/verifier.js';
 import type { LiveIndex, LiveVersion } from './live-index.js';
@@ -411,7 +408,7 @@ export class Syncer {
       return snapshot;
     }
     await rename(part, path);
-    return mode === 'memory' ? verified.toMemorySnapshot() : await openVerified(path, verified, this.disk);
+    return mode === 'memory' ? memorySnapshotOf(verified) : await openVerified(path, verified, this.disk);
   }
 
   /** Serves the version served before the restart (SERVING), else the newest verified local file. */

@@ -14,9 +14,9 @@
 import type { FileHandle } from 'node:fs/promises';
 import { PartitionDirectory } from './directory.js';
 import { type PartitionEntry, SLOT_BYTES, type SnapshotHeader } from './format.js';
+import type { LoadedSnapshot } from './loaded-snapshot.js';
 import { RESULT_MISS } from './read-channel.js';
 import type { DiskReadPool } from './read-pool.js';
-import type { LoadedSnapshot } from './reader.js';
 import { RecordCache } from './record-cache.js';
 import { MAX_RECORD_BYTES, recordHasId, recordLength, renderRecord } from './record-codec.js';
 import { SlotIndex, slotIndexBytes } from './slot-index.js';

@@ -8,7 +8,7 @@
  */
 import { PartitionDirectory } from './directory.js';
 import { EMPTY_SLOT, type PartitionEntry, SLOT_BYTES, type SnapshotHeader } from './format.js';
-import type { LoadedSnapshot } from './reader.js';
+import type { LoadedSnapshot } from './loaded-snapshot.js';
 import { recordHasId, renderRecord } from './record-codec.js';
 import { releaseArrayBuffers } from './release.js';
 
@@ -35,7 +35,7 @@ export class MemorySnapshot implements LoadedSnapshot {
     this.heldRows = 0;
     for (let i = 0; i < buffers.length; i++) this.heldRows += partitions[first + i].rows;
     this.directory = new PartitionDirectory(header.partitionBits, partitions);
-    // Each buffer starts at an aligned offset of its ArrayBuffer (BodyVerifier places them so), so a Uint32Array
+    // Each buffer starts at an aligned offset of its ArrayBuffer (MemoryArena places them so), so a Uint32Array
     // view is aligned (little-endian, as the file is, on every platform Node runs on here).
     this.slots = buffers.map(
       (b, i) => new Uint32Array(b.buffer, b.byteOffset, partitions[first + i].slotCount * 2),

@@ -13,6 +13,8 @@ import { DEFAULTS } from '../config.js';
 import { SnapshotError } from '../errors.js';
 import { type DiskOptions, DiskSnapshot } from './disk-snapshot.js';
 import { HEADER_BYTES, type PartitionEntry, type SnapshotHeader } from './format.js';
+import type { LoadedSnapshot, SnapshotMode } from './loaded-snapshot.js';
+import { MemoryArena, memorySnapshotOf } from './memory-arena.js';
 import { sharedReadPool } from './read-pool.js';
 import { type Shard, shardRange } from './shard.js';
 import {
@@ -25,25 +27,6 @@ import {
 } from './verifier.js';
 
 export type { ExpectedSnapshot } from './verifier.js';
-
-/** A verified snapshot, ready to answer lookups. */
-export interface LoadedSnapshot {
-  readonly header: SnapshotHeader;
-  readonly mode: SnapshotMode;
-  /** Bytes of the file this snapshot holds in memory. */
-  readonly residentBytes: number;
-  /** Rows this snapshot answers for: all of them, or on a shard replica its shard's (shard.ts). */
-  readonly heldRows: number;
-  /**
-   * The JSON body for `id`, or undefined when the snapshot has no such id: at once in memory mode (and in disk mode
-   * for an id in the hot-record cache, or ruled out by the slot tables in memory), else as a promise (at most two
-   * positional reads). Throws once the snapshot is closed: a reader calls it in the same turn as it read the
-   * live version (memory mode frees its bytes at `close`).
-   */
-  lookup(id: string): string | undefined | Promise<string | undefined>;
-  /** Releases the snapshot (its memory at once) once lookups in progress are done; later lookups throw. */
-  close(): Promise<void>;
-}
 
 async function readFully(h: FileHandle, buf: Buffer, position: number): Promise<void> {
   let done = 0;
@@ -73,8 +56,6 @@ export async function readLayout(
   await readFully(h, directory, start);
   return { header, directory, partitions: checkDirectory(header, directory) };
 }
-
-export type SnapshotMode = 'memory' | 'disk';
 
 /**
  * Feeds `verifier` the file's body bytes from `verifier.position` up to `until` (the body's end by default), one
@@ -121,9 +102,10 @@ export async function loadSnapshot(
   try {
     const { header, partitions } = await readLayout(h, expect);
     const span = shard === undefined ? undefined : shardRange(header, partitions, shard);
-    const verifier = new BodyVerifier(header, partitions, mode === 'memory', span);
+    const arena = mode === 'memory' ? new MemoryArena(partitions, span) : undefined;
+    const verifier = new BodyVerifier(header, partitions, arena, span);
     await verifyFromFile(h, verifier);
-    if (mode === 'memory') return verifier.toMemorySnapshot();
+    if (mode === 'memory') return memorySnapshotOf(verifier);
     const snapshot = await DiskSnapshot.open(header, partitions, h, disk, verifier.span);
     keepOpen = true;
     return snapshot;

@@ -5,7 +5,7 @@
  * bytes of a pull as they are received, so a pulled file is never read back; `loadSnapshot` feeds it a file.
  *
  * Concurrency: one owner feeds one BodyVerifier, in file order, one call at a time. `accept` is synchronous and
- * costs one hash (and, in memory mode, one copy) of the chunk it is given: callers keep chunks small (a socket's
+ * costs one hash (and what the sink does with it) of the chunk it is given: callers keep chunks small (a socket's
  * chunks, or at most VERIFY_CHUNK_BYTES) and yield to the event loop between them.
  */
 import { createHash, type Hash } from 'node:crypto';
@@ -18,10 +18,6 @@ import {
   type PartitionEntry,
   type SnapshotHeader,
 } from './format.js';
-import { MemorySnapshot } from './memory-snapshot.js';
-
-/** Partitions kept in memory start at multiples of this (MemorySnapshot reads slots as 32-bit words). */
-export const PARTITION_ALIGN = 8;
 
 /** Largest chunk a caller should hash in one synchronous step (about 0.2 ms of SHA-256 here). */
 export const VERIFY_CHUNK_BYTES = 256 * 1024;
@@ -86,13 +82,18 @@ export interface PartitionSpan {
 }
 
 /**
+ * Where a verifier hands the body bytes it is given, to keep them (memory-arena.ts builds the in-memory version).
+ * A byte is handed over before its partition's checksum is known: nothing may be used until the verifier is done.
+ */
+export interface BodySink {
+  /** Bytes `[at, at + piece.length)` of partition `partition`; `piece` is the caller's, valid only during the call. */
+  take(partition: number, at: number, piece: Buffer): void;
+}
+
+/**
  * Verifies the body [HEADER_BYTES, directoryOffset), or only the bytes of the partitions of `span` (a shard: one
  * contiguous range of the file), as it is fed in order, from any starting point it has reached (a resumed transfer
- * goes on where the cut one stopped). With `keep` (memory mode) each partition is copied into its own buffer, a
- * slice of one ArrayBuffer allocated for all of them: one allocation per version rather than one per partition,
- * because V8 answers each large external allocation under pressure with a step of marking on the event loop
- * (measured: several 5-15 ms pauses per 1M-row swap). Each slice starts at a multiple of PARTITION_ALIGN so that
- * MemorySnapshot's Uint32Array views of it are aligned.
+ * goes on where the cut one stopped), and hands every byte on to `sink` when there is one.
  */
 export class BodyVerifier {
   /** Absolute file offset of the next body byte expected. */
@@ -101,28 +102,21 @@ export class BodyVerifier {
   readonly start: number;
   /** The partitions checked. */
   readonly span: PartitionSpan;
-  private readonly first: number;
   private readonly last: number;
   private index: number;
   private hash: Hash | undefined;
-  private current: Buffer | undefined;
-  private readonly kept: Buffer[] = [];
-  /** Memory mode: every checked partition's bytes, each at its `starts` offset. */
-  private readonly arena: Buffer | undefined;
-  private readonly starts: number[] = [];
   private readonly stop: number;
 
   constructor(
     readonly header: SnapshotHeader,
     readonly partitions: readonly PartitionEntry[],
-    readonly keep: boolean,
+    readonly sink?: BodySink,
     span: PartitionSpan = { first: 0, end: partitions.length },
   ) {
     if (span.first < 0 || span.end > partitions.length || span.first > span.end) {
       throw new RangeError(`partitions [${span.first}, ${span.end}) are not in [0, ${partitions.length})`);
     }
     this.span = { first: span.first, end: span.end };
-    this.first = span.first;
     this.last = span.end;
     this.index = span.first;
     const lastEntry = partitions[span.end - 1];
@@ -130,15 +124,6 @@ export class BodyVerifier {
     this.start = this.position;
     this.stop =
       lastEntry === undefined || span.first >= span.end ? this.position : lastEntry.offset + lastEntry.bytes;
-    if (keep) {
-      let total = 0;
-      for (let i = span.first; i < span.end; i++) {
-        this.starts.push(total);
-        total += Math.ceil(partitions[i].bytes / PARTITION_ALIGN) * PARTITION_ALIGN;
-      }
-      // allocUnsafeSlow: its own ArrayBuffer, starting at offset 0 (aligned), never a slice of Node's pool.
-      this.arena = Buffer.allocUnsafeSlow(total);
-    }
     this.skipEmpty();
   }
 
@@ -169,13 +154,9 @@ export class BodyVerifier {
       const at = this.position - e.offset;
       const n = Math.min(chunk.length - off, e.bytes - at);
       const piece = chunk.subarray(off, off + n);
-      if (at === 0) {
-        this.hash = createHash('sha256');
-        const from = this.starts[this.index - this.first];
-        this.current = this.arena?.subarray(from, from + e.bytes);
-      }
+      if (at === 0) this.hash = createHash('sha256');
       (this.hash as Hash).update(piece);
-      if (this.current !== undefined) piece.copy(this.current, at);
+      this.sink?.take(this.index, at, piece);
       off += n;
       this.position += n;
       if (at + n === e.bytes) this.endPartition();
@@ -191,9 +172,7 @@ export class BodyVerifier {
         `snapshot partition ${this.index} does not match its checksum`,
       );
     }
-    if (this.current !== undefined) this.kept.push(this.current);
     this.hash = undefined;
-    this.current = undefined;
     this.index++;
     this.skipEmpty();
   }
@@ -208,20 +187,7 @@ export class BodyVerifier {
           `snapshot partition ${this.index} does not match its checksum`,
         );
       }
-      if (this.arena !== undefined) this.kept.push(this.arena.subarray(0, 0));
       this.index++;
     }
-  }
-
-  /** The verified version in memory (memory mode, once `done`): it answers ids of the checked partitions only. */
-  toMemorySnapshot(): MemorySnapshot {
-    if (!this.done || !this.keep) throw new Error('toMemorySnapshot needs a complete body kept in memory');
-    return new MemorySnapshot(
-      this.header,
-      [...this.partitions],
-      this.kept,
-      this.first,
-      this.arena?.buffer as ArrayBuffer,
-    );
   }
 }

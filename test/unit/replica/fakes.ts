@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { listen, type RunningServer, type ServerLimits } from '../../../common/http.js';
 import { createHttpMetrics, type HttpMetrics } from '../../../common/metrics.js';
 import type { SnapshotManifest } from '../../../common/protocol.js';
-import type { LoadedSnapshot } from '../../../common/snapshot/reader.js';
+import type { LoadedSnapshot } from '../../../common/snapshot/loaded-snapshot.js';
 import { LiveIndex } from '../../../replica/live-index.js';
 import { createReadHandler } from '../../../replica/read-handler.js';
 import { ReadPath } from '../../../replica/read-path.js';

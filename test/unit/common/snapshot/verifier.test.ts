@@ -7,8 +7,10 @@ import { readFile } from 'node:fs/promises';
 import { expect } from 'chai';
 import { SnapshotError } from '../../../../common/errors.js';
 import { H, HEADER_BYTES, type PartitionEntry } from '../../../../common/snapshot/format.js';
+import { MemoryArena, memorySnapshotOf } from '../../../../common/snapshot/memory-arena.js';
 import { loadSnapshot } from '../../../../common/snapshot/reader.js';
 import {
+  type BodySink,
   BodyVerifier,
   checkDirectory,
   checkHeader,
@@ -84,10 +86,10 @@ describe('common/snapshot/verifier', () => {
     const partitions = checkDirectory(header, directory);
     expect(partitions.length).to.be.greaterThan(8);
     for (const size of [1, 7, 4096, 65536, file.length]) {
-      const v = new BodyVerifier(header, partitions, true);
+      const v = new BodyVerifier(header, partitions, new MemoryArena(partitions));
       feed(v, file, size);
       expect(v.done, `chunks of ${size}`).to.equal(true);
-      const snap = v.toMemorySnapshot();
+      const snap = memorySnapshotOf(v);
       for (const [id, body] of expected) expect(snap.lookup(id), id).to.equal(body);
       expect(snap.lookup('absent')).to.equal(undefined);
     }
@@ -102,13 +104,33 @@ describe('common/snapshot/verifier', () => {
       partitions[2].offset + 3,
       header.directoryOffset - 1,
     ]) {
-      const v = new BodyVerifier(header, partitions, true);
+      const v = new BodyVerifier(header, partitions, new MemoryArena(partitions));
       feed(v, file, 1000, cut);
       expect(v.position).to.equal(cut);
       expect(v.done).to.equal(false);
       feed(v, file, 333);
-      const snap = v.toMemorySnapshot();
+      const snap = memorySnapshotOf(v);
       for (const [id, body] of expected) expect(snap.lookup(id), id).to.equal(body);
+    }
+  });
+
+  it('hands every body byte to its sink once, in file order, with the partition and the place it is in', async () => {
+    const { file, header, directory } = await pulled(500, 32);
+    const partitions = checkDirectory(header, directory);
+    const got: number[][] = partitions.map(() => []);
+    const sink: BodySink = {
+      take: (partition, at, piece) => {
+        expect(at, `partition ${partition}`).to.equal(got[partition].length);
+        got[partition].push(...piece);
+      },
+    };
+    const v = new BodyVerifier(header, partitions, sink);
+    feed(v, file, 777);
+    for (const [i, e] of partitions.entries()) {
+      expect(
+        Buffer.from(got[i]).equals(file.subarray(e.offset, e.offset + e.bytes)),
+        `partition ${i}`,
+      ).to.equal(true);
     }
   });
 
@@ -120,7 +142,7 @@ describe('common/snapshot/verifier', () => {
       for (const at of [HEADER_BYTES, partitions[1].offset + 9, last.offset + last.bytes - 1]) {
         const bad = Buffer.from(file);
         bad[at] ^= 0x10;
-        const v = new BodyVerifier(header, partitions, keep);
+        const v = new BodyVerifier(header, partitions, keep ? new MemoryArena(partitions) : undefined);
         expect(codeOf(() => feed(v, bad, 4096))).to.equal('SNAPSHOT_CHECKSUM_MISMATCH');
         // Nothing past the bad partition was taken.
         const e = partitions.find((p) => p.offset <= at && at < p.offset + p.bytes) as PartitionEntry;
@@ -133,14 +155,14 @@ describe('common/snapshot/verifier', () => {
   it('refuses bytes past the body end, and a snapshot before its body is complete', async () => {
     const { file, header, directory } = await pulled(200, 32);
     const partitions = checkDirectory(header, directory);
-    const v = new BodyVerifier(header, partitions, true);
-    expect(() => v.toMemorySnapshot()).to.throw(/complete body/);
+    const v = new BodyVerifier(header, partitions, new MemoryArena(partitions));
+    expect(() => memorySnapshotOf(v)).to.throw(/complete body/);
     feed(v, file, 4096);
     expect(codeOf(() => v.accept(Buffer.alloc(1)))).to.equal('SNAPSHOT_BAD_LAYOUT');
-    const disk = new BodyVerifier(header, partitions, false);
+    const disk = new BodyVerifier(header, partitions);
     feed(disk, file, 4096);
     expect(disk.done).to.equal(true);
-    expect(() => disk.toMemorySnapshot()).to.throw(/kept in memory/);
+    expect(() => memorySnapshotOf(disk)).to.throw(/MemoryArena/);
   });
 
   it('loads from a file through the same checks (the reader feeds it in chunks)', async () => {
