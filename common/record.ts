@@ -1,7 +1,8 @@
 /**
- * The promotion record: validation of one CSV row (DESIGN §2) and rendering of the response body.
+ * The promotion record and the validation of one CSV row (DESIGN §2); promotion-body.ts renders it for HTTP.
  * Pure functions, safe to call from anywhere.
  */
+import { clockSeconds, daysInMonth } from './calendar.js';
 
 /** A validated promotion, in the form the snapshot stores. */
 export interface Promotion {
@@ -110,24 +111,6 @@ function isPlainDecimal(t: string): boolean {
 const DATE_RE =
   /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?: ([+-])(\d{2})(\d{2})(?: (?:[A-Za-z]{1,10}|[+-]\d{2,4}))?)?$/;
 
-const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-
-function isLeap(y: number): boolean {
-  return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
-}
-
-/** Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-function daysFromCivil(y: number, m: number, d: number): number {
-  y -= m <= 2 ? 1 : 0;
-  const era = Math.floor(y / 400);
-  const yoe = y - era * 400;
-  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
-  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
-  return era * 146097 + doe - 719468;
-}
-
-const DAYS_0000_TO_1970 = 719528;
-
 /** Seconds since 0000-01-01 00:00:00 of the date's own clock time, or a reason it is not a date. */
 export function parseExpiration(text: string): number | string {
   const fast = parsePlainExpiration(text);
@@ -146,13 +129,13 @@ export function parseExpirationGeneral(text: string): number | string {
   const mi = Number(m[5]);
   const s = Number(m[6]);
   if (mo < 1 || mo > 12) return `month ${m[2]} does not exist`;
-  const dim = mo === 2 && isLeap(y) ? 29 : DAYS_IN_MONTH[mo - 1];
+  const dim = daysInMonth(y, mo);
   if (d < 1 || d > dim) return `day ${m[3]} does not exist in ${m[1]}-${m[2]}`;
   if (h > 23 || mi > 59 || s > 59) return `time ${m[4]}:${m[5]}:${m[6]} does not exist`;
   if (m[7] !== undefined && (Number(m[8]) > 23 || Number(m[9]) > 59)) {
     return `offset ${m[7]}${m[8]}${m[9]} does not exist`;
   }
-  return (daysFromCivil(y, mo, d) + DAYS_0000_TO_1970) * 86400 + h * 3600 + mi * 60 + s;
+  return clockSeconds(y, mo, d, h, mi, s);
 }
 
 function digit(t: string, i: number): number {
@@ -192,8 +175,8 @@ function parsePlainExpiration(t: string): number {
   const s = digit(t, 17) * 10 + digit(t, 18);
   if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59)
     return -1;
-  if (d > (mo === 2 && isLeap(y) ? 29 : DAYS_IN_MONTH[mo - 1])) return -1;
-  return (daysFromCivil(y, mo, d) + DAYS_0000_TO_1970) * 86400 + h * 3600 + mi * 60 + s;
+  if (d > daysInMonth(y, mo)) return -1;
+  return clockSeconds(y, mo, d, h, mi, s);
 }
 
 function digitAt(b: Uint8Array, i: number): number {
@@ -231,8 +214,8 @@ export function plainExpirationBytes(b: Uint8Array, at: number, n: number): numb
   const s = digitAt(b, at + 17) * 10 + digitAt(b, at + 18);
   if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59)
     return -1;
-  if (d > (mo === 2 && isLeap(y) ? 29 : DAYS_IN_MONTH[mo - 1])) return -1;
-  return (daysFromCivil(y, mo, d) + DAYS_0000_TO_1970) * 86400 + h * 3600 + mi * 60 + s;
+  if (d > daysInMonth(y, mo)) return -1;
+  return clockSeconds(y, mo, d, h, mi, s);
 }
 
 /** Validates one row's three fields; `line` is the 1-based line number in the file. */
@@ -271,90 +254,4 @@ export function isHeader(fields: readonly string[]): boolean {
   return (
     fields.length === 3 && fields[0] === 'id' && fields[1] === 'price' && fields[2] === 'expiration_date'
   );
-}
-
-const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => (i < 10 ? `0${i}` : `${i}`));
-
-function civilFromDays(z: number): [number, number, number] {
-  z += 719468;
-  const era = Math.floor(z / 146097);
-  const doe = z - era * 146097;
-  const yoe = Math.floor(
-    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365,
-  );
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const m = mp < 10 ? mp + 3 : mp - 9;
-  return [yoe + era * 400 + (m <= 2 ? 1 : 0), m, d];
-}
-
-/** `YYYY-MM-DD HH:MM:SS` for seconds since 0000-01-01 00:00:00. */
-export function formatExpiration(seconds: number): string {
-  const days = Math.floor(seconds / 86400);
-  let rest = seconds - days * 86400;
-  const [y, m, d] = civilFromDays(days - DAYS_0000_TO_1970);
-  const h = Math.floor(rest / 3600);
-  rest -= h * 3600;
-  const mi = Math.floor(rest / 60);
-  const s = rest - mi * 60;
-  const yyyy = y < 1000 ? String(y).padStart(4, '0') : String(y);
-  return `${yyyy}-${TWO_DIGITS[m]}-${TWO_DIGITS[d]} ${TWO_DIGITS[h]}:${TWO_DIGITS[mi]}:${TWO_DIGITS[s]}`;
-}
-
-/**
- * Writes formatExpiration(seconds) as 19 ASCII bytes at `off` (no string is made); returns the offset after them.
- */
-export function writeExpiration(seconds: number, buf: Uint8Array, off: number): number {
-  const days = Math.floor(seconds / 86400);
-  let rest = seconds - days * 86400;
-  // civilFromDays, inline: no array per call.
-  const z = days - DAYS_0000_TO_1970 + 719468;
-  const era = Math.floor(z / 146097);
-  const doe = z - era * 146097;
-  const yoe = Math.floor(
-    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365,
-  );
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const m = mp < 10 ? mp + 3 : mp - 9;
-  const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
-  const h = Math.floor(rest / 3600);
-  rest -= h * 3600;
-  const mi = Math.floor(rest / 60);
-  const s = rest - mi * 60;
-  buf[off] = 48 + Math.floor(y / 1000);
-  buf[off + 1] = 48 + (Math.floor(y / 100) % 10);
-  buf[off + 2] = 48 + (Math.floor(y / 10) % 10);
-  buf[off + 3] = 48 + (y % 10);
-  buf[off + 4] = 45;
-  buf[off + 5] = 48 + Math.floor(m / 10);
-  buf[off + 6] = 48 + (m % 10);
-  buf[off + 7] = 45;
-  buf[off + 8] = 48 + Math.floor(d / 10);
-  buf[off + 9] = 48 + (d % 10);
-  buf[off + 10] = 32;
-  buf[off + 11] = 48 + Math.floor(h / 10);
-  buf[off + 12] = 48 + (h % 10);
-  buf[off + 13] = 58;
-  buf[off + 14] = 48 + Math.floor(mi / 10);
-  buf[off + 15] = 48 + (mi % 10);
-  buf[off + 16] = 58;
-  buf[off + 17] = 48 + Math.floor(s / 10);
-  buf[off + 18] = 48 + (s % 10);
-  return off + 19;
-}
-
-const NEEDS_ESCAPE = /["\\]/;
-
-/** True when `id` can go into the JSON body between quotes as it is (no `"` or `\\`; ids are printable ASCII). */
-export function isJsonSafeId(id: string): boolean {
-  return !NEEDS_ESCAPE.test(id);
-}
-
-/** The JSON body of `GET /promotions/{id}`; `price` is already a JSON number literal. */
-export function renderPromotion(id: string, price: string, expiresAt: number): string {
-  const idJson = NEEDS_ESCAPE.test(id) ? JSON.stringify(id) : `"${id}"`;
-  return `{"id":${idJson},"price":${price},"expiration_date":"${formatExpiration(expiresAt)}"}`;
 }

@@ -1,7 +1,8 @@
 /** Builds small snapshot files for tests from plain rows. */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { isBadRow, type Promotion, parseFields, renderPromotion } from '../common/record.js';
+import { renderPromotion } from '../common/promotion-body.js';
+import { isBadRow, type Promotion, parseFields } from '../common/record.js';
 import type { SnapshotHeader } from '../common/snapshot/format.js';
 import { encodeRow, MAX_ROW_BYTES } from '../leader/snapshot-build/row-encoding.js';
 import { groupRows } from '../leader/snapshot-build/row-groups.js';

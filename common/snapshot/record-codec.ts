@@ -3,7 +3,8 @@
  * A canonical lowercase UUID id is stored as its 16 bytes; any other id as length + ASCII bytes.
  * Pure functions over Buffers; safe to call from anywhere.
  */
-import { isJsonSafeId, type Promotion, renderPromotion, writeExpiration } from '../record.js';
+import { isJsonSafeId, renderPromotion, writeExpiration } from '../promotion-body.js';
+import type { Promotion } from '../record.js';
 
 export const RECORD_KIND_UUID = 0;
 export const RECORD_KIND_RAW = 1;

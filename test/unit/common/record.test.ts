@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { renderPromotion } from '../../../common/promotion-body.js';
 import {
   type BadRow,
   canonicalPrice,
   canonicalPriceGeneral,
-  formatExpiration,
   idProblem,
   isBadRow,
   isHeader,
@@ -12,8 +12,6 @@ import {
   parseExpiration,
   parseExpirationGeneral,
   parseRow,
-  renderPromotion,
-  writeExpiration,
 } from '../../../common/record.js';
 
 const UUID = 'd018ef0b-dbd9-48f1-ac1a-eb4d90e57118';
@@ -174,26 +172,6 @@ describe('common/record', () => {
   it('recognises the optional header line', () => {
     expect(isHeader(['id', 'price', 'expiration_date'])).to.equal(true);
     expect(isHeader([UUID, '1', '2018-08-04 05:32:31'])).to.equal(false);
-  });
-
-  it('formats every clock time it parses back to the same text', () => {
-    for (const d of [
-      '0000-01-01 00:00:00',
-      '0999-12-31 23:59:59',
-      '1970-01-01 00:00:00',
-      '2018-08-04 05:32:31',
-      '9999-12-31 23:59:59',
-    ]) {
-      expect(formatExpiration(parseExpiration(d) as number)).to.equal(d);
-    }
-    const bytes = Buffer.alloc(21);
-    for (let days = 0; days < 3_000_000; days += 997) {
-      const s = days * 86400 + 3723 + (days % 86400);
-      expect(parseExpiration(formatExpiration(s))).to.equal(s);
-      // The bytes variant (the read path's) writes the same text.
-      expect(writeExpiration(s, bytes, 1)).to.equal(20);
-      expect(bytes.toString('latin1', 1, 20)).to.equal(formatExpiration(s));
-    }
   });
 
   describe('the hot-path shortcuts agree with the general rules', () => {

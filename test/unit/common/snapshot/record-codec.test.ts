@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { type Promotion, renderPromotion } from '../../../../common/record.js';
+import { renderPromotion } from '../../../../common/promotion-body.js';
+import type { Promotion } from '../../../../common/record.js';
 import {
   decodeRecord,
   encodeRecord,

@@ -1,0 +1,93 @@
+/**
+ * The HTTP body of `GET /promotions/{id}`: the JSON text of one promotion, with the expiration as its clock time
+ * `YYYY-MM-DD HH:MM:SS`. record-codec.ts composes the same text from a stored record's bytes.
+ * Pure functions, safe to call from anywhere.
+ */
+import { DAYS_0000_TO_1970 } from './calendar.js';
+
+const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => (i < 10 ? `0${i}` : `${i}`));
+
+/** Year, month and day of the date `z` days after 1970-01-01 (H. Hinnant's civil_from_days). */
+function civilFromDays(z: number): [number, number, number] {
+  z += 719468;
+  const era = Math.floor(z / 146097);
+  const doe = z - era * 146097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  return [yoe + era * 400 + (m <= 2 ? 1 : 0), m, d];
+}
+
+/** `YYYY-MM-DD HH:MM:SS` for seconds since 0000-01-01 00:00:00. */
+export function formatExpiration(seconds: number): string {
+  const days = Math.floor(seconds / 86400);
+  let rest = seconds - days * 86400;
+  const [y, m, d] = civilFromDays(days - DAYS_0000_TO_1970);
+  const h = Math.floor(rest / 3600);
+  rest -= h * 3600;
+  const mi = Math.floor(rest / 60);
+  const s = rest - mi * 60;
+  const yyyy = y < 1000 ? String(y).padStart(4, '0') : String(y);
+  return `${yyyy}-${TWO_DIGITS[m]}-${TWO_DIGITS[d]} ${TWO_DIGITS[h]}:${TWO_DIGITS[mi]}:${TWO_DIGITS[s]}`;
+}
+
+/**
+ * Writes formatExpiration(seconds) as 19 ASCII bytes at `off` (no string is made); returns the offset after them.
+ */
+export function writeExpiration(seconds: number, buf: Uint8Array, off: number): number {
+  const days = Math.floor(seconds / 86400);
+  let rest = seconds - days * 86400;
+  // civilFromDays, inline: no array per call.
+  const z = days - DAYS_0000_TO_1970 + 719468;
+  const era = Math.floor(z / 146097);
+  const doe = z - era * 146097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  const h = Math.floor(rest / 3600);
+  rest -= h * 3600;
+  const mi = Math.floor(rest / 60);
+  const s = rest - mi * 60;
+  buf[off] = 48 + Math.floor(y / 1000);
+  buf[off + 1] = 48 + (Math.floor(y / 100) % 10);
+  buf[off + 2] = 48 + (Math.floor(y / 10) % 10);
+  buf[off + 3] = 48 + (y % 10);
+  buf[off + 4] = 45;
+  buf[off + 5] = 48 + Math.floor(m / 10);
+  buf[off + 6] = 48 + (m % 10);
+  buf[off + 7] = 45;
+  buf[off + 8] = 48 + Math.floor(d / 10);
+  buf[off + 9] = 48 + (d % 10);
+  buf[off + 10] = 32;
+  buf[off + 11] = 48 + Math.floor(h / 10);
+  buf[off + 12] = 48 + (h % 10);
+  buf[off + 13] = 58;
+  buf[off + 14] = 48 + Math.floor(mi / 10);
+  buf[off + 15] = 48 + (mi % 10);
+  buf[off + 16] = 58;
+  buf[off + 17] = 48 + Math.floor(s / 10);
+  buf[off + 18] = 48 + (s % 10);
+  return off + 19;
+}
+
+const NEEDS_ESCAPE = /["\\]/;
+
+/** True when `id` can go into the JSON body between quotes as it is (no `"` or `\\`; ids are printable ASCII). */
+export function isJsonSafeId(id: string): boolean {
+  return !NEEDS_ESCAPE.test(id);
+}
+
+/** The JSON body of `GET /promotions/{id}`; `price` is already a JSON number literal. */
+export function renderPromotion(id: string, price: string, expiresAt: number): string {
+  const idJson = NEEDS_ESCAPE.test(id) ? JSON.stringify(id) : `"${id}"`;
+  return `{"id":${idJson},"price":${price},"expiration_date":"${formatExpiration(expiresAt)}"}`;
+}
