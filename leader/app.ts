@@ -87,9 +87,7 @@ export function parseRange(
     end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
   }
   if (start >= size || start > end) {
-    throw Object.assign(new AppError('REQUEST_BAD', `range ${header} is outside the file of ${size} bytes`), {
-      rangeNotSatisfiable: true,
-    });
+    throw new AppError('REQUEST_BAD', `range ${header} is outside the file of ${size} bytes`);
   }
   return { start, end };
 }

@@ -125,7 +125,7 @@ export function getRange(get: RangeGet, onChunk: (chunk: Buffer) => void | Promi
       const text = head.toString('latin1', 0, at);
       const rest = head.subarray(at + 4);
       head = undefined;
-      const parsed = parseHead(text, get.start, get.end);
+      const parsed = parseRangeResponseHead(text, get.start, get.end);
       if (parsed instanceof Error) {
         fail(parsed);
         return false;
@@ -174,8 +174,11 @@ export function rangeRefusal(
   return new RangeRefused(status, `answered ${status}${range === undefined ? '' : ` (${range})`}`);
 }
 
-/** The body length of a 206 answer for bytes [start, end), or the error that refuses the answer. */
-function parseHead(text: string, start: number, end: number): number | Error {
+/**
+ * Parses the head (status line and headers) of the leader's answer to a Range request for bytes [start, end): the
+ * body length of a 206 answer for that range, or the error that refuses the answer.
+ */
+function parseRangeResponseHead(text: string, start: number, end: number): number | Error {
   const [statusLine, ...lines] = text.split('\r\n');
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
   if (m === null) return new TransferCut(`not an HTTP answer: ${JSON.stringify(statusLine.slice(0, 80))}`);
