@@ -4,13 +4,15 @@
  *
  * A replica verifies a pulled file while it arrives (replica/sync.ts) and never reads it back; this reader is for
  * files already on disk (a restart, a local copy of a kept version). It reads the body in chunks of
- * VERIFY_CHUNK_BYTES with asynchronous reads, so the event loop is held for one chunk's hash at a time. A loaded
- * snapshot is immutable: any number of lookups may run on it; `close` is called once, by the owner, after the last
- * lookup.
+ * VERIFY_CHUNK_BYTES with asynchronous reads, so the event loop is held for one chunk's hash at a time.
+ *
+ * Concurrency: each load opens its own handle; loads may run at once. What a load returns follows
+ * loaded-snapshot.ts.
  */
 import { type FileHandle, open } from 'node:fs/promises';
 import { DEFAULTS } from '../config.js';
 import { SnapshotError } from '../errors.js';
+import { readFully } from '../file-io.js';
 import { type DiskOptions, DiskSnapshot } from './disk-snapshot.js';
 import { HEADER_BYTES, type PartitionEntry, type SnapshotHeader } from './format.js';
 import type { LoadedSnapshot, SnapshotMode } from './loaded-snapshot.js';
@@ -28,17 +30,11 @@ import {
 
 export type { ExpectedSnapshot } from './verifier.js';
 
-async function readFully(h: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesRead } = await h.read(buf, done, buf.length - done, position + done);
-    if (bytesRead === 0) {
-      throw new SnapshotError(
-        'SNAPSHOT_TRUNCATED',
-        `snapshot ended at byte ${position + done} while reading`,
-      );
-    }
-    done += bytesRead;
+/** Fills `buf` from `position`; a file that ends first is truncated. */
+async function readExactly(h: FileHandle, buf: Buffer, position: number): Promise<void> {
+  const n = await readFully(h, buf, position);
+  if (n < buf.length) {
+    throw new SnapshotError('SNAPSHOT_TRUNCATED', `snapshot ended at byte ${position + n} while reading`);
   }
 }
 
@@ -49,11 +45,11 @@ export async function readLayout(
 ): Promise<{ header: SnapshotHeader; directory: Buffer; partitions: PartitionEntry[] }> {
   const size = (await h.stat()).size;
   const head = Buffer.alloc(HEADER_BYTES);
-  if (size >= HEADER_BYTES) await readFully(h, head, 0);
+  if (size >= HEADER_BYTES) await readExactly(h, head, 0);
   const header = checkHeader(head, size, expect);
   const { start, end } = directoryRange(header);
   const directory = Buffer.alloc(end - start);
-  await readFully(h, directory, start);
+  await readExactly(h, directory, start);
   return { header, directory, partitions: checkDirectory(header, directory) };
 }
 
@@ -69,7 +65,7 @@ export async function verifyFromFile(
   const scratch = Buffer.allocUnsafe(Math.max(0, Math.min(VERIFY_CHUNK_BYTES, until - verifier.position)));
   while (verifier.position < until) {
     const chunk = scratch.subarray(0, Math.min(scratch.length, until - verifier.position));
-    await readFully(h, chunk, verifier.position);
+    await readExactly(h, chunk, verifier.position);
     verifier.accept(chunk);
   }
 }

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFully } from '../../common/file-io.js';
+import { readFully, writeFully } from '../../common/file-io.js';
 import { recordLength } from '../../common/snapshot/record-codec.js';
 import { ROW_PREFIX } from './row-encoding.js';
 import { GROUP_BITS, type RowGroups } from './row-groups.js';
@@ -156,12 +156,8 @@ export async function loadRun(run: Run): Promise<{ rows: Buffer; count: number }
   try {
     // Its own ArrayBuffer: the rows may move to a worker thread.
     const buf = Buffer.allocUnsafeSlow(run.bytes);
-    let done = 0;
-    while (done < buf.length) {
-      const { bytesRead } = await h.read(buf, done, Math.min(READ_BYTES * 4, buf.length - done), done);
-      if (bytesRead === 0) throw new Error(`run file ${run.path} is shorter than written`);
-      done += bytesRead;
-    }
+    if ((await readFully(h, buf, 0)) < buf.length)
+      throw new Error(`run file ${run.path} is shorter than written`);
     return { rows: buf, count: run.count };
   } finally {
     await h.close();
