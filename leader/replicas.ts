@@ -21,6 +21,7 @@
  * synchronous; each replica has at most one notice campaign at a time, which only records its outcome.
  */
 import { DEFAULTS } from '../common/config.js';
+import { errorText } from '../common/error-text.js';
 import type { Logger } from '../common/logger.js';
 import type { ReplicaError, SnapshotManifest } from '../common/protocol.js';
 import { type CappedText, readCappedText } from '../common/reply-body.js';
@@ -430,7 +431,7 @@ export class ReplicaRegistry {
       if (c.abort.signal.aborted) return 'cancelled';
       const why = timeout.aborted
         ? `no answer within PUSH_TIMEOUT_MS (${this.pushTimeoutMs} ms)`
-        : causeOf(err as Error);
+        : errorText(err);
       this.failed(e, manifest, c, why);
       return 'retry';
     }
@@ -523,12 +524,6 @@ function lagOf(version: number | null, current: number | undefined): number | nu
   if (version === null || current === undefined) return null;
   // After a rollback the current version has the lower number: a replica still on the newer one is behind too.
   return version === current ? 0 : Math.max(1, current - version);
-}
-
-/** The most telling message of a fetch failure (undici puts the socket error in `cause`). */
-function causeOf(err: Error): string {
-  const cause = err.cause as NodeJS.ErrnoException | undefined;
-  return cause?.code !== undefined ? `${cause.code} ${cause.message}` : (cause?.message ?? err.message);
 }
 
 /** A replica's word for its shard, normalised to `k/S`; null for none, 1 shard, or a malformed one. */

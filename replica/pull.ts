@@ -13,10 +13,12 @@
  *
  * Concurrency: one pull per `part` file at a time (the Syncer runs one load at a time).
  */
-import { type FileHandle, open, rm, stat } from 'node:fs/promises';
+import { open, rm, stat } from 'node:fs/promises';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
+import { errorText } from '../common/error-text.js';
 import { AppError, SnapshotError } from '../common/errors.js';
+import { readFully, writeFully } from '../common/file-io.js';
 import type { Logger } from '../common/logger.js';
 import type { SnapshotManifest } from '../common/protocol.js';
 import { HEADER_BYTES, type PartitionEntry, type SnapshotHeader } from '../common/snapshot/format.js';
@@ -114,10 +116,10 @@ export async function pullSnapshot(
       if (!(err instanceof TransferCut) || attempt >= TRANSFER_ATTEMPTS) {
         throw err instanceof AppError
           ? err
-          : new AppError('REPLICA_SYNC_FAILED', `pulling version ${m.version}: ${messageOf(err as Error)}`);
+          : new AppError('REPLICA_SYNC_FAILED', `pulling version ${m.version}: ${errorText(err)}`);
       }
       ctx.logger.warn(
-        { version: m.version, have: verifier?.position ?? 0, attempt, err: messageOf(err as Error) },
+        { version: m.version, have: verifier?.position ?? 0, attempt, err: errorText(err) },
         'file transfer cut; resuming',
       );
       await new Promise((r) => setTimeout(r, 100 * attempt));
@@ -190,7 +192,7 @@ async function startPart(
     const h = await open(part, 'r+');
     try {
       const onDisk = Buffer.alloc(HEADER_BYTES);
-      await h.read(onDisk, 0, HEADER_BYTES, 0);
+      await readFully(h, onDisk, 0);
       if (onDisk.equals(layout.head)) {
         const verifier = fresh();
         await verifyFromFile(h, verifier, Math.min(size, verifier.end));
@@ -208,7 +210,7 @@ async function startPart(
   const verifier = fresh();
   const h = await open(part, 'w');
   try {
-    await writeAll(h, layout.head);
+    await writeFully(h, layout.head, 0);
     // A shard's bytes go at their own offsets: what lies before them stays a hole (no disk used).
     if (verifier.position > HEADER_BYTES) await h.truncate(verifier.position);
   } finally {
@@ -244,7 +246,7 @@ async function transferBody(
     await fetchRange(ctx, m, verifier.position, verifier.end, async (chunk) => {
       const start = performance.now();
       verifier.accept(chunk);
-      await writeAll(out, chunk);
+      await writeFully(out, chunk, null);
       const now = ctx.readsReceived();
       if (now === reads) return;
       reads = now;
@@ -268,7 +270,7 @@ async function finishPart(part: string, directory: Buffer, header: SnapshotHeade
   const h = await open(part, 'a');
   try {
     if ((await h.stat()).size < header.directoryOffset) await h.truncate(header.directoryOffset);
-    await writeAll(h, directory);
+    await writeFully(h, directory, null);
     const size = (await h.stat()).size;
     if (size !== fileBytes) {
       throw new AppError(
@@ -335,7 +337,7 @@ async function receiveWhole(ctx: PullContext, m: SnapshotManifest, part: string)
   try {
     await receive(res, (chunk) => {
       ctx.onBytes(chunk.length);
-      return writeAll(out, chunk);
+      return writeFully(out, chunk, null);
     });
     await out.sync();
   } finally {
@@ -350,7 +352,7 @@ function request(url: URL, headers: Record<string, string>): Promise<IncomingMes
     req.setTimeout(TRANSFER_IDLE_MS, () =>
       req.destroy(new TransferCut(`no bytes for ${TRANSFER_IDLE_MS} ms`)),
     );
-    req.once('error', (err) => reject(err instanceof TransferCut ? err : new TransferCut(messageOf(err))));
+    req.once('error', (err) => reject(err instanceof TransferCut ? err : new TransferCut(errorText(err))));
   });
 }
 
@@ -361,25 +363,12 @@ async function receive(res: IncomingMessage, take: (chunk: Buffer) => void | Pro
   } catch (err) {
     res.destroy();
     if (err instanceof AppError || err instanceof TransferCut || isFileError(err)) throw err;
-    throw new TransferCut(messageOf(err as Error));
+    throw new TransferCut(errorText(err));
   }
 }
 
 function fileUrl(ctx: PullContext, m: SnapshotManifest): URL {
   return new URL(`${ctx.leaderUrl}/snapshots/${m.version}/file`);
-}
-
-/** Writes all of `bytes` at the end of an append-mode file. */
-async function writeAll(h: FileHandle, bytes: Buffer): Promise<void> {
-  for (let done = 0; done < bytes.length; ) {
-    done += (await h.write(bytes, done, bytes.length - done)).bytesWritten;
-  }
-}
-
-/** The most telling message of a socket failure (some put the cause in `cause`). */
-function messageOf(err: Error): string {
-  const cause = err.cause as Error | undefined;
-  return cause?.message !== undefined ? `${err.message}: ${cause.message}` : err.message;
 }
 
 function isFileError(err: unknown): boolean {
