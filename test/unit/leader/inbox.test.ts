@@ -122,10 +122,17 @@ describe('leader inbox', () => {
         `version ${i + 1}`,
       );
     }
-    await waitFor(async () => ((await readdir(done)).length === 2 ? true : undefined), 5000, 'the prune');
-    const names = await readdir(done);
-    expect(names.some((n) => n.endsWith('-two.csv'))).to.equal(true);
-    expect(names.some((n) => n.endsWith('-two.csv.report.json'))).to.equal(true);
+    // The version is current a moment before its file moves to done/: wait for the move and the prune after it.
+    const kept = await waitFor(
+      async () => {
+        const names = (await readdir(done)).sort();
+        return names.length === 2 && names.every((n) => n.includes('-two.csv')) ? names : undefined;
+      },
+      5000,
+      'done/ to keep only two.csv and its report',
+    );
+    expect(kept[0]).to.match(/-two\.csv$/);
+    expect(kept[1]).to.match(/-two\.csv\.report\.json$/);
   });
 
   it('prunes no handled file younger than INBOX_KEEP_MS, however many come; older ones past the count go', async () => {

@@ -250,7 +250,12 @@ describe('leader resumable uploads (tus 1.0)', () => {
       5000,
       'the idle upload expired',
     );
-    expect(await readdir(leader.uploads.directory)).to.deep.equal([]);
+    // The upload's bytes and its metadata are removed one after the other: both go.
+    await waitFor(
+      async () => ((await readdir(leader.uploads.directory)).length === 0 ? true : undefined),
+      5000,
+      'the idle upload removed from disk',
+    );
   });
 
   it('refuses more than MAX_UPLOADS uploads at once with 429, and terminates with DELETE', async () => {
