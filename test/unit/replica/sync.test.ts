@@ -1,4 +1,4 @@
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { loadReplicaConfig } from '../../../common/config.js';
@@ -76,6 +76,13 @@ describe('replica/sync', () => {
     });
     expect(rollback.status).to.equal(200);
     await waitFor(() => (replica.index.current?.manifest.version === 1 ? true : undefined), 5000, 'v1');
+    // SERVING is written just after the swap: stop once it records the rollback.
+    const serving = join(replica.config.dataDir, 'SERVING');
+    await waitFor(
+      async () => (JSON.parse(await readFile(serving, 'utf8')).version === 1 ? true : undefined),
+      5000,
+      'SERVING to say version 1',
+    );
     await stopReplica(replica);
 
     // The leader is out of reach: what it serves comes from its own files only.
