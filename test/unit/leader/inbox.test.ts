@@ -153,9 +153,17 @@ describe('leader inbox', () => {
     await inbox.start();
     const rejected = join(dir, 'rejected');
     const handled = async () => (await readdir(rejected)).filter((n) => !n.endsWith('.report.json')).sort();
+    // A file moves to rejected/ a moment before its report is written: wait for both.
     const drop = async (name: string, count: number) => {
       await writeFile(join(dir, name), '');
-      await waitFor(async () => ((await handled()).length === count ? true : undefined), 10_000, name);
+      await waitFor(
+        async () =>
+          (await handled()).length === count && (await readdir(rejected)).length === 2 * count
+            ? true
+            : undefined,
+        10_000,
+        name,
+      );
     };
     for (let i = 1; i <= 5; i++) {
       now += 1000;
