@@ -431,7 +431,7 @@ describe('k8s manifests: the sharded layout (k8s/sharded/)', () => {
       const pdbs = sharded.filter(
         (o) =>
           o.kind === 'PodDisruptionBudget' &&
-          selects(o.spec.selector.matchLabels, pod ? router.spec.template.metadata.labels : {}),
+          selects(o.spec.selector.matchLabels, router.spec.template.metadata.labels),
       );
       expect(pdbs.map((p) => p.metadata.name)).to.deep.equal([`router-${colour}`]);
       expect(selectedWorkloads(sharded, find2('Service', `router-${colour}`).spec.selector)).to.deep.equal([
