@@ -236,14 +236,23 @@ export function parseFields(id: string, price: string, expiration: string, line:
   return { id, price: canonical, expiresAt };
 }
 
+/** The likely cause of a wrong column count, when the line shows one: lines run together, another separator. */
+function likelyCause(text: string): string {
+  if (text.includes('\r')) return ' (a CR not followed by LF joins lines here: do lines end with CR alone?)';
+  if (!text.includes(',') && text.includes(';')) return ' (separated by semicolons? use commas)';
+  if (!text.includes(',') && text.includes('\t')) return ' (separated by tabs? use commas)';
+  return '';
+}
+
 /** Validates one row given as its list of fields. */
 export function parseRow(fields: readonly string[], line: number): Promotion | BadRow {
   if (fields.length !== COLUMN_COUNT) {
+    const text = fields.join(',');
     return bad(
       line,
       'row',
-      fields.join(','),
-      `expected ${COLUMN_COUNT} columns (id,price,expiration_date), found ${fields.length}`,
+      text,
+      `expected ${COLUMN_COUNT} columns (id,price,expiration_date), found ${fields.length}${likelyCause(text)}`,
     );
   }
   return parseFields(fields[0], fields[1], fields[2], line);

@@ -148,7 +148,7 @@ describe('bad-input corpus', () => {
       // Its rows answer as written: no CR, BOM, quote or header left in a value, the last row kept.
       expect(Object.keys(e.answers ?? {}), file).to.have.length(e.rows ?? 0);
       for (const [id, answer] of Object.entries(e.answers ?? {})) {
-        const got = await http(`${replica.url}/promotions/${id}`);
+        const got = await http(`${replica.url}/promotions/${encodeURIComponent(id)}`);
         expect([got.status, got.headers.get('x-snapshot-version')], `${file} ${id}`).to.deep.equal([
           200,
           String(version),
