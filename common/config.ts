@@ -143,6 +143,13 @@ export interface ReplicaConfig extends CommonConfig {
    * other shards get 421 PROMOTION_WRONG_SHARD. Null (unset): the whole data set.
    */
   readonly shard: Shard | null;
+  /** MAX_BATCH_IDS: most ids one batch lookup may ask for; more is 400 BATCH_TOO_MANY_IDS. */
+  readonly maxBatchIds: number;
+  /**
+   * READ_MAX_AGE_S: seconds a client or CDN may reuse a read's answer without asking again (sent as
+   * `Cache-Control: max-age=N` on reads); null (unset) sends no Cache-Control.
+   */
+  readonly readMaxAgeS: number | null;
 }
 
 const MiB = 1024 * 1024;
@@ -184,6 +191,8 @@ export const DEFAULTS = Object.freeze({
   diskReadWorkers: 2,
   maxInFlight: 1024,
   maxQueue: 256,
+  maxBatchIds: 1000,
+  readMaxAgeS: null as number | null,
 });
 
 /** Thrown at start-up for a malformed setting; the message names the variable. */
@@ -220,6 +229,12 @@ function int(env: Env, name: string, fallback: number, min: number, max = Number
   const n = Number(v);
   if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
   return n;
+}
+
+/** A whole number, or null when the variable is unset or empty (the feature is off). */
+function optionalInt(env: Env, name: string, min: number, max: number): number | null {
+  const v = env[name];
+  return v === undefined || v === '' ? null : int(env, name, 0, min, max);
 }
 
 const SIZE_UNITS: Record<string, number> = {
@@ -383,5 +398,7 @@ export function loadReplicaConfig(env: Env = process.env): ReplicaConfig {
     maxInFlight: int(env, 'MAX_IN_FLIGHT', DEFAULTS.maxInFlight, 1),
     maxQueue: int(env, 'MAX_QUEUE', DEFAULTS.maxQueue, 0),
     shard,
+    maxBatchIds: int(env, 'MAX_BATCH_IDS', DEFAULTS.maxBatchIds, 1, 100_000),
+    readMaxAgeS: optionalInt(env, 'READ_MAX_AGE_S', 0, 31_536_000),
   });
 }

@@ -227,9 +227,16 @@ export function hasBearer(header: string | undefined, tokens: readonly string[])
 /** Refuses a request without one of `tokens` as its bearer token (401). */
 export function requireBearer(...tokens: string[]): Koa.Middleware {
   return async (ctx, next) => {
-    if (!hasBearer(ctx.get('authorization') || undefined, tokens)) {
-      ctx.set('WWW-Authenticate', 'Bearer');
-      throw new AppError('AUTH_REQUIRED', 'this route needs an Authorization: Bearer token');
+    const header = ctx.get('authorization') || undefined;
+    if (!hasBearer(header, tokens)) {
+      // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; no token at all gets the bare challenge.
+      ctx.set('WWW-Authenticate', header === undefined ? 'Bearer' : 'Bearer error="invalid_token"');
+      throw new AppError(
+        'AUTH_REQUIRED',
+        header === undefined
+          ? 'this route needs an Authorization: Bearer token'
+          : 'token not accepted: the Authorization header does not carry a bearer token this route takes',
+      );
     }
     await next();
   };

@@ -91,3 +91,32 @@ export function renderPromotion(id: string, price: string, expiresAt: number): s
   const idJson = NEEDS_ESCAPE.test(id) ? JSON.stringify(id) : `"${id}"`;
   return `{"id":${idJson},"price":${price},"expiration_date":"${formatExpiration(expiresAt)}"}`;
 }
+
+/** The three fields of a body `renderPromotion` made, as text: `price` is the JSON number literal as written. */
+export interface PromotionText {
+  readonly id: string;
+  readonly price: string;
+  readonly expiration_date: string;
+}
+
+const BODY_ID_START = '{"id":'.length;
+const BODY_PRICE_KEY = ',"price":';
+/** `,"expiration_date":"`, the 19 characters of the date, and `"}`. */
+const BODY_DATE_TAIL = ',"expiration_date":"'.length + 19 + 2;
+
+/**
+ * The fields of a body made by renderPromotion (a lookup's answer), read by position rather than parsed: the
+ * shape is fixed, the date is 19 characters, and `,"price":` cannot occur inside the id's JSON string (a quote in
+ * an id is escaped). JSON.parse would turn the price into a double and lose its digits.
+ */
+export function promotionText(body: string): PromotionText {
+  const dateEnd = body.length - 2;
+  const priceEnd = body.length - BODY_DATE_TAIL;
+  const priceKey = body.indexOf(BODY_PRICE_KEY, BODY_ID_START);
+  const idJson = body.slice(BODY_ID_START, priceKey);
+  return {
+    id: idJson.includes('\\') ? (JSON.parse(idJson) as string) : idJson.slice(1, -1),
+    price: body.slice(priceKey + BODY_PRICE_KEY.length, priceEnd),
+    expiration_date: body.slice(dateEnd - 19, dateEnd),
+  };
+}

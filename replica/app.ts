@@ -30,7 +30,10 @@ import { installFastReads } from './read-server.js';
 import type { Syncer } from './sync.js';
 
 export interface ReplicaDeps {
-  readonly config: Pick<ReplicaConfig, 'replicaToken' | 'maxInFlight' | 'maxQueue'> &
+  readonly config: Pick<
+    ReplicaConfig,
+    'replicaToken' | 'maxInFlight' | 'maxQueue' | 'maxBatchIds' | 'readMaxAgeS'
+  > &
     Partial<Pick<ReplicaConfig, 'shard'>>;
   readonly logger: Logger;
   readonly index: LiveIndex;
@@ -130,6 +133,8 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
     maxInFlight: config.maxInFlight,
     maxQueue: config.maxQueue,
     shard: config.shard ?? null,
+    maxBatchIds: config.maxBatchIds,
+    maxAgeS: config.readMaxAgeS,
     metrics,
     logger,
   });

@@ -7,7 +7,7 @@
  * against node:http's 11.1.
  *
  * The scan answers, for the bytes so far, whether they can still become a head the fast path takes: they start
- * like `start`, and hold only printable ASCII, tabs and CRLF pairs. Anything else (a bare LF or CR, a control byte,
+ * like one of `starts` (the request line's method and path prefix: their first characters differ), and hold only printable ASCII, tabs and CRLF pairs. Anything else (a bare LF or CR, a control byte,
  * obs-text) makes the connection go to node:http at once rather than wait for a CRLF CRLF that may never come.
  *
  * Concurrency: one scanner per connection, used on the event loop only.
@@ -34,15 +34,21 @@ export class HeadScanner {
   private prev = 0;
   /** How much of CR LF CR LF ends the bytes scanned so far (0 to 3). */
   private matched = 0;
+  /** The one of `starts` the current head began like (picked by its first byte). */
+  private start = '';
 
-  /** `start`: what a head the fast path takes begins with (`GET /promotions/`). */
-  constructor(private readonly start: string) {}
+  /**
+   * `starts`: what a head the fast path takes begins with (`GET /promotions/`, `HEAD /promotions/`), each with a
+   * first character of its own.
+   */
+  constructor(private readonly starts: readonly string[]) {}
 
   /** Forgets the current head: the next `feed` is the start of a new one. */
   reset(): void {
     this.scanned = 0;
     this.prev = 0;
     this.matched = 0;
+    this.start = '';
   }
 
   /** Bytes of the current head fed so far (up to the end of head, once found). */
@@ -56,6 +62,10 @@ export class HeadScanner {
    * after an end or HEAD_NOT_READ, call `reset` before feeding a new head.
    */
   feed(chunk: string): number {
+    if (this.scanned === 0 && chunk.length > 0) {
+      const first = chunk.charCodeAt(0);
+      this.start = this.starts.find((s) => s.charCodeAt(0) === first) ?? '\u0000';
+    }
     const start = this.start;
     let prev = this.prev;
     let matched = this.matched;

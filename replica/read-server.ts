@@ -4,7 +4,8 @@
  * objects and checks, several stream callbacks) costs a bare server most of its CPU per request; here a read costs
  * one string scan of its head, the lookup and one socket write (scripts/bench/get.ts measures both; decision 004).
  *
- * What the fast path accepts, and nothing else: a request line `GET /promotions/<target> HTTP/1.1` whose target is
+ * What the fast path accepts, and nothing else: a request line `GET` or `HEAD /promotions/<target> HTTP/1.1` (a
+ * HEAD answer is the GET answer without its body) whose target is
  * visible ASCII, header lines `name: value` of printable ASCII (tabs allowed in values) with no whitespace before
  * the colon, a `Host` header, a head of at most MAX_HEADER_BYTES that arrives in at most HEAD_PIECES pieces, a
  * `Connection` value that is a clean token list without `upgrade`, and none of `Content-Length`,
@@ -31,9 +32,10 @@ import type { Socket } from 'node:net';
 import type { FrontConnections, ServerLimits } from '../common/http.js';
 import { HEAD_NOT_READ, HeadScanner, scanWork } from './head-scanner.js';
 import type { LiveVersion } from './live-index.js';
-import { READ_PREFIX, type ReadPath, type ReadReply, readAnswerHeaders } from './read-path.js';
+import { READ_PREFIX, type ReadMethod, type ReadPath, type ReadReply } from './read-path.js';
 
-const REQUEST_START = `GET ${READ_PREFIX}`;
+const GET_START = `GET ${READ_PREFIX}`;
+const HEAD_START = `HEAD ${READ_PREFIX}`;
 const REQUEST_END = ' HTTP/1.1';
 const CLOSE_LINE = 'connection: close\r\n';
 /** What node:http answers to a head not received within HEADERS_TIMEOUT_MS, byte for byte. */
@@ -52,6 +54,7 @@ const HEAD_PIECES = 4;
 type NodeConnectionListener = (this: Server, socket: Socket) => void;
 
 /** What `parseHead` found in the request it accepted (module fields: set and read synchronously). */
+let headMethod: ReadMethod = 'GET';
 let headUrl = '';
 let headIfNoneMatch: string | undefined;
 let headRequestId: string | undefined;
@@ -110,13 +113,22 @@ function trimOws(s: string, from: number, to: number): string {
 export function parseHead(s: string, from: number, end: number): boolean {
   const lineEnd = s.indexOf('\r\n', from);
   const urlEnd = lineEnd - REQUEST_END.length;
-  if (!s.startsWith(REQUEST_START, from) || urlEnd < from + REQUEST_START.length) return false;
-  if (!s.startsWith(REQUEST_END, urlEnd)) return false;
-  for (let i = from + 4; i < urlEnd; i++) {
+  let urlStart: number;
+  if (s.startsWith(GET_START, from)) {
+    headMethod = 'GET';
+    urlStart = from + 4;
+  } else if (s.startsWith(HEAD_START, from)) {
+    headMethod = 'HEAD';
+    urlStart = from + 5;
+  } else {
+    return false;
+  }
+  if (urlEnd < urlStart + READ_PREFIX.length || !s.startsWith(REQUEST_END, urlEnd)) return false;
+  for (let i = urlStart; i < urlEnd; i++) {
     const c = s.charCodeAt(i);
     if (c <= 0x20 || c >= 0x7f) return false;
   }
-  headUrl = s.slice(from + 4, urlEnd);
+  headUrl = s.slice(urlStart, urlEnd);
   headIfNoneMatch = undefined;
   headRequestId = undefined;
   headClose = false;
@@ -188,15 +200,9 @@ function statusLine(status: number): string {
   return line;
 }
 
-/** Status line and headers of an answer, without the date and connection lines. */
-function headerBlock(
-  status: number,
-  body: string,
-  live: LiveVersion | undefined,
-  rid: string | undefined,
-): string {
-  const h = readAnswerHeaders(status, body, live, rid);
-  let block = statusLine(status);
+/** Header lines of a flat name/value list. */
+function headerLines(h: readonly string[]): string {
+  let block = '';
   for (let i = 0; i < h.length; i += 2) block += `${h[i]}: ${h[i + 1]}\r\n`;
   return block;
 }
@@ -209,7 +215,7 @@ class FastConnection {
    */
   private head: string[] = [];
   private headLength = 0;
-  private readonly scanner = new HeadScanner(REQUEST_START);
+  private readonly scanner = new HeadScanner([GET_START, HEAD_START]);
   /** When the unfinished head started arriving (ms), or 0. */
   private headSince = 0;
   /** When the connection last made progress (ms): bytes in, a write drained, an answer out. */
@@ -221,6 +227,8 @@ class FastConnection {
   /** The connection ends after the answers written so far (Connection: close, or the server is closing). */
   private closing = false;
   private closeAfterReply = false;
+  /** The request being answered is a HEAD: its answer has no body. */
+  private replyHead = false;
   private inAdvance = false;
   private stopped = false;
   /** The client has ended its side (FIN): no byte will come after those received. */
@@ -238,9 +246,9 @@ class FastConnection {
     socket.on('drain', this.onDrain);
     socket.on('error', this.onError);
     socket.on('close', this.onClose);
-    this.reply = (status, body, live, rid) => {
+    this.reply = (status, body, live, rid, etag) => {
       const close = this.closeAfterReply || this.owner.draining;
-      this.out += this.owner.render(status, body, live, rid, close);
+      this.out += this.owner.render(status, body, live, rid, etag, close, this.replyHead);
       this.busy = false;
       if (close) this.closing = true;
       if (!this.inAdvance) {
@@ -338,8 +346,9 @@ class FastConnection {
       }
       from = end + 4;
       this.closeAfterReply = headClose;
+      this.replyHead = headMethod === 'HEAD';
       this.busy = true;
-      this.owner.reads.read(headUrl, headIfNoneMatch, headRequestId, this.reply);
+      this.owner.reads.read(headMethod, headUrl, headIfNoneMatch, headRequestId, this.reply);
     }
     this.inAdvance = false;
     if (from < s.length && !this.closing) {
@@ -451,9 +460,11 @@ class FastReads implements FrontConnections {
   draining = false;
   private dateSecond = -1;
   private dateLine = '';
-  /** 200 answers' status line and headers, by body length, for one version at a time. */
+  /** 200 answers' status line and first headers, by body length. */
+  private readonly okBlocks: string[] = [];
+  /** The header lines after the ETag of a 200 answer (Cache-Control, X-Snapshot-Version), for one version. */
   private okOf: LiveVersion | undefined;
-  private okBlocks: string[] = [];
+  private okTail = '';
   private readonly sweep: NodeJS.Timeout;
   /** Connections handed to node:http in the middle of a head, and the timer of that head's deadline. */
   private readonly headDeadlines = new Map<Socket, NodeJS.Timeout>();
@@ -521,27 +532,34 @@ class FastReads implements FrontConnections {
     this.headDeadlines.delete(socket);
   }
 
+  /** An answer's bytes; `head`: the request was a HEAD, so the body is left out (its Content-Length stays). */
   render(
     status: number,
     body: string,
     live: LiveVersion | undefined,
     rid: string | undefined,
+    etag: string | undefined,
     close: boolean,
+    head: boolean,
   ): string {
-    let head: string;
-    if (status === 200 && live !== undefined) {
+    let block: string;
+    if (status === 200 && live !== undefined && etag !== undefined) {
       if (live !== this.okOf) {
         this.okOf = live;
-        this.okBlocks = [];
+        this.okTail = headerLines(this.reads.answerHeaders(200, '', live, undefined, undefined).slice(4));
       }
       // Bodies are ASCII (ids are printable ASCII), so length is the byte count the block's content-length says.
-      head = this.okBlocks[body.length] ?? headerBlock(200, body, live, undefined);
-      this.okBlocks[body.length] = head;
-      if (rid !== undefined) head += `x-request-id: ${rid}\r\n`;
+      let first = this.okBlocks[body.length];
+      if (first === undefined) {
+        first = `${statusLine(200)}content-type: application/json\r\ncontent-length: ${body.length}\r\n`;
+        this.okBlocks[body.length] = first;
+      }
+      block = `${first}etag: ${etag}\r\n${this.okTail}`;
+      if (rid !== undefined) block += `x-request-id: ${rid}\r\n`;
     } else {
-      head = headerBlock(status, body, live, rid);
+      block = statusLine(status) + headerLines(this.reads.answerHeaders(status, body, live, rid, etag));
     }
-    return `${head}${this.date()}${close ? CLOSE_LINE : this.keepAliveLines}\r\n${body}`;
+    return `${block}${this.date()}${close ? CLOSE_LINE : this.keepAliveLines}\r\n${head ? '' : body}`;
   }
 
   /** The Date header line, made once a second. */

@@ -194,11 +194,14 @@ export class RawConnection {
     this.socket.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
   }
 
-  /** The next answer; rejects when the connection closes first or nothing complete arrives within `boundMs`. */
-  async next(boundMs = 10_000): Promise<RawAnswer> {
+  /**
+   * The next answer; rejects when the connection closes first or nothing complete arrives within `boundMs`.
+   * `head`: the answer is to a HEAD request, so it has no body whatever its Content-Length says.
+   */
+  async next(boundMs = 10_000, head = false): Promise<RawAnswer> {
     const deadline = Date.now() + boundMs;
     for (;;) {
-      const answer = this.take();
+      const answer = this.take(head);
       if (answer !== undefined) return answer;
       if (this.closed) throw new Error(`connection closed; unparsed: ${JSON.stringify(this.buffered)}`);
       const left = deadline - Date.now();
@@ -224,7 +227,7 @@ export class RawConnection {
     }
   }
 
-  private take(): RawAnswer | undefined {
+  private take(head: boolean): RawAnswer | undefined {
     const end = this.buffered.indexOf('\r\n\r\n');
     if (end === -1) return undefined;
     const [statusLine, ...lines] = this.buffered.slice(0, end).split('\r\n');
@@ -233,7 +236,8 @@ export class RawConnection {
       const colon = l.indexOf(':');
       return [l.slice(0, colon).toLowerCase(), l.slice(colon + 1).trim()];
     });
-    const length = status === 304 ? 0 : Number(headers.find(([k]) => k === 'content-length')?.[1] ?? 0);
+    const length =
+      status === 304 || head ? 0 : Number(headers.find(([k]) => k === 'content-length')?.[1] ?? 0);
     if (this.buffered.length < end + 4 + length) return undefined;
     const body = this.buffered.slice(end + 4, end + 4 + length);
     this.buffered = this.buffered.slice(end + 4 + length);

@@ -134,6 +134,10 @@ describe('common/config', () => {
     );
     expect(refusal(() => loadReplicaConfig({ ...TOKENS, SERVE_MODE: 'fast' }))).to.match(/^SERVE_MODE/);
     expect(refusal(() => loadReplicaConfig({ ...TOKENS, LEADER_URL: 'nope' }))).to.match(/^LEADER_URL/);
+    expect(refusal(() => loadReplicaConfig({ ...TOKENS, MAX_BATCH_IDS: '0' }))).to.match(/^MAX_BATCH_IDS/);
+    expect(refusal(() => loadReplicaConfig({ ...TOKENS, READ_MAX_AGE_S: '1h' }))).to.match(
+      /^READ_MAX_AGE_S must be a whole number/,
+    );
     for (const [bad, why] of [
       ['1/3', /power of two/],
       ['4/4', /from 0 to 3/],
@@ -158,5 +162,15 @@ describe('common/config', () => {
       count: 8,
       bits: 3,
     });
+  });
+
+  it('reads the batch limit, and READ_MAX_AGE_S only when set', () => {
+    expect(loadReplicaConfig(TOKENS)).to.include({ maxBatchIds: 1000, readMaxAgeS: null });
+    expect(loadReplicaConfig({ ...TOKENS, READ_MAX_AGE_S: '' }).readMaxAgeS).to.equal(null);
+    expect(loadReplicaConfig({ ...TOKENS, READ_MAX_AGE_S: '0', MAX_BATCH_IDS: '50' })).to.include({
+      readMaxAgeS: 0,
+      maxBatchIds: 50,
+    });
+    expect(loadReplicaConfig({ ...TOKENS, READ_MAX_AGE_S: '300' }).readMaxAgeS).to.equal(300);
   });
 });

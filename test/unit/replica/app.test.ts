@@ -50,7 +50,7 @@ describe('replica app', () => {
     expect(ok.headers.get('content-type')).to.equal('application/json');
     expect(ok.headers.get('x-snapshot-version')).to.equal('1');
     const etag = ok.headers.get('etag') as string;
-    expect(etag).to.match(/^"v1-[0-9a-f]+"$/);
+    expect(etag).to.match(/^"[0-9a-f]{16}"$/);
 
     const traced = await http(`${replica.url}/promotions/${ID}`, { headers: { 'x-request-id': 'trace-42' } });
     expect(traced.status).to.equal(200);
@@ -87,6 +87,59 @@ describe('replica app', () => {
     expect(ready.json).to.deep.include({ status: 'ready', version: 1, rows: 3, mode: 'memory' });
   });
 
+  it('keeps the ETag of every row whose answer did not change across an ingest: 304 for those, 200 for the changed one', async () => {
+    const rows = Array.from({ length: 50 }, (_, i) => [`row-${i}`, `${i}.10`, '2018-01-01 00:00:00']);
+    const leader = await startLeader();
+    await putCsv(leader.url, csvOf(rows));
+    const replica = await startReplica(leader.url, { READ_MAX_AGE_S: '60' });
+    await waitFor(() => replica.index.current, 5000, 'the first version');
+    const before = new Map<string, string>();
+    for (const [id] of rows) {
+      const res = await http(`${replica.url}/promotions/${id}`);
+      expect(res.headers.get('cache-control')).to.equal('max-age=60');
+      before.set(id, res.headers.get('etag') as string);
+    }
+    expect(new Set(before.values()).size).to.equal(rows.length);
+    const batchIds = ['row-1', 'row-2', 'row-3'];
+    const batchUrl = `${replica.url}/promotions?${batchIds.map((id) => `id=${id}`).join('&')}`;
+    const batchBefore = (await http(batchUrl)).headers.get('etag') as string;
+    const changedBatchUrl = `${replica.url}/promotions?id=row-1&id=row-7`;
+    const changedBatchBefore = (await http(changedBatchUrl)).headers.get('etag') as string;
+
+    // Version 2: one price changed (7.10 becomes 7.11), every other row as it was.
+    const next = rows.map((r) => (r[0] === 'row-7' ? ['row-7', '7.11', r[2]] : r));
+    await putCsv(leader.url, csvOf(next));
+    await waitFor(
+      () => (replica.index.current?.manifest.version === 2 ? true : undefined),
+      5000,
+      'version 2',
+    );
+    for (const [id] of rows) {
+      for (const method of ['GET', 'HEAD']) {
+        const res = await http(`${replica.url}/promotions/${id}`, {
+          method,
+          headers: { 'if-none-match': before.get(id) as string },
+        });
+        expect(res.headers.get('x-snapshot-version'), id).to.equal('2');
+        if (id === 'row-7') {
+          expect(res.status, `${method} ${id}`).to.equal(200);
+          expect(res.headers.get('etag')).to.not.equal(before.get(id));
+          if (method === 'GET') expect(res.json.price).to.equal(7.11);
+        } else {
+          expect(res.status, `${method} ${id}`).to.equal(304);
+          expect(res.text).to.equal('');
+          expect(res.headers.get('etag')).to.equal(before.get(id));
+          expect(res.headers.get('cache-control')).to.equal('max-age=60');
+        }
+      }
+    }
+    // A batch's tag is its body's: unchanged rows, same tag (304); a changed row, a new tag.
+    expect((await http(batchUrl, { headers: { 'if-none-match': batchBefore } })).status).to.equal(304);
+    const changed = await http(changedBatchUrl, { headers: { 'if-none-match': changedBatchBefore } });
+    expect(changed.status).to.equal(200);
+    expect(changed.headers.get('etag')).to.not.equal(changedBatchBefore);
+  });
+
   it('takes a notice only with the replica token', async () => {
     const replica = await startReplica('http://127.0.0.1:9');
     const res = await http(`${replica.url}/internal/snapshots`, {
@@ -95,6 +148,16 @@ describe('replica app', () => {
       body: '{}',
     });
     expect(res.status).to.equal(401);
+    expect(res.json.message).to.match(/^token not accepted/);
+    expect(res.headers.get('www-authenticate')).to.equal('Bearer error="invalid_token"');
+    const none = await http(`${replica.url}/internal/snapshots`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(none.status).to.equal(401);
+    expect(none.json.message).to.equal('this route needs an Authorization: Bearer token');
+    expect(none.headers.get('www-authenticate')).to.equal('Bearer');
     const bad = await http(`${replica.url}/internal/snapshots`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${REPLICA_TOKEN}` },

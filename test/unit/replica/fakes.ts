@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { listen, type RunningServer, type ServerLimits } from '../../../common/http.js';
+import type { Logger } from '../../../common/logger.js';
 import { createHttpMetrics, type HttpMetrics } from '../../../common/metrics.js';
 import type { SnapshotManifest } from '../../../common/protocol.js';
 import type { LoadedSnapshot } from '../../../common/snapshot/loaded-snapshot.js';
@@ -90,6 +91,9 @@ export interface ReadServerOptions {
   readonly limits?: Partial<ServerLimits>;
   readonly maxInFlight?: number;
   readonly maxQueue?: number;
+  readonly maxBatchIds?: number;
+  readonly maxAgeS?: number | null;
+  readonly logger?: Logger;
 }
 
 /** A read server for `snapshot` on an ephemeral loopback port, stopped by cleanup(). */
@@ -103,8 +107,10 @@ export async function readServer(
   const reads = new ReadPath(index, {
     maxInFlight: options.maxInFlight ?? 1024,
     maxQueue: options.maxQueue ?? 256,
+    maxBatchIds: options.maxBatchIds,
+    maxAgeS: options.maxAgeS,
     metrics,
-    logger: quietLogger(),
+    logger: options.logger ?? quietLogger(),
   });
   const limits = { ...TEST_LIMITS, ...options.limits };
   const server = await listen(

@@ -7,7 +7,7 @@ const HEAD = 'GET /promotions/a HTTP/1.1\r\nHost: x\r\n\r\n';
 
 /** Feeds `s` to a new scanner in pieces of the given sizes: the result of the last feed, and where the head ended in `s`. */
 function feedInPieces(s: string, sizes: readonly number[]): { result: number; endAt: number } {
-  const scanner = new HeadScanner(START);
+  const scanner = new HeadScanner([START]);
   let at = 0;
   let k = 0;
   while (at < s.length) {

@@ -43,6 +43,49 @@ for (const transport of ['fast', 'node'] as const) {
       );
     });
 
+    it('weighs a batch by its ids: it queues while they do not fit, and is shed past the queue', async () => {
+      const held = heldSnapshot();
+      const { server, metrics } = await readServer(held.snapshot, { transport, maxInFlight: 3, maxQueue: 2 });
+      const batch = (ids: string[]) =>
+        http(`${server.url}/promotions:batchGet`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ ids }),
+        });
+      // Two ids in flight; a batch of two more does not fit under 3 and queues; a single read queues behind it
+      // (arrival order), and the next batch finds the queue full.
+      const first = batch(['a', 'b']);
+      await waitFor(() => (held.started() === 2 ? true : undefined), 5000, 'the first batch');
+      const second = batch(['c', 'd']);
+      await waitFor(
+        async () => ((await metrics.inFlight.get()).values[0]?.value === 2 ? true : undefined),
+        5000,
+        'the second batch queued',
+      );
+      const single = http(`${server.url}/promotions/e`);
+      await waitFor(
+        async () => ((await metrics.inFlight.get()).values[0]?.value === 3 ? true : undefined),
+        5000,
+        'the single read queued',
+      );
+      const shed = await batch(['f']);
+      expect(shed.status).to.equal(503);
+      expect(shed.json.error).to.equal('REPLICA_OVERLOADED');
+      expect(shed.headers.get('retry-after')).to.equal('1');
+      expect(held.started()).to.equal(2);
+      held.release();
+      const idsOf = (a: { json: Record<string, unknown> }) =>
+        (a.json.promotions as { id: string }[]).map((p) => p.id);
+      expect(idsOf(await first)).to.deep.equal(['a', 'b']);
+      expect(idsOf(await second)).to.deep.equal(['c', 'd']);
+      expect((await single).json.id).to.equal('e');
+      const text = await metrics.registry.metrics();
+      expect(text).to.match(/^promotions_http_requests_shed_total\{role="replica"\} 1$/m);
+      expect(text).to.match(
+        /^promotions_http_requests_total\{route="\/promotions:batchGet",method="POST",status="503",role="replica"\} 1$/m,
+      );
+    });
+
     it('lets reads in flight finish when the server closes (what SIGTERM does)', async () => {
       const held = heldSnapshot();
       const { server } = await readServer(held.snapshot, { transport });

@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { bodyTag } from '../../../replica/etag.js';
 import { scanWork } from '../../../replica/head-scanner.js';
 import {
   cleanup,
@@ -14,10 +15,14 @@ import {
 import { bodyOf, heldSnapshot, memorySnapshot, readServer } from './fakes.js';
 
 const IDS = ['a', 'b', 'c', 'd018ef0b-dbd9-48f1-ac1a-eb4d90e57118', 'odd id/with?chars%'];
-const ETAG = `"v7-${'ab'.repeat(6)}"`;
+const ETAG = bodyTag(bodyOf('a'));
 
 function get(path: string, headers = 'Host: x\r\n'): string {
   return `GET ${path} HTTP/1.1\r\n${headers}\r\n`;
+}
+
+function head(path: string, headers = 'Host: x\r\n'): string {
+  return `HEAD ${path} HTTP/1.1\r\n${headers}\r\n`;
 }
 
 /** Headers that differ between two answers for reasons of time or connection, not content. */
@@ -35,7 +40,7 @@ async function firstAnswer(port: number, data: string): Promise<{ status: string
   const c = await RawConnection.open(port);
   c.send(data);
   try {
-    const a = await c.next(5000);
+    const a = await c.next(5000, data.startsWith('HEAD '));
     return { status: String(a.status), body: a.body };
   } catch (err) {
     return { status: 'no answer', body: (err as Error).message.replace(/ within \d+ ms/, '') };
@@ -111,13 +116,22 @@ describe('replica/read-server: the raw fast path for reads', () => {
       get('/promotions/a', 'Host: x\r\nIf-None-Match: "v6-old"\r\n'),
       get('/promotions/a', 'Host: x\r\nX-Request-Id: trace-42\r\n'),
       get('/promotions/absent', 'host:x\r\nx-request-id:   trace-43  \r\nAccept: */*\r\n'),
+      head('/promotions/a'),
+      head('/promotions/absent'),
+      head('/promotions/a,b'),
+      head('/promotions/a', `Host: x\r\nIf-None-Match: ${ETAG}\r\n`),
+      get('/promotions/a', `Host: x\r\nIf-None-Match: W/${ETAG}\r\n`),
+      get('/promotions/a', `Host: x\r\nIf-None-Match: "x", ${ETAG}\r\n`),
+      get('/promotions/a', 'Host: x\r\nIf-None-Match: *\r\n'),
+      get('/promotions/absent', 'Host: x\r\nIf-None-Match: *\r\n'),
     ];
     const onFast = await RawConnection.open(fast.server.port);
     const onNode = await RawConnection.open(node.server.port);
     for (const request of requests) {
       onFast.send(request);
       onNode.send(request);
-      const [f, n] = [await onFast.next(), await onNode.next()];
+      const isHead = request.startsWith('HEAD ');
+      const [f, n] = [await onFast.next(10_000, isHead), await onNode.next(10_000, isHead)];
       expect(seen(f), request).to.deep.equal(seen(n));
       expect(rawHeader(f, 'connection')).to.equal('keep-alive');
       expect(rawHeader(f, 'keep-alive')).to.equal('timeout=5');
@@ -126,10 +140,18 @@ describe('replica/read-server: the raw fast path for reads', () => {
     // The statuses above, spelled out.
     onFast.send(requests.join(''));
     const answers: RawAnswer[] = [];
-    for (const _ of requests) answers.push(await onFast.next());
+    for (const r of requests) answers.push(await onFast.next(10_000, r.startsWith('HEAD ')));
     expect(answers.map((a) => a.status)).to.deep.equal([
-      200, 200, 200, 404, 400, 400, 400, 304, 200, 200, 404,
+      200, 200, 200, 404, 400, 400, 400, 304, 200, 200, 404, 200, 404, 400, 304, 304, 304, 304, 404,
     ]);
+    // HEAD: the GET answer's headers, no body.
+    expect(answers[11].headers.filter(([k]) => k !== 'date')).to.deep.equal(
+      answers[0].headers.filter(([k]) => k !== 'date'),
+    );
+    expect(answers[11].body).to.equal('');
+    // Nothing follows the HEAD answers' headers: the next answer on the connection starts right after them.
+    onFast.send(get('/promotions/b'));
+    expect(JSON.parse((await onFast.next()).body).id).to.equal('b');
     expect(answers[0].body).to.equal(bodyOf('a'));
     expect(answers[0].headers.map(([k]) => k)).to.deep.equal([
       'content-type',
@@ -151,7 +173,8 @@ describe('replica/read-server: the raw fast path for reads', () => {
     expect(res.status).to.equal(200);
     expect(res.json).to.deep.equal(JSON.parse(bodyOf('b')));
     const text = await fast.metrics.registry.metrics();
-    expect(text).to.match(/status="200",role="replica"\} 11$/m);
+    expect(text).to.match(/method="GET",status="200",role="replica"\} 12$/m);
+    expect(text).to.match(/method="HEAD",status="200",role="replica"\} 2$/m);
   });
 
   it('answers pipelined reads in order', async () => {
@@ -295,9 +318,14 @@ describe('replica/read-server: the raw fast path for reads', () => {
       bodyOf('a'),
       'fallback GET /healthz HTTP/1.1',
       bodyOf('b'),
-      'fallback POST /promotions/c HTTP/1.1',
+      JSON.stringify({
+        error: 'REQUEST_METHOD_NOT_ALLOWED',
+        message: 'POST is not allowed on /promotions/{id}; it answers GET, HEAD',
+      }),
       bodyOf('c'),
     ]);
+    expect(answers[3].status).to.equal(405);
+    expect(rawHeader(answers[3], 'allow')).to.equal('GET, HEAD');
     // node:http keeps the connection: a later read is still answered on it.
     c.send(get('/promotions/d018ef0b-dbd9-48f1-ac1a-eb4d90e57118'));
     expect((await c.next()).status).to.equal(200);

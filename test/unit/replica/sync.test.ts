@@ -119,6 +119,17 @@ describe('replica/sync', () => {
         // An absent id of its own shard is a plain 404.
         const absent = ids.length + ids.findIndex((_, i) => shardOfId(`shard-id-${ids.length + i}`, 2) === 1);
         expect((await http(`${replica.url}/promotions/shard-id-${absent}`)).status).to.equal(404);
+        // A batch of its own shard's ids is answered; one holding another shard's id is 421 as a whole (a batch
+        // spanning shards is the client's or the proxy's to split).
+        const batch = (batchIds: string[]) =>
+          http(`${replica.url}/promotions?${batchIds.map((id) => `id=${id}`).join('&')}`);
+        const own = await batch(mine(1).slice(0, 50));
+        expect(own.status).to.equal(200);
+        expect((own.json.promotions as unknown[]).length).to.equal(50);
+        const spanning = await batch([...mine(1).slice(0, 5), mine(3)[0]]);
+        expect(spanning.status).to.equal(421);
+        expect(spanning.json.error).to.equal('PROMOTION_WRONG_SHARD');
+        expect(spanning.json.message).to.include('split a batch by shard');
 
         // The leader knows the replica's shard from its poll, and that the version is not live on every shard.
         await waitFor(
