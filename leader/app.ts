@@ -16,6 +16,7 @@ import {
 } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { type HttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
+import { OPENAPI_PATH, openApiRoute } from '../common/openapi.js';
 import {
   parseReplicaError,
   REPLICA_ERROR_HEADER,
@@ -28,6 +29,7 @@ import {
 } from '../common/protocol.js';
 import { formUploadRoute } from './form-upload.js';
 import type { Ingestor } from './ingest.js';
+import { LEADER_OPENAPI } from './openapi.js';
 import { replicaUrlFromPoll } from './replica-url.js';
 import type { ReplicaRegistry } from './replicas.js';
 import { shardCoverage } from './shard-coverage.js';
@@ -105,6 +107,7 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
   const refusedUrls = new Set<string>();
 
   router.get('/metrics', metricsRoute(metrics.registry));
+  router.get(OPENAPI_PATH, openApiRoute(LEADER_OPENAPI));
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });

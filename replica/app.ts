@@ -20,10 +20,12 @@ import {
 } from '../common/http.js';
 import type { Logger } from '../common/logger.js';
 import { createHttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
+import { OPENAPI_PATH, openApiRoute } from '../common/openapi.js';
 import { parseManifest } from '../common/protocol.js';
 import { formatShard } from '../common/snapshot/shard.js';
 import type { LiveIndex } from './live-index.js';
 import { registerReplicaMetrics } from './metrics.js';
+import { REPLICA_OPENAPI } from './openapi.js';
 import { createReadHandler } from './read-handler.js';
 import { ReadPath } from './read-path.js';
 import { installFastReads } from './read-server.js';
@@ -58,6 +60,7 @@ export function createReplicaApp(deps: ReplicaDeps): ReplicaApp {
   registerReplicaMetrics(metrics.registry, index, syncer);
 
   router.get('/metrics', metricsRoute(metrics.registry));
+  router.get(OPENAPI_PATH, openApiRoute(REPLICA_OPENAPI));
 
   router.get('/healthz', (ctx) => {
     // Liveness never depends on data: a replica loading a large version is alive.
