@@ -598,6 +598,19 @@ export async function printCpuProfile(dir: string, label: string): Promise<void>
   printTable(['function', 'ms', 'share'], top(byFn, 25));
 }
 
+/** The WRK_JSON line every wrk script prints when wrk is done (read by the benchmarks' wrk runner). */
+export const WRK_DONE = `
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
+    '"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    latency.max, latency.mean))
+end
+`;
+
 /**
  * The wrk script: reads the ids file once per thread, pre-formats every request, and picks one at random per
  * request (a fixed seed, so every server sees the same sequence). `done` prints one line, `WRK_JSON {...}`, with
@@ -620,17 +633,7 @@ end
 function request()
   return reqs[math.random(n)]
 end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,' ..
-    '"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d,"mean":%.1f}\\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
-    latency.max, latency.mean))
-end
-`;
+${WRK_DONE}`;
 }
 
 /** Makes a kept version current on the leader (POST /snapshots/{version}/activate); throws unless it answers 200. */
