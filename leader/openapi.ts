@@ -56,19 +56,25 @@ const VERSION_PARAM = {
   schema: { type: 'integer', minimum: 0 },
 };
 
+/** The answers of an ingest that did not make the file current (every way a file comes in over HTTP). */
+const INGEST_REFUSALS: OpenApiObject = errors(
+  ['a malformed request (form without exactly one file, bad query)', ['REQUEST_BAD']],
+  ['another ingest is running, or too many files wait', ['INGEST_BUSY']],
+  ['the file is larger than MAX_UPLOAD_BYTES', ['REQUEST_TOO_LARGE']],
+  [
+    'the file is refused; the live version stays (bad rows are listed with line, column, value and reason)',
+    ['INGEST_BAD_ROWS', 'INGEST_EMPTY', 'INGEST_SHRINK'],
+  ],
+  [
+    'a parse worker died (crash, out of memory) or something unexpected happened; the live version stays',
+    ['INGEST_WORKER_FAILED', 'INTERNAL'],
+  ],
+);
+
 const INGEST_ANSWERS: OpenApiObject = {
   '201': jsonAnswer('the file is the current version now', { $ref: '#/components/schemas/IngestReport' }),
-  ...errors(
-    ['a malformed request (form without exactly one file, bad query)', ['REQUEST_BAD']],
-    ['another ingest is running, or too many files wait', ['INGEST_BUSY']],
-    ['the file is larger than MAX_UPLOAD_BYTES', ['REQUEST_TOO_LARGE']],
-    [
-      'the file is refused; the live version stays (bad rows are listed with line, column, value and reason)',
-      ['INGEST_BAD_ROWS', 'INGEST_EMPTY', 'INGEST_SHRINK'],
-    ],
-  ),
+  ...INGEST_REFUSALS,
   ...AUTH,
-  '500': errorAnswer('unexpected; logged with the request id', ['INTERNAL']),
 };
 
 const FORCE_PARAM = {
@@ -106,6 +112,22 @@ const SNAPSHOT_MISSING = errors(
   ['not a version number', ['REQUEST_BAD']],
   ['no such version is kept', ['SNAPSHOT_NOT_FOUND']],
 );
+
+/** The internal reads (kept versions, replicas, files): the replica token or the leader token. */
+const READ_SECURITY = [{ replicaToken: [] }, { leaderToken: [] }];
+
+const VERIFICATION = {
+  type: 'object',
+  description: "the last verification of the version's file",
+  properties: {
+    state: { enum: ['unchecked', 'ok', 'corrupt'] },
+    checkedAt: { type: ['string', 'null'], format: 'date-time' },
+    error: {
+      type: ['object', 'null'],
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+    },
+  },
+};
 
 /** The leader's OpenAPI 3.1 document. */
 export const LEADER_OPENAPI: OpenApiObject = {
@@ -163,12 +185,12 @@ export const LEADER_OPENAPI: OpenApiObject = {
         'createUpload',
         {
           '201': {
-            description: 'created; Location is the upload',
+            description:
+              'created; Location is the upload. With the whole file in the request (creation-with-upload) the file was ingested too, and the body is the ingest report',
             headers: { Location: header('/uploads/{id}'), ...TUS_HEADERS },
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/IngestReport' } } },
           },
-          '200': jsonAnswer('created with the whole file (creation-with-upload) and ingested', {
-            $ref: '#/components/schemas/IngestReport',
-          }),
+          ...INGEST_REFUSALS,
           ...errors(['MAX_UPLOADS uploads exist already', ['UPLOAD_LIMIT']]),
         },
         false,
@@ -196,6 +218,7 @@ export const LEADER_OPENAPI: OpenApiObject = {
           '200': jsonAnswer('the file is complete and was ingested', {
             $ref: '#/components/schemas/IngestReport',
           }),
+          ...INGEST_REFUSALS,
           ...errors(["Upload-Offset is not the upload's offset; ask with HEAD", ['UPLOAD_OFFSET_MISMATCH']]),
           ...UPLOAD_GONE,
         },
@@ -207,9 +230,11 @@ export const LEADER_OPENAPI: OpenApiObject = {
     },
     '/snapshots': {
       get: {
-        summary: 'Kept versions, newest first',
+        summary: 'Kept versions, newest first (replica or leader token)',
         operationId: 'listSnapshots',
+        security: READ_SECURITY,
         responses: {
+          ...AUTH,
           '200': jsonAnswer('versions', {
             type: 'object',
             properties: {
@@ -248,10 +273,12 @@ export const LEADER_OPENAPI: OpenApiObject = {
     },
     '/snapshots/{version}': {
       get: {
-        summary: "One kept version's manifest",
+        summary: "One kept version's manifest (replica or leader token)",
         operationId: 'getSnapshot',
+        security: READ_SECURITY,
         parameters: [VERSION_PARAM],
         responses: {
+          ...AUTH,
           '200': jsonAnswer('the manifest', { $ref: '#/components/schemas/KeptVersion' }),
           ...SNAPSHOT_MISSING,
         },
@@ -261,7 +288,7 @@ export const LEADER_OPENAPI: OpenApiObject = {
       get: {
         summary: 'The snapshot file, for replicas to pull (REPLICA_TOKEN or LEADER_TOKEN)',
         operationId: 'getSnapshotFile',
-        security: [{ replicaToken: [] }, { leaderToken: [] }],
+        security: READ_SECURITY,
         parameters: [
           VERSION_PARAM,
           {
@@ -292,6 +319,7 @@ export const LEADER_OPENAPI: OpenApiObject = {
             headers: { 'Content-Range': header('`bytes */size`') },
           },
           ...SNAPSHOT_MISSING,
+          ...errors(["the version's file failed its verification: it is not sent", ['SNAPSHOT_CORRUPT']]),
           ...AUTH,
         },
       },
@@ -305,16 +333,22 @@ export const LEADER_OPENAPI: OpenApiObject = {
         responses: {
           '200': jsonAnswer('the version is current', { $ref: '#/components/schemas/KeptVersion' }),
           ...SNAPSHOT_MISSING,
-          ...errors(['an ingest is running; activate when it ends', ['INGEST_BUSY']]),
+          ...errors([
+            'an ingest is running (activate when it ends), or the version failed its verification',
+            ['INGEST_BUSY', 'SNAPSHOT_CORRUPT'],
+          ]),
           ...AUTH,
         },
       },
     },
     '/replicas': {
       get: {
-        summary: 'Each known replica: address, version served, last contact, lag, notice state',
+        summary:
+          'Each known replica: address, version served, last contact, lag, notice state (replica or leader token)',
         operationId: 'listReplicas',
+        security: READ_SECURITY,
         responses: {
+          ...AUTH,
           '200': jsonAnswer('replicas', {
             type: 'object',
             properties: {
@@ -328,7 +362,16 @@ export const LEADER_OPENAPI: OpenApiObject = {
                     source: { enum: ['config', 'dns', 'registered'] },
                     version: { type: ['integer', 'null'] },
                     lastContact: { type: ['string', 'null'], format: 'date-time' },
+                    stale: { type: 'boolean', description: 'not heard from for 3 of its sync intervals' },
                     lastError: { type: ['string', 'null'] },
+                    wantedVersion: {
+                      type: ['integer', 'null'],
+                      description: 'the version it was told to serve',
+                    },
+                    behind: {
+                      type: 'boolean',
+                      description: 'it serves another version because loading that one failed',
+                    },
                     lag: { type: ['integer', 'null'] },
                     notice: {
                       type: ['object', 'null'],
@@ -353,11 +396,19 @@ export const LEADER_OPENAPI: OpenApiObject = {
       responses: {
         '200': jsonAnswer('ready', {
           type: 'object',
-          properties: { status: { const: 'ready' }, version: { type: ['integer', 'null'] } },
+          properties: {
+            status: { const: 'ready' },
+            version: { type: ['integer', 'null'] },
+            verification: { enum: ['unchecked', 'ok', 'corrupt', null] },
+          },
         }),
         '503': jsonAnswer('shutting down', {
           type: 'object',
-          properties: { status: { const: 'draining' }, version: { type: ['integer', 'null'] } },
+          properties: {
+            status: { const: 'draining' },
+            version: { type: ['integer', 'null'] },
+            verification: { enum: ['unchecked', 'ok', 'corrupt', null] },
+          },
         }),
       },
     }),
@@ -367,7 +418,10 @@ export const LEADER_OPENAPI: OpenApiObject = {
       Error: ERROR_SCHEMA,
       Manifest: MANIFEST_SCHEMA,
       KeptVersion: {
-        allOf: [{ $ref: '#/components/schemas/Manifest' }, { properties: { current: { type: 'boolean' } } }],
+        allOf: [
+          { $ref: '#/components/schemas/Manifest' },
+          { properties: { current: { type: 'boolean' }, verification: VERIFICATION } },
+        ],
       },
       BadRow: BAD_ROW,
       IngestReport: INGEST_REPORT,

@@ -283,6 +283,11 @@ export const REPLICA_OPENAPI: OpenApiObject = {
             mode: { enum: ['memory', 'disk'] },
             loadedAt: { type: 'string', format: 'date-time' },
             sync: { type: 'object' },
+            behind: {
+              type: 'boolean',
+              description: 'serving an older version because loading the wanted one failed',
+            },
+            wantedVersion: { type: ['integer', 'null'] },
           },
         }),
         '503': errorAnswer('no version loaded yet, or shutting down', ['REPLICA_NOT_READY']),

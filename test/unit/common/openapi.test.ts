@@ -170,7 +170,9 @@ describe('OpenAPI documents', () => {
       }
     }
     const seen = new Set(all.flatMap((a) => a.codes));
-    expect(Object.keys(ERROR_CODES).filter((c) => !seen.has(c))).to.deep.equal([]);
+    // ROUTER_* codes are the shard router's (k8s/router/nginx.conf), answered by nginx, not by either role.
+    const ours = Object.keys(ERROR_CODES).filter((c) => !c.startsWith('ROUTER_'));
+    expect(ours.filter((c) => !seen.has(c))).to.deep.equal([]);
   });
 
   it('has its files in docs/openapi up to date (node --import tsx scripts/openapi.ts writes them)', async () => {
