@@ -132,6 +132,10 @@ const BATCH_ERRORS = errors(
     ['REQUEST_BAD', 'BATCH_TOO_MANY_IDS'],
   ],
   ['Accept allows neither JSON nor MessagePack', ['REQUEST_NOT_ACCEPTABLE']],
+  [
+    'an id belongs to another shard than the one this replica serves: split the batch by shard',
+    ['PROMOTION_WRONG_SHARD'],
+  ],
 );
 
 function singleRead(method: 'get' | 'head'): OpenApiObject {
@@ -166,6 +170,10 @@ function singleRead(method: 'get' | 'head'): OpenApiObject {
           ['PROMOTION_BAD_ID'],
         ],
         ['no promotion with this id in the served version', ['PROMOTION_NOT_FOUND']],
+        [
+          'the id belongs to another shard than the one this replica serves (SHARD=k/S)',
+          ['PROMOTION_WRONG_SHARD'],
+        ],
       ),
       '500': INTERNAL,
       '503': OVERLOAD,
