@@ -12,6 +12,8 @@
  * `application/msgpack`; the GET form (`/promotions?id=..`) is measured where its URL fits the head limit. The
  * kinds of load alternate, `--rounds` times each, and the best run of each (by requests/s) is reported; CPU per
  * request is the median over the rounds. The MessagePack/JSON body size ratio is the mean over 50 batches of 100.
+ * HEAD, 304 (If-None-Match with the id's current ETag) and GET 200 of the same 2000 ids go through raw-load.ts
+ * (wrk hangs on HEAD answers), from this process pinned to wrk's core; their replica CPU per request is compared.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -29,8 +31,10 @@ import {
   machineNote,
   parseCounts,
   parsePositive,
+  pinProcess,
   printJson,
   printTable,
+  procCpuSeconds,
   replicaEnv,
   round,
   runBench,
@@ -42,9 +46,12 @@ import {
   WRK_DONE,
   wrkRandomIdsScript,
 } from './lib.js';
+import { rawLoad } from './raw-load.js';
 import { best, type LoadSettings, median, pinnedNode, SERVER_CPU, WRK_CPU, type WrkRun, wrk } from './wrk.js';
 
 const GOAL_BATCH_100 = 5;
+/** Connections of the raw-load client (HEAD, 304, GET 200). */
+const RAW_CONNECTIONS = 16;
 /** A GET batch's URL must fit MAX_HEADER_BYTES (16 KiB by default) with its other headers: 100 UUIDs take ~4 KB. */
 const GET_FORM_MAX_IDS = 300;
 
@@ -216,6 +223,49 @@ async function main(): Promise<void> {
       log(`  ${k.name} #${r + 1}: ${run.requestsPerS} req/s, ${round(run.requestsPerS * k.ids)} ids/s`);
     }
   }
+  // HEAD and 304 against GET 200: wrk hangs on HEAD answers (it waits for their Content-Length bytes), so these
+  // three use raw-load.ts, one client for all three, from this process pinned to wrk's core.
+  await pinProcess(process.pid, WRK_CPU);
+  const port = Number(new URL(replica.url).port);
+  const pairList = pairs.map((line) => line.split('\t'));
+  const raw = [
+    {
+      name: 'GET 200',
+      head: false,
+      status: 200,
+      reqs: pairList.map(([id]) => `GET /promotions/${id} HTTP/1.1\r\nHost: x\r\n\r\n`),
+    },
+    {
+      name: 'HEAD 200',
+      head: true,
+      status: 200,
+      reqs: pairList.map(([id]) => `HEAD /promotions/${id} HTTP/1.1\r\nHost: x\r\n\r\n`),
+    },
+    {
+      name: 'GET 304',
+      head: false,
+      status: 304,
+      reqs: pairList.map(
+        ([id, etag]) => `GET /promotions/${id} HTTP/1.1\r\nHost: x\r\nIf-None-Match: ${etag}\r\n\r\n`,
+      ),
+    },
+  ];
+  const rawCpu = new Map<string, number[]>(raw.map((k) => [k.name, []]));
+  const rawRate = new Map<string, number[]>(raw.map((k) => [k.name, []]));
+  for (const k of raw) await rawLoad(port, k.reqs, RAW_CONNECTIONS, warmupS || 1, k.head, k.status);
+  for (let r = 0; r < rounds; r++) {
+    for (const k of raw) {
+      const cpu0 = await procCpuSeconds(replica.pid);
+      const run = await rawLoad(port, k.reqs, RAW_CONNECTIONS, seconds, k.head, k.status);
+      const cpuUs = (((await procCpuSeconds(replica.pid)) - cpu0) * 1e6) / run.requests;
+      if (run.unexpected > 0) throw new Error(`${k.name}: ${run.unexpected} answers had another status`);
+      rawCpu.get(k.name)?.push(round(cpuUs, 2));
+      rawRate.get(k.name)?.push(round(run.requests / run.durationS));
+      log(
+        `  ${k.name} #${r + 1}: ${round(run.requests / run.durationS)} req/s, ${round(cpuUs, 2)} us CPU/req`,
+      );
+    }
+  }
   await replica.stop();
 
   const single = best(runs.get('single GET') as WrkRun[]);
@@ -240,9 +290,10 @@ async function main(): Promise<void> {
   const batch100 = rowsOut.find((r) => r.kind === 'POST batch 100, json');
   const batch100Msgpack = rowsOut.find((r) => r.kind === 'POST batch 100, msgpack');
   const sizeRatio = round(msgpackBytes / jsonBytes, 3);
-  const getCpu = cpuOf('single GET (2000 ids)');
-  const headRatio = round(cpuOf('single HEAD') / getCpu, 3);
-  const notModifiedRatio = round(cpuOf('single GET, 304') / getCpu, 3);
+  const rawMedian = (name: string) => median(rawCpu.get(name) as number[]);
+  const getCpu = rawMedian('GET 200');
+  const headRatio = round(rawMedian('HEAD 200') / getCpu, 3);
+  const notModifiedRatio = round(rawMedian('GET 304') / getCpu, 3);
 
   process.stdout.write(
     `\nBatch benchmark, ${new Date().toISOString()}, ${machineNote()}\n` +
@@ -271,6 +322,18 @@ async function main(): Promise<void> {
       r.cpuUsPerRequest,
       r.cpuUsPerId,
       r.all.join(' / '),
+    ]),
+  );
+  process.stdout.write(
+    `\nHEAD and 304 against GET 200 (raw-load.ts, ${RAW_CONNECTIONS} connections, the same 2000 ids):\n`,
+  );
+  printTable(
+    ['request', 'req/s (client-bound)', 'CPU us/req (median)', 'all runs CPU us/req'],
+    raw.map((k) => [
+      k.name,
+      Math.max(...(rawRate.get(k.name) as number[])),
+      rawMedian(k.name),
+      (rawCpu.get(k.name) as number[]).join(' / '),
     ]),
   );
   process.stdout.write('\n');
@@ -302,6 +365,11 @@ async function main(): Promise<void> {
     seed,
     load: { ...load, durationS: seconds, warmupS, rounds, ids: ids.length, sizes },
     results: rowsOut,
+    headAnd304: raw.map((k) => ({
+      request: k.name,
+      cpuUsPerRequest: rawCpu.get(k.name),
+      requestsPerS: rawRate.get(k.name),
+    })),
     bodyBytes: { json: jsonBytes, msgpack: msgpackBytes, ratio: sizeRatio, batches: 50, size: 100 },
     ratios: {
       batch100: batch100?.ratio,
