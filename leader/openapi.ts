@@ -63,11 +63,15 @@ const INGEST_REFUSALS: OpenApiObject = errors(
   ['the file is larger than MAX_UPLOAD_BYTES', ['REQUEST_TOO_LARGE']],
   [
     'the file is refused; the live version stays (bad rows are listed with line, column, value and reason)',
-    ['INGEST_BAD_ROWS', 'INGEST_EMPTY', 'INGEST_SHRINK'],
+    ['INGEST_BAD_ROWS', 'INGEST_EMPTY', 'INGEST_NOT_CSV', 'INGEST_SHRINK'],
   ],
   [
     'a parse worker died (crash, out of memory) or something unexpected happened; the live version stays',
     ['INGEST_WORKER_FAILED', 'INTERNAL'],
+  ],
+  [
+    'the leader could not write its files (disk full or over quota, read-only, permission denied); nothing changed',
+    ['STORAGE_FULL', 'STORAGE_READ_ONLY', 'STORAGE_DENIED'],
   ],
 );
 

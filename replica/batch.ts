@@ -120,7 +120,7 @@ export function idsFromBody(body: string, max: number): BatchIds | AppError {
   try {
     parsed = JSON.parse(body);
   } catch (err) {
-    return new AppError('REQUEST_BAD', `the body is not JSON: ${(err as Error).message}`);
+    return new AppError('REQUEST_BAD_JSON', `the body is not JSON: ${(err as Error).message}`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     return new AppError('REQUEST_BAD', 'the body must be a JSON object {"ids": ["A", "B", ...]}');

@@ -128,8 +128,8 @@ const BATCH_OK = {
 
 const BATCH_ERRORS = errors(
   [
-    'ids missing, an unknown query parameter or body field, a body that is not {"ids": [strings]}, or more than MAX_BATCH_IDS ids',
-    ['REQUEST_BAD', 'BATCH_TOO_MANY_IDS'],
+    'ids missing, an unknown query parameter or body field, a body that is not JSON or not {"ids": [strings]}, or more than MAX_BATCH_IDS ids',
+    ['REQUEST_BAD', 'REQUEST_BAD_JSON', 'BATCH_TOO_MANY_IDS'],
   ],
   ['Accept allows neither JSON nor MessagePack', ['REQUEST_NOT_ACCEPTABLE']],
   [
@@ -271,7 +271,10 @@ export const REPLICA_OPENAPI: OpenApiObject = {
               ['REQUEST_PRECONDITION_FAILED'],
             ],
             ['the body is larger than MAX_BATCH_IDS ids can need', ['REQUEST_TOO_LARGE']],
-            ['the body is not application/json', ['REQUEST_UNSUPPORTED_TYPE']],
+            [
+              'the body is not application/json, or is compressed',
+              ['REQUEST_UNSUPPORTED_TYPE', 'REQUEST_UNSUPPORTED_ENCODING'],
+            ],
           ),
           '500': INTERNAL,
           '503': OVERLOAD,
@@ -316,7 +319,12 @@ export const REPLICA_OPENAPI: OpenApiObject = {
             properties: { version: { type: ['integer', 'null'] }, checksum: { type: ['string', 'null'] } },
           }),
           ...errors(
-            ['the body is not a manifest', ['REQUEST_BAD']],
+            [
+              'the body is not a manifest, not JSON, or does not decode as its Content-Encoding says',
+              ['REQUEST_BAD', 'REQUEST_BAD_JSON', 'REQUEST_BAD_ENCODING'],
+            ],
+            ['the body is over 16 KiB', ['REQUEST_TOO_LARGE']],
+            ['a Content-Encoding or charset this route does not read', ['REQUEST_UNSUPPORTED_ENCODING']],
             [
               'no token, or a token not accepted',
               ['AUTH_REQUIRED'],

@@ -70,6 +70,17 @@ function readJsonBody(req: IncomingMessage, limit: number, done: (body: string |
     );
     return;
   }
+  const encoding = header(req, 'content-encoding')?.trim().toLowerCase();
+  if (encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+    req.resume();
+    done(
+      new AppError(
+        'REQUEST_UNSUPPORTED_ENCODING',
+        `the body must not be compressed (Content-Encoding ${encoding.slice(0, 40)}): a batch body is small`,
+      ),
+    );
+    return;
+  }
   const tooLarge = () =>
     new AppError('REQUEST_TOO_LARGE', `a batch body may have at most ${limit} bytes; split the batch`);
   if (Number(header(req, 'content-length') ?? 0) > limit) {

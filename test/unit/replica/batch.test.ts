@@ -144,7 +144,7 @@ for (const transport of ['fast', 'node'] as const) {
       });
       expect((await post(server.url, { ids: ['a', 'b', 'c'] })).status).to.equal(200);
       const cases: [unknown, number, string, string][] = [
-        ['{"ids": [', 400, 'REQUEST_BAD', 'the body is not JSON'],
+        ['{"ids": [', 400, 'REQUEST_BAD_JSON', 'the body is not JSON'],
         [[1], 400, 'REQUEST_BAD', 'the body must be a JSON object'],
         [{ id: ['a'] }, 400, 'REQUEST_BAD', 'unknown field "id"'],
         [{}, 400, 'REQUEST_BAD', 'the body needs "ids"'],
@@ -158,6 +158,9 @@ for (const transport of ['fast', 'node'] as const) {
         expect(res.json.error).to.equal(code);
         expect(res.json.message).to.contain(message);
       }
+      const gzipped = await post(server.url, { ids: ['a'] }, { 'content-encoding': 'gzip' });
+      expect(gzipped.status).to.equal(415);
+      expect(gzipped.json.error).to.equal('REQUEST_UNSUPPORTED_ENCODING');
       const csv = await post(server.url, 'a,b', { 'content-type': 'text/csv' });
       expect(csv.status).to.equal(415);
       expect(csv.json.error).to.equal('REQUEST_UNSUPPORTED_TYPE');
