@@ -1,22 +1,11 @@
-/** Starts a replica from the environment; SIGTERM or SIGINT stops it gracefully. */
-import { ConfigError, loadReplicaConfig } from '../common/config.js';
-import { createLogger } from '../common/logger.js';
+/** Starts a replica from the environment; SIGTERM or SIGINT stops it gracefully (common/role-main.ts). */
+import { loadReplicaConfig } from '../common/config.js';
+import { runRole } from '../common/role-main.js';
 import { createReplicaApp, listenReplica } from './app.js';
 import { LiveIndex } from './live-index.js';
 import { Syncer } from './sync.js';
 
-async function main(): Promise<void> {
-  let config: ReturnType<typeof loadReplicaConfig>;
-  try {
-    config = loadReplicaConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`replica: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  const logger = createLogger(config.logLevel, 'replica');
+void runRole('replica', loadReplicaConfig, async (config, logger) => {
   const index = new LiveIndex();
   const syncer = new Syncer(config, index, logger);
   const lifecycle = { draining: false };
@@ -30,19 +19,11 @@ async function main(): Promise<void> {
     { port: server.port, url: server.url, leader: config.leaderUrl, serveMode: config.serveMode },
     'listening',
   );
-  const stop = (signal: string) => {
-    // Readiness fails first, then the server stops accepting and lets in-flight reads finish.
-    logger.info({ signal }, 'shutting down');
-    lifecycle.draining = true;
-    syncer.stop();
-    server
-      .close(config.shutdownTimeoutMs)
-      .then(() => index.current?.snapshot.close())
-      .then(() => process.exit(0));
+  return {
+    server,
+    lifecycle,
+    onDrain: () => syncer.stop(),
+    release: async () => index.current?.snapshot.close(),
+    run: () => syncer.start(),
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  await syncer.start();
-}
-
-void main();
+});
