@@ -2,7 +2,8 @@
  * The leader's own metrics: ingest outcomes, rows and durations (recorded by the ingest), and the current version
  * and each replica's lag (read from the store and the registry when Prometheus scrapes).
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
+import { counter, gauge, histogram, scrapedCounter, scrapedGauge } from '../common/metric-declarations.js';
 import { METRIC_PREFIX } from '../common/metrics.js';
 import type { ReplicaRegistry } from './replicas.js';
 import type { SnapshotChecks } from './snapshot-checks.js';
@@ -22,34 +23,28 @@ export function registerLeaderMetrics(
   replicas: ReplicaRegistry,
   checks: SnapshotChecks,
 ): IngestMetrics {
-  new Gauge({
-    name: `${METRIC_PREFIX}snapshot_corrupt_versions`,
-    help: 'Kept versions whose file on the leader failed its last verification (activation, start or scrub)',
-    registers: [registry],
-    collect() {
-      this.set(checks.corruptVersions().length);
-    },
-  });
-  new Gauge({
-    name: `${METRIC_PREFIX}current_version_verified`,
-    help: "The current version's file: 1 verified, 0 not checked yet, -1 corrupt",
-    registers: [registry],
-    collect() {
+  scrapedGauge(
+    registry,
+    'snapshot_corrupt_versions',
+    'Kept versions whose file on the leader failed its last verification (activation, start or scrub)',
+    () => checks.corruptVersions().length,
+  );
+  scrapedGauge(
+    registry,
+    'current_version_verified',
+    "The current version's file: 1 verified, 0 not checked yet, -1 corrupt",
+    () => {
       const current = store.current();
       const state = current === undefined ? 'unchecked' : checks.of(current.version).state;
-      this.set(state === 'ok' ? 1 : state === 'corrupt' ? -1 : 0);
+      return state === 'ok' ? 1 : state === 'corrupt' ? -1 : 0;
     },
-  });
-  let scrubbed = 0;
-  new Counter({
-    name: `${METRIC_PREFIX}snapshot_scrubbed_bytes_total`,
-    help: 'Bytes of kept snapshot files verified by the background scrub',
-    registers: [registry],
-    collect() {
-      this.inc(checks.scrubbedBytes - scrubbed);
-      scrubbed = checks.scrubbedBytes;
-    },
-  });
+  );
+  scrapedCounter(
+    registry,
+    'snapshot_scrubbed_bytes_total',
+    'Bytes of kept snapshot files verified by the background scrub',
+    () => checks.scrubbedBytes,
+  );
   const counted = { ok: 0, corrupt: 0 };
   new Counter({
     name: `${METRIC_PREFIX}snapshot_verifications_total`,
@@ -63,14 +58,12 @@ export function registerLeaderMetrics(
       }
     },
   });
-  new Gauge({
-    name: `${METRIC_PREFIX}current_version`,
-    help: 'The current version (0 before the first ingest)',
-    registers: [registry],
-    collect() {
-      this.set(store.current()?.version ?? 0);
-    },
-  });
+  scrapedGauge(
+    registry,
+    'current_version',
+    'The current version (0 before the first ingest)',
+    () => store.current()?.version ?? 0,
+  );
   new Gauge({
     name: `${METRIC_PREFIX}replica_lag_versions`,
     help: 'Versions each known replica is behind the current one (-1 while unknown)',
@@ -82,32 +75,20 @@ export function registerLeaderMetrics(
     },
   });
   return {
-    ingests: new Counter({
-      name: `${METRIC_PREFIX}ingests_total`,
-      help: 'Files ingested, by result: ok, or the error code that refused them',
-      labelNames: ['result'],
-      registers: [registry],
-    }),
-    rows: new Counter({
-      name: `${METRIC_PREFIX}ingest_rows_total`,
-      help: 'Rows made current by successful ingests',
-      registers: [registry],
-    }),
-    badRows: new Counter({
-      name: `${METRIC_PREFIX}ingest_bad_rows_total`,
-      help: 'Bad rows seen in ingested or refused files',
-      registers: [registry],
-    }),
-    duration: new Histogram({
-      name: `${METRIC_PREFIX}ingest_duration_seconds`,
-      help: 'Time from the first byte of a file to its version being current (or refused)',
-      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600, 1800],
-      registers: [registry],
-    }),
-    inProgress: new Gauge({
-      name: `${METRIC_PREFIX}uploads_in_progress`,
-      help: 'Files being received and ingested now',
-      registers: [registry],
-    }),
+    ingests: counter(
+      registry,
+      'ingests_total',
+      'Files ingested, by result: ok, or the error code that refused them',
+      ['result'],
+    ),
+    rows: counter(registry, 'ingest_rows_total', 'Rows made current by successful ingests'),
+    badRows: counter(registry, 'ingest_bad_rows_total', 'Bad rows seen in ingested or refused files'),
+    duration: histogram(
+      registry,
+      'ingest_duration_seconds',
+      'Time from the first byte of a file to its version being current (or refused)',
+      [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600, 1800],
+    ),
+    inProgress: gauge(registry, 'uploads_in_progress', 'Files being received and ingested now'),
   };
 }

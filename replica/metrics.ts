@@ -2,27 +2,13 @@
  * The replica's own metrics: the version and rows it serves and in which mode (read from the live index when
  * Prometheus scrapes: nothing to update on the hot path), how long versions took to load, and bytes pulled.
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
+import { histogram, scrapedCounter, scrapedGauge } from '../common/metric-declarations.js';
 import { METRIC_PREFIX } from '../common/metrics.js';
 import { DiskSnapshot, diskStats } from '../common/snapshot/disk-snapshot.js';
 import { readPoolStats } from '../common/snapshot/read-pool.js';
 import type { LiveIndex } from './live-index.js';
 import type { Syncer } from './sync.js';
-
-/** A counter whose value is read from `read()` when Prometheus scrapes (the hot path only adds to plain fields). */
-function scrapedCounter(registry: Registry, name: string, help: string, read: () => number): void {
-  let reported = 0;
-  new Counter({
-    name: `${METRIC_PREFIX}${name}`,
-    help,
-    registers: [registry],
-    collect() {
-      const now = read();
-      this.inc(now - reported);
-      reported = now;
-    },
-  });
-}
 
 /** Disk mode: lookups, cache hits, positional reads, worker restarts, and the cache's fill. */
 function registerDiskMetrics(registry: Registry, index: LiveIndex): void {
@@ -78,12 +64,12 @@ function registerDiskMetrics(registry: Registry, index: LiveIndex): void {
 
 export function registerReplicaMetrics(registry: Registry, index: LiveIndex, syncer: Syncer): void {
   registerDiskMetrics(registry, index);
-  const loads = new Histogram({
-    name: `${METRIC_PREFIX}snapshot_load_duration_seconds`,
-    help: 'Time from deciding to load a version to serving it: pull, verification, load and swap',
-    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800],
-    registers: [registry],
-  });
+  const loads = histogram(
+    registry,
+    'snapshot_load_duration_seconds',
+    'Time from deciding to load a version to serving it: pull, verification, load and swap',
+    [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800],
+  );
   syncer.onLoaded = (seconds) => loads.observe(seconds);
   scrapedCounter(
     registry,
@@ -91,38 +77,30 @@ export function registerReplicaMetrics(registry: Registry, index: LiveIndex, syn
     'Bytes of snapshot files received from the leader',
     () => syncer.pulledBytes,
   );
-  new Gauge({
-    name: `${METRIC_PREFIX}snapshot_version`,
-    help: 'Version this replica serves (0 before the first)',
-    registers: [registry],
-    collect() {
-      this.set(index.current?.manifest.version ?? 0);
-    },
-  });
-  new Gauge({
-    name: `${METRIC_PREFIX}snapshot_wanted_version`,
-    help: 'Version this replica was last told to serve (0 before it was told any)',
-    registers: [registry],
-    collect() {
-      this.set(syncer.status.wantedVersion ?? 0);
-    },
-  });
-  new Gauge({
-    name: `${METRIC_PREFIX}snapshot_behind`,
-    help: '1 while this replica serves another version than the one it was told to, because that one failed to load',
-    registers: [registry],
-    collect() {
-      this.set(syncer.behind ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: `${METRIC_PREFIX}snapshot_rows`,
-    help: 'Rows in the version this replica serves',
-    registers: [registry],
-    collect() {
-      this.set(index.current?.manifest.rows ?? 0);
-    },
-  });
+  scrapedGauge(
+    registry,
+    'snapshot_version',
+    'Version this replica serves (0 before the first)',
+    () => index.current?.manifest.version ?? 0,
+  );
+  scrapedGauge(
+    registry,
+    'snapshot_wanted_version',
+    'Version this replica was last told to serve (0 before it was told any)',
+    () => syncer.status.wantedVersion ?? 0,
+  );
+  scrapedGauge(
+    registry,
+    'snapshot_behind',
+    '1 while this replica serves another version than the one it was told to, because that one failed to load',
+    () => (syncer.behind ? 1 : 0),
+  );
+  scrapedGauge(
+    registry,
+    'snapshot_rows',
+    'Rows in the version this replica serves',
+    () => index.current?.manifest.rows ?? 0,
+  );
   new Gauge({
     name: `${METRIC_PREFIX}snapshot_serve_mode`,
     help: 'How the served version is held: 1 for the mode in use (memory or disk)',
