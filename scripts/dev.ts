@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateFile, generateLines } from './generate.js';
-import { ROOT, type RoleProcess, startRole, waitFor } from './lib/processes.js';
+import { Cleanup } from './lib/cleanup.js';
+import { ROOT, startRole, waitFor } from './lib/processes.js';
 import { uploadFile } from './upload.js';
 
 const SAMPLE_ROWS = 100_000;
@@ -15,10 +16,11 @@ const base = Number(process.env.DEV_PORT ?? 8080);
 const dir = join(ROOT, 'data', 'dev');
 const leaderToken = randomBytes(16).toString('hex');
 const replicaToken = randomBytes(16).toString('hex');
-const started: RoleProcess[] = [];
+/** The processes started, stopped newest first (the replicas, then the leader). */
+const started = new Cleanup((err) => process.stderr.write(`stopping: ${err.message}\n`));
 
-async function stopAll(): Promise<void> {
-  await Promise.all(started.map((p) => p.stop()));
+function stopAll(): Promise<void> {
+  return started.run();
 }
 
 async function main(): Promise<void> {
@@ -38,21 +40,20 @@ async function main(): Promise<void> {
     },
     logFile: join(dir, 'leader.log'),
   });
-  started.push(leader);
+  started.add(() => leader.stop());
   for (const [i, url] of replicaUrls.entries()) {
-    started.push(
-      await startRole('replica', {
-        env: {
-          ...common,
-          PORT: String(base + i + 1),
-          DATA_DIR: join(dir, `replica-${i + 1}`),
-          LEADER_URL: leader.url,
-          ADVERTISE_URL: url,
-          SYNC_INTERVAL_MS: '5000',
-        },
-        logFile: join(dir, `replica-${i + 1}.log`),
-      }),
-    );
+    const replica = await startRole('replica', {
+      env: {
+        ...common,
+        PORT: String(base + i + 1),
+        DATA_DIR: join(dir, `replica-${i + 1}`),
+        LEADER_URL: leader.url,
+        ADVERTISE_URL: url,
+        SYNC_INTERVAL_MS: '5000',
+      },
+      logFile: join(dir, `replica-${i + 1}.log`),
+    });
+    started.add(() => replica.stop());
   }
   const { status, body } = await uploadFile(leader.url, leaderToken, csv);
   if (status !== 201) throw new Error(`sample upload refused: ${JSON.stringify(body)}`);

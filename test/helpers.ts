@@ -1,13 +1,5 @@
-/**
- * Test helpers: temporary directories, tokens, a silent logger, HTTP calls, and in-process leaders and replicas
- * on ephemeral loopback ports. Everything a helper starts is registered for `cleanup()`, which tests call in
- * `afterEach`/`after` so that servers stop and files go even when a test fails.
- */
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   type LeaderConfig,
   loadLeaderConfig,
@@ -22,6 +14,8 @@ import { createReplicaApp, listenReplica } from '../replica/app.js';
 import { LiveIndex } from '../replica/live-index.js';
 import { Syncer } from '../replica/sync.js';
 
+import { Cleanup } from '../scripts/lib/cleanup.js';
+
 export { waitFor } from '../scripts/lib/processes.js';
 
 export const LEADER_TOKEN = 'leader-token-for-tests-0123456789';
@@ -29,25 +23,21 @@ export const REPLICA_TOKEN = 'replica-token-for-tests-0123456789';
 /** Headers of an operator's call to a leader route that needs a token (GET /snapshots, /replicas). */
 export const LEADER_AUTH = Object.freeze({ authorization: `Bearer ${LEADER_TOKEN}` });
 
-const cleanups: (() => Promise<unknown>)[] = [];
+const registered = new Cleanup();
 
-/** Registers work for `cleanup()`; returns its argument's result unchanged. */
+/** Registers work for `cleanup()`. */
 export function onCleanup(fn: () => Promise<unknown>): void {
-  cleanups.push(fn);
+  registered.add(fn);
 }
 
 /** Runs every registered cleanup, newest first; call it from afterEach/after. */
-export async function cleanup(): Promise<void> {
-  while (cleanups.length > 0) {
-    const fn = cleanups.pop()!;
-    await fn().catch(() => undefined);
-  }
+export function cleanup(): Promise<void> {
+  return registered.run();
 }
 
-export async function tempDir(prefix = 'promotions-test-'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  onCleanup(() => rm(dir, { recursive: true, force: true }));
-  return dir;
+/** A fresh directory under the system temp dir, removed by `cleanup()`. */
+export function tempDir(prefix = 'promotions-test-'): Promise<string> {
+  return registered.tempDir(prefix);
 }
 
 export function quietLogger(): Logger {

@@ -9,11 +9,12 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { cpus, loadavg } from 'node:os';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { generateFile } from '../generate.js';
+import { Cleanup, type CleanupTask } from '../lib/cleanup.js';
 import { ROOT, type RoleProcess, type StartOptions, startRole } from '../lib/processes.js';
 
 /** Where generated CSVs are cached (gitignored through data/). */
@@ -31,14 +32,12 @@ export const TOKENS = Object.freeze({
 // ---------------------------------------------------------------------------------------------------------------
 // Cleanup: every started process and temp directory is released at the end, even on failure or Ctrl-C.
 
-type Stopper = () => Promise<unknown>;
-const stoppers: Stopper[] = [];
+const stoppers = new Cleanup((err) => process.stderr.write(`cleanup: ${err.message}\n`));
 const children = new Set<ChildProcess>();
 
 /** Registers `stop` to run when the benchmark ends; returns it. */
-export function onCleanup(stop: Stopper): Stopper {
-  stoppers.push(stop);
-  return stop;
+export function onCleanup(stop: CleanupTask): CleanupTask {
+  return stoppers.add(stop);
 }
 
 /** Registers a child process: it is killed (SIGTERM, then SIGKILL) when the benchmark ends. */
@@ -58,10 +57,7 @@ async function killChild(child: ChildProcess): Promise<void> {
 }
 
 async function cleanup(): Promise<void> {
-  const list = stoppers.splice(0).reverse();
-  for (const stop of list) {
-    await stop().catch((err: Error) => process.stderr.write(`cleanup: ${err.message}\n`));
-  }
+  await stoppers.run();
   await Promise.all([...children].map(killChild));
 }
 
@@ -94,10 +90,8 @@ export async function runBench(main: () => Promise<void>): Promise<void> {
 }
 
 /** A fresh directory under the system temp dir, removed when the benchmark ends. */
-export async function tempDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `promotions-bench-${prefix}-`));
-  onCleanup(() => rm(dir, { recursive: true, force: true }));
-  return dir;
+export function tempDir(prefix: string): Promise<string> {
+  return stoppers.tempDir(`promotions-bench-${prefix}-`);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
