@@ -20,32 +20,14 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import {
-  DEFAULT_SEED,
-  ensureCsv,
-  ensureTool,
-  getJson,
-  lastLines,
-  leaderEnv,
-  log,
-  machineNote,
-  parseCounts,
-  parsePositive,
-  pinProcess,
-  printJson,
-  printTable,
-  procCpuSeconds,
-  replicaEnv,
-  round,
-  runBench,
-  sampleIds,
-  startTracked,
-  TOKENS,
-  tempDir,
-  verdict,
-  WRK_DONE,
-  wrkRandomIdsScript,
-} from './lib.js';
+import { parseCounts, parsePositive } from './lib/args.js';
+import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
+import { pinProcess, procCpuSeconds } from './lib/proc.js';
+import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
+import { getJson, lastLines, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { runBench, tempDir } from './lib/run.js';
+import { ensureTool } from './lib/tools.js';
+import { WRK_DONE, wrkRandomIdsScript } from './lib/wrk-script.js';
 import { rawLoad } from './raw-load.js';
 import { best, type LoadSettings, median, pinnedNode, SERVER_CPU, WRK_CPU, type WrkRun, wrk } from './wrk.js';
 

@@ -16,17 +16,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sharedReadPool } from '../../common/snapshot/read-pool.js';
 import { ROOT } from '../lib/processes.js';
-import {
-  log,
-  machineNote,
-  printJson,
-  printTable,
-  round,
-  runBench,
-  runTool,
-  tempDir,
-  warmFile,
-} from './lib.js';
+import { warmFile } from './lib/data.js';
+import { log, machineNote, printJson, printTable, round } from './lib/report.js';
+import { runBench, tempDir } from './lib/run.js';
+import { runTool } from './lib/tools.js';
 
 interface ChildResult {
   readsPerS: number;

@@ -26,33 +26,23 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ROOT, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
+import { parseCounts, parsePositive } from './lib/args.js';
+import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
+import { procMemory } from './lib/proc.js';
+import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
 import {
-  DEFAULT_SEED,
-  ensureCsv,
-  ensureTool,
   getJson,
   type ListeningProcess,
   lastLines,
   leaderEnv,
-  log,
-  machineNote,
-  mb,
-  parseCounts,
-  parsePositive,
-  printJson,
-  printTable,
-  procMemory,
   replicaEnv,
-  round,
-  runBench,
-  sampleIds,
   spawnListening,
   startTracked,
   TOKENS,
-  tempDir,
-  verdict,
-  wrkRandomIdsScript,
-} from './lib.js';
+} from './lib/roles.js';
+import { runBench, tempDir } from './lib/run.js';
+import { ensureTool } from './lib/tools.js';
+import { wrkRandomIdsScript } from './lib/wrk-script.js';
 import { best, type LoadSettings, median, pinnedNode, SERVER_CPU, type WrkRun, wrk } from './wrk.js';
 
 const GOAL_UNIFORM = 0.8;

@@ -18,21 +18,12 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT } from '../lib/processes.js';
-import {
-  ensureTool,
-  type ListeningProcess,
-  log,
-  parsePositive,
-  printJson,
-  printTable,
-  procCpuSeconds,
-  replicaEnv,
-  round,
-  runBench,
-  spawnListening,
-  tempDir,
-  verdict,
-} from './lib.js';
+import { parsePositive } from './lib/args.js';
+import { procCpuSeconds } from './lib/proc.js';
+import { log, printJson, printTable, round, verdict } from './lib/report.js';
+import { type ListeningProcess, replicaEnv, spawnListening } from './lib/roles.js';
+import { runBench, tempDir } from './lib/run.js';
+import { ensureTool } from './lib/tools.js';
 
 const HELP = `Usage: node --import tsx scripts/bench/drip.ts [options]
   --connections N    connections dripping at once (default 30)

@@ -14,24 +14,11 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import {
-  DEFAULT_SEED,
-  ensureCsv,
-  lastLines,
-  leaderEnv,
-  log,
-  machineNote,
-  parsePositive,
-  printJson,
-  printTable,
-  round,
-  runBench,
-  sleep,
-  spawnListening,
-  TOKENS,
-  tempDir,
-  warmFile,
-} from './lib.js';
+import { parsePositive } from './lib/args.js';
+import { DEFAULT_SEED, ensureCsv, warmFile } from './lib/data.js';
+import { log, machineNote, printJson, printTable, round } from './lib/report.js';
+import { lastLines, leaderEnv, spawnListening, TOKENS } from './lib/roles.js';
+import { runBench, sleep, tempDir } from './lib/run.js';
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -18,30 +18,14 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import {
-  DEFAULT_SEED,
-  ensureCsv,
-  ensureTool,
-  getJson,
-  lastLines,
-  leaderEnv,
-  log,
-  machineNote,
-  parseCounts,
-  parsePositive,
-  printCpuProfile,
-  printJson,
-  printTable,
-  replicaEnv,
-  round,
-  runBench,
-  sampleIds,
-  startTracked,
-  TOKENS,
-  tempDir,
-  verdict,
-  wrkRandomIdsScript,
-} from './lib.js';
+import { parseCounts, parsePositive } from './lib/args.js';
+import { printCpuProfile } from './lib/cpu-profile.js';
+import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
+import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
+import { getJson, lastLines, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { runBench, tempDir } from './lib/run.js';
+import { ensureTool } from './lib/tools.js';
+import { wrkRandomIdsScript } from './lib/wrk-script.js';
 import { best, type LoadSettings, median, pinnedNode, SERVER_CPU, WRK_CPU, type WrkRun, wrk } from './wrk.js';
 
 const GOAL_THROUGHPUT_RATIO = 0.9;

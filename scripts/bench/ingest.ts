@@ -19,31 +19,14 @@ import { parseArgs } from 'node:util';
 import { parse } from 'csv-parse';
 import { ROOT } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import {
-  DEFAULT_SEED,
-  ensureCsv,
-  ensureTool,
-  fileBytes,
-  lastLines,
-  leaderEnv,
-  log,
-  machineNote,
-  mb,
-  parseCounts,
-  parsePositive,
-  printCpuProfile,
-  printJson,
-  printTable,
-  procMemory,
-  round,
-  runBench,
-  runTool,
-  spawnListening,
-  TOKENS,
-  tempDir,
-  verdict,
-  warmFile,
-} from './lib.js';
+import { parseCounts, parsePositive } from './lib/args.js';
+import { printCpuProfile } from './lib/cpu-profile.js';
+import { DEFAULT_SEED, ensureCsv, fileBytes, warmFile } from './lib/data.js';
+import { procMemory } from './lib/proc.js';
+import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
+import { lastLines, leaderEnv, spawnListening, TOKENS } from './lib/roles.js';
+import { runBench, tempDir } from './lib/run.js';
+import { ensureTool, runTool } from './lib/tools.js';
 
 const GOAL_ROWS_PER_S = 1_000_000;
 const GOAL_RSS_BYTES = 512 * 1024 * 1024;

@@ -19,31 +19,12 @@ import { parseArgs } from 'node:util';
 import type { RoleProcess } from '../lib/processes.js';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import {
-  DEFAULT_SEED,
-  ensureCsv,
-  fileBytes,
-  getJson,
-  lastLines,
-  leaderEnv,
-  log,
-  machineNote,
-  mb,
-  parseCounts,
-  parsePositive,
-  printJson,
-  printTable,
-  procMemory,
-  replicaEnv,
-  round,
-  runBench,
-  sampleIds,
-  sleep,
-  startTracked,
-  TOKENS,
-  tempDir,
-  verdict,
-} from './lib.js';
+import { parseCounts, parsePositive } from './lib/args.js';
+import { DEFAULT_SEED, ensureCsv, fileBytes, sampleIds } from './lib/data.js';
+import { procMemory } from './lib/proc.js';
+import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
+import { getJson, lastLines, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { runBench, sleep, tempDir } from './lib/run.js';
 
 const GOAL_BYTES_PER_ROW = 64;
 const GOAL_DISK_RSS_BYTES = 200 * 1024 * 1024;

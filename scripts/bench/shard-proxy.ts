@@ -17,32 +17,14 @@ import { parseArgs } from 'node:util';
 import { startNginx } from '../lib/nginx.js';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import {
-  DEFAULT_SEED,
-  ensureCsv,
-  ensureTool,
-  getJson,
-  lastLines,
-  leaderEnv,
-  log,
-  machineNote,
-  onCleanup,
-  parseCounts,
-  parsePositive,
-  pinProcess,
-  printJson,
-  printTable,
-  procCpuSeconds,
-  replicaEnv,
-  round,
-  runBench,
-  runTool,
-  sampleIds,
-  startTracked,
-  TOKENS,
-  tempDir,
-  wrkRandomIdsScript,
-} from './lib.js';
+import { parseCounts, parsePositive } from './lib/args.js';
+import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
+import { pinProcess, procCpuSeconds } from './lib/proc.js';
+import { log, machineNote, printJson, printTable, round } from './lib/report.js';
+import { getJson, lastLines, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { onCleanup, runBench, tempDir } from './lib/run.js';
+import { ensureTool, runTool } from './lib/tools.js';
+import { wrkRandomIdsScript } from './lib/wrk-script.js';
 
 const REPLICA_CPU = 0;
 const WRK_CPU = 1;

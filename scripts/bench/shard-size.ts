@@ -16,28 +16,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type RoleProcess, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import {
-  DEFAULT_SEED,
-  ensureCsv,
-  getJson,
-  lastLines,
-  leaderEnv,
-  log,
-  machineNote,
-  mb,
-  parseCounts,
-  parsePositive,
-  printJson,
-  printTable,
-  procMemory,
-  replicaEnv,
-  round,
-  runBench,
-  startTracked,
-  TOKENS,
-  tempDir,
-  verdict,
-} from './lib.js';
+import { parseCounts, parsePositive } from './lib/args.js';
+import { DEFAULT_SEED, ensureCsv } from './lib/data.js';
+import { procMemory } from './lib/proc.js';
+import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
+import { getJson, lastLines, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { runBench, tempDir } from './lib/run.js';
 
 const GOAL_FACTOR = 1.1;
 

@@ -21,30 +21,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import {
-  activateVersion,
-  DEFAULT_SEED,
-  ensureCsv,
-  getJson,
-  leaderEnv,
-  log,
-  machineNote,
-  mb,
-  parseCounts,
-  parsePositive,
-  printJson,
-  printTable,
-  procMemory,
-  replicaEnv,
-  round,
-  runBench,
-  sampleIds,
-  sleep,
-  startTracked,
-  TOKENS,
-  tempDir,
-  verdict,
-} from './lib.js';
+import { parseCounts, parsePositive } from './lib/args.js';
+import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
+import { procMemory } from './lib/proc.js';
+import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
+import { activateVersion, getJson, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { runBench, sleep, tempDir } from './lib/run.js';
 
 const GOAL_RSS_GROWTH = 0.2;
 const ROLLBACK_WATCH_S = 15;

@@ -39,34 +39,23 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ROOT, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
+import { parseCounts, parsePositive } from './lib/args.js';
+import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
+import { procCpuSeconds } from './lib/proc.js';
+import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
 import {
   activateVersion,
-  DEFAULT_SEED,
-  ensureCsv,
-  ensureTool,
   getJson,
   lastLines,
   leaderEnv,
-  log,
-  machineNote,
-  parseCounts,
-  parsePositive,
-  printJson,
-  printTable,
-  procCpuSeconds,
   replicaEnv,
-  round,
-  runBench,
-  runTool,
-  sampleIds,
-  sleep,
   spawnListening,
   startTracked,
   TOKENS,
-  tempDir,
-  verdict,
-  wrkRandomIdsScript,
-} from './lib.js';
+} from './lib/roles.js';
+import { runBench, sleep, tempDir } from './lib/run.js';
+import { ensureTool, runTool } from './lib/tools.js';
+import { wrkRandomIdsScript } from './lib/wrk-script.js';
 
 const REPLICA_CPU = 0;
 const OTHERS_CPU = 1;

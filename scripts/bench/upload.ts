@@ -26,30 +26,13 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { resumableUpload } from '../upload.js';
-import {
-  DEFAULT_SEED,
-  ensureCsv,
-  ensureTool,
-  fileBytes,
-  leaderEnv,
-  log,
-  machineNote,
-  mb,
-  onCleanup,
-  parseCounts,
-  printJson,
-  printTable,
-  procCpuSeconds,
-  round,
-  runBench,
-  runTool,
-  sleep,
-  startTracked,
-  TOKENS,
-  tempDir,
-  verdict,
-  warmFile,
-} from './lib.js';
+import { parseCounts } from './lib/args.js';
+import { DEFAULT_SEED, ensureCsv, fileBytes, warmFile } from './lib/data.js';
+import { procCpuSeconds } from './lib/proc.js';
+import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
+import { leaderEnv, startTracked, TOKENS } from './lib/roles.js';
+import { onCleanup, runBench, sleep, tempDir } from './lib/run.js';
+import { ensureTool, runTool } from './lib/tools.js';
 
 /** Ours over curl -T into a bare sink, MB/s: a cost under 20% is not worth our own protocol (decision 003). */
 const GOAL_RATIO = 0.8;

@@ -4,7 +4,10 @@
  */
 import { join } from 'node:path';
 import { ROOT } from '../lib/processes.js';
-import { type ListeningProcess, procCpuSeconds, round, runTool, spawnListening } from './lib.js';
+import { procCpuSeconds } from './lib/proc.js';
+import { round } from './lib/report.js';
+import { type ListeningProcess, spawnListening } from './lib/roles.js';
+import { runTool } from './lib/tools.js';
 
 export const SERVER_CPU = 0;
 export const WRK_CPU = 1;
