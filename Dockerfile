@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for both roles; the command chooses the role (DESIGN.md §7):
+# One image for both roles; the command chooses the role (docs/design.md §7):
 #   docker build -t promotions .
 #   docker run -e LEADER_TOKEN=... -e REPLICA_TOKEN=... -p 8080:8080 promotions leader
 #   docker run -e REPLICA_TOKEN=... -e LEADER_URL=http://leader:8080 -p 8081:8081 promotions replica

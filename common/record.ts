@@ -1,5 +1,5 @@
 /**
- * The promotion record and the validation of one CSV row (DESIGN §2); promotion-body.ts renders it for HTTP.
+ * The promotion record and the validation of one CSV row (docs/design.md §2); promotion-body.ts renders it for HTTP.
  * Pure functions, safe to call from anywhere.
  */
 import { clockSeconds, daysInMonth } from './calendar.js';

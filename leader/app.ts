@@ -1,5 +1,5 @@
 /**
- * The leader's HTTP API (DESIGN §4): ingest, versions, rollback, replica status, and the file replicas pull.
+ * The leader's HTTP API (docs/design.md §4): ingest, versions, rollback, replica status, and the file replicas pull.
  * Built only from its dependencies; `main.ts` reads config and listens.
  */
 import { createReadStream } from 'node:fs';
@@ -231,7 +231,7 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
     ctx.set('ETag', `"${m.checksum}"`);
     ctx.type = 'application/octet-stream';
     // 1 MiB reads instead of the 64 KiB default: about twice the throughput to a replica, most of a new
-    // version's time to live (DESIGN §6: under 2 s on every replica).
+    // version's time to live (docs/design.md §6: under 2 s on every replica).
     if (range === undefined) {
       ctx.length = m.bytes;
       ctx.body = createReadStream(store.filePath(version), { highWaterMark: FILE_CHUNK_BYTES });

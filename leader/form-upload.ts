@@ -2,7 +2,7 @@
  * Browser-style uploads: `POST /promotions` with `multipart/form-data`, one file field (any name) and an optional
  * field `force=true`. koa-body (formidable) streams the file into a fresh folder under UPLOAD_DIR/forms with the
  * MAX_UPLOAD_BYTES limit; the file is then ingested like any other and the folder deleted whatever happens
- * (formidable leaves the partial file behind after a 413: TOOLCHAIN.md).
+ * (formidable leaves the partial file behind after a 413: docs/design.md §8).
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';

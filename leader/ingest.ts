@@ -27,7 +27,7 @@ import type { SnapshotStore } from './snapshot-store.js';
 export const REPORTED_BAD_ROWS = 100;
 
 export interface IngestOptions {
-  /** Replace the current version even when the new file is much smaller (DESIGN §2 shrink guard). */
+  /** Replace the current version even when the new file is much smaller (docs/design.md §2 shrink guard). */
   readonly force?: boolean;
   /** Expected size of the source in bytes, when known. */
   readonly sizeHintBytes?: number;

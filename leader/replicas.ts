@@ -6,7 +6,7 @@
  * sent again with exponential backoff and jitter, a bounded number of times; a client error (401, 400) is not
  * retried, since sending the same request again cannot help. A later publish cancels the retries of an earlier
  * one: replicas follow the newest *published* version, which after a rollback has a lower number. A replica that
- * no notice reaches catches up by its own poll (DESIGN §5), so giving up is safe.
+ * no notice reaches catches up by its own poll (docs/design.md §5), so giving up is safe.
  *
  * A replica that registered by polling and is then not heard from (no poll, no answer to a notice) for `expiryMs`
  * is forgotten: a replica that died would otherwise get failing notices forever and keep the version it last

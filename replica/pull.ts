@@ -3,7 +3,7 @@
  * is never read back: the header and the directory first (two small Range requests, checked against the manifest),
  * then the body (one Range request, resumed where a cut one stopped), each partition hashed as its bytes arrive
  * and, in memory mode, copied into memory, while the same bytes are appended to the file; then the directory, and
- * fsync. What this costs the core that also serves reads is kept small (DESIGN §6: reads during a swap within 2x
+ * fsync. What this costs the core that also serves reads is kept small (docs/design.md §6: reads during a swap within 2x
  * of steady state): one chunk at a time with a rest after each (PULL_REST_FACTOR), nothing allocated per chunk,
  * and no use of node:http on an http: leader (range-get.ts says why).
  *

@@ -1,5 +1,5 @@
 /**
- * The baseline of the GET benchmark (DESIGN §6): a bare `node:http` server answering every request with one fixed
+ * The baseline of the GET benchmark (docs/design.md §6): a bare `node:http` server answering every request with one fixed
  * JSON body and the two headers a JSON answer needs (content-type, content-length). No routing, no lookup.
  *   node --import tsx scripts/bench/bare-server.ts [--port 0] [--host 127.0.0.1] [--body '{"id":...}']
  * Prints `{"msg":"listening","port":...,"url":...}` once it listens, as the leader and replica do; exits on
@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 
-/** A real answer's shape and size (DESIGN §2); get.ts passes a real answer from the replica with --body. */
+/** A real answer's shape and size (docs/design.md §2); get.ts passes a real answer from the replica with --body. */
 const DEFAULT_BODY =
   '{"id":"d018ef0b-dbd9-48f1-ac1a-eb4d90e57118","price":60.683466,"expiration_date":"2018-08-04 05:32:31"}';
 

@@ -1,5 +1,5 @@
 /**
- * Disk-mode benchmark (DESIGN §6, "GET throughput, disk mode, file in page cache"; issue 13): the same snapshot
+ * Disk-mode benchmark (docs/design.md §6, "GET throughput, disk mode, file in page cache"; issue 13): the same snapshot
  * served by a memory-mode replica and a disk-mode replica, measured alternately in the same run.
  *   node --import tsx scripts/bench/disk.ts [--rows 10000000] [--seed 42] [--ids 1000000] [--connections 50]
  *                                           [--duration-s 10] [--warmup-s 3] [--rounds 2] [--zipf 0.99]

@@ -1,5 +1,5 @@
 /**
- * GET benchmark (DESIGN §6, "GET throughput, one replica process, memory mode"): the replica's read path against
+ * GET benchmark (docs/design.md §6, "GET throughput, one replica process, memory mode"): the replica's read path against
  * a bare node:http server answering a fixed body of the same size, with the same load generator in the same run.
  *   node --import tsx scripts/bench/get.ts [--rows 1000000] [--seed 42] [--threads 1] [--connections 50]
  *                                          [--duration-s 10] [--warmup-s 3] [--rounds 2] [--ids 100000]

@@ -1,5 +1,5 @@
 /**
- * Ingest benchmark (DESIGN §6, "ingest, CSV to current snapshot" and "leader memory while ingesting").
+ * Ingest benchmark (docs/design.md §6, "ingest, CSV to current snapshot" and "leader memory while ingesting").
  *   node --import tsx scripts/bench/ingest.ts [--rows 1000000,10000000] [--seed 42] [--sqlite-timeout-s 1800]
  *                                             [--skip-sqlite] [--cpu-prof DIR] [--warmup-rows 10000]
  *
@@ -127,7 +127,7 @@ async function measureOurs(
   }
 }
 
-/** csv-parse with the fastest options TOOLCHAIN.md lists, counting records and doing nothing else. */
+/** csv-parse with the fastest options docs/design.md §6 lists, counting records and doing nothing else. */
 async function measureCsvParse(csv: string) {
   const t0 = performance.now();
   const parser = parse({ delimiter: ',', record_delimiter: '\n', quote: false, encoding: 'latin1' });
@@ -237,7 +237,7 @@ async function main(): Promise<void> {
       r.ours.peakSampledAtS,
     ]),
   );
-  process.stdout.write('\ngoals (DESIGN §6; the throughput goal is set on 10M rows):\n');
+  process.stdout.write('\ngoals (docs/design.md §6; the throughput goal is set on 10M rows):\n');
   printTable(
     ['rows', '>= 1M rows/s', 'faster than sqlite', 'peak RSS < 512 MB'],
     results.map((r) => [r.rows, r.goals.rowsPerS, r.goals.fasterThanSqlite, r.goals.peakRss]),

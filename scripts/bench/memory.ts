@@ -1,5 +1,5 @@
 /**
- * Replica memory benchmark (DESIGN §6, "replica memory, memory mode" and "replica memory, disk mode").
+ * Replica memory benchmark (docs/design.md §6, "replica memory, memory mode" and "replica memory, disk mode").
  *   node --import tsx scripts/bench/memory.ts [--rows 1000000,10000000] [--memory-rows LIST|none]
  *                                             [--disk-rows LIST|none] [--seed 42] [--settle-ms 10000] [--gets 2000]
  *

@@ -1,5 +1,5 @@
 /**
- * Swap benchmark (DESIGN §6, "GET latency during swaps of a 1M-row version under load" and "new version live on
+ * Swap benchmark (docs/design.md §6, "GET latency during swaps of a 1M-row version under load" and "new version live on
  * every replica"): one replica under steady load from wrk while it is swapped to another 1M-row version every few
  * seconds, against the same replica under the same load without swaps, in the same run.
  *   node --import tsx scripts/bench/swap.ts [--rows 1000000] [--seed 42] [--connections 50] [--steady-s 15]

@@ -1,4 +1,5 @@
 /** Keeps the docs honest: every error code and every setting is documented, and nothing documented is gone. */
+import { execFileSync } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import { expect } from 'chai';
 import { ERROR_CODES } from '../../../common/errors.js';
@@ -48,5 +49,41 @@ describe('docs/errors.md and docs/configuration.md', () => {
     const read = new Set([...configSource.matchAll(/\(env, '([A-Z_]+)'/g)].map((m) => m[1]));
     const documented = tableCodes(configurationDoc);
     expect([...documented].sort()).to.deep.equal([...read].sort());
+  });
+});
+
+describe('the repo stands alone', () => {
+  const root = new URL('../../../', import.meta.url);
+  const tracked = execFileSync('git', ['ls-files', '-co', '--exclude-standard'], {
+    cwd: root,
+    encoding: 'utf8',
+  })
+    .split('\n')
+    .filter((f) => /\.(ts|js|md|ya?ml|json)$|^Dockerfile$/.test(f) && !f.startsWith('test/fixtures/'));
+
+  it('cites no document outside it (the team briefs are written up in docs/design.md)', async () => {
+    const outside = /\bDESIGN(\.md)? §|\bDESIGN\.md\b|\bTOOLCHAIN\.md\b|\.\.\/shared\//;
+    const citing: string[] = [];
+    for (const f of tracked) {
+      const text = await readFile(new URL(f, root), 'utf8').catch(() => '');
+      // This test names the patterns it looks for.
+      if (f === 'test/unit/common/docs.test.ts') continue;
+      text.split('\n').forEach((line, i) => {
+        if (outside.test(line)) citing.push(`${f}:${i + 1}`);
+      });
+    }
+    expect(citing).to.deep.equal([]);
+  });
+
+  it('links, in every doc, only to files that are in it', async () => {
+    const broken: string[] = [];
+    for (const f of tracked.filter((t) => t.endsWith('.md'))) {
+      const text = await readFile(new URL(f, root), 'utf8').catch(() => '');
+      for (const [, target] of text.matchAll(/\]\(([^)#:\s]+)(#[^)]*)?\)/g)) {
+        const at = new URL(target, new URL(f, root));
+        await access(at).catch(() => broken.push(`${f} -> ${target}`));
+      }
+    }
+    expect(broken).to.deep.equal([]);
   });
 });
