@@ -203,9 +203,23 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * A variable set to the empty string (`PORT=`) is a mistake, not a request for the default: it stops start-up.
+ * Only where the default is itself empty (an optional list or address) does an empty value mean the same.
+ */
+function notEmpty(name: string, v: string, fallback: string | number): void {
+  if (v === '') {
+    throw new ConfigError(
+      `${name} is set but empty: unset it for the default (${fallback}) or give it a value`,
+    );
+  }
+}
+
 function str(env: Env, name: string, fallback: string): string {
   const v = env[name];
-  return v === undefined || v === '' ? fallback : v;
+  if (v === undefined) return fallback;
+  if (fallback !== '') notEmpty(name, v, fallback);
+  return v;
 }
 
 /** Like `str`, but a variable set to the empty string stays empty (it turns a feature off). */
@@ -224,7 +238,8 @@ function required(env: Env, name: string, minLength: number): string {
 
 function int(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const v = env[name];
-  if (v === undefined || v === '') return fallback;
+  if (v === undefined) return fallback;
+  notEmpty(name, v, fallback);
   if (!/^\d+$/.test(v)) throw new ConfigError(`${name} must be a whole number, got "${v}"`);
   const n = Number(v);
   if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
@@ -249,7 +264,8 @@ const SIZE_UNITS: Record<string, number> = {
 
 function bytes(env: Env, name: string, fallback: number, min: number): number {
   const v = env[name];
-  if (v === undefined || v === '') return fallback;
+  if (v === undefined) return fallback;
+  notEmpty(name, v, fallback);
   const m = /^(\d+)\s*([KMG]i?)?B?$/i.exec(v);
   if (!m) throw new ConfigError(`${name} must be a size in bytes like 1048576 or 512MiB, got "${v}"`);
   const n = Number(m[1]) * SIZE_UNITS[(m[2] ?? '').toUpperCase()];
@@ -259,7 +275,8 @@ function bytes(env: Env, name: string, fallback: number, min: number): number {
 
 function ratio(env: Env, name: string, fallback: number): number {
   const v = env[name];
-  if (v === undefined || v === '') return fallback;
+  if (v === undefined) return fallback;
+  notEmpty(name, v, fallback);
   const n = Number(v);
   if (!/^\d*\.?\d+$/.test(v) || n < 0 || n > 1)
     throw new ConfigError(`${name} must be a number from 0 to 1, got "${v}"`);

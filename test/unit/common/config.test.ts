@@ -173,4 +173,33 @@ describe('common/config', () => {
     });
     expect(loadReplicaConfig({ ...TOKENS, READ_MAX_AGE_S: '300' }).readMaxAgeS).to.equal(300);
   });
+
+  it('refuses a setting set to the empty string (PORT=) instead of taking its default, naming it', () => {
+    const leaderOnly = [
+      'MAX_BAD_ROWS',
+      'BUILD_MEMORY_BYTES',
+      'MIN_ROWS_RATIO',
+      'KEEP_VERSIONS',
+      'UPLOAD_DIR',
+    ];
+    const both = ['PORT', 'HOST', 'DATA_DIR', 'LOG_LEVEL', 'IDLE_TIMEOUT_MS', 'SHUTDOWN_TIMEOUT_MS'];
+    for (const name of [...both, ...leaderOnly]) {
+      expect(
+        refusal(() => loadLeaderConfig({ ...TOKENS, [name]: '' })),
+        name,
+      ).to.match(new RegExp(`^${name} is set but empty: unset it for the default`));
+    }
+    for (const name of [...both, 'SYNC_INTERVAL_MS', 'SERVE_MODE', 'MEMORY_BUDGET_BYTES', 'LEADER_URL']) {
+      expect(
+        refusal(() => loadReplicaConfig({ ...TOKENS, [name]: '' })),
+        name,
+      ).to.include(`${name} is set but empty`);
+    }
+    expect(refusal(() => loadLeaderConfig({ ...TOKENS, PORT: '' }))).to.include(
+      `default (${DEFAULTS.leaderPort})`,
+    );
+    // Where the default is itself empty, empty means the same: none.
+    expect(loadLeaderConfig({ ...TOKENS, REPLICAS: '', REPLICAS_DNS: '' }).replicas).to.deep.equal([]);
+    expect(loadReplicaConfig({ ...TOKENS, ADVERTISE_URL: '', SHARD: '' }).advertiseUrl).to.equal('');
+  });
 });
