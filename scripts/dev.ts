@@ -8,8 +8,11 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateFile, generateLines } from './generate.js';
 import { Cleanup } from './lib/cleanup.js';
+import { headerUsage, parseCommandLine } from './lib/cli.js';
 import { ROOT, startRole, waitFor } from './lib/processes.js';
 import { uploadFile } from './upload.js';
+
+parseCommandLine({ options: {} }, headerUsage(import.meta.url));
 
 const SAMPLE_ROWS = 100_000;
 const base = Number(process.env.DEV_PORT ?? 8080);
@@ -85,7 +88,11 @@ async function main(): Promise<void> {
   say(`  curl -s -H 'Authorization: Bearer ${leaderToken}' ${leader.url}/snapshots`);
   say(`  curl -s -H 'Authorization: Bearer ${leaderToken}' ${leader.url}/replicas`);
   say(`  LEADER_TOKEN=${leaderToken} node --import tsx scripts/upload.ts FILE.csv --leader ${leader.url}`);
-  say(`  cp FILE.csv ${join(dir, 'leader', 'inbox')}/   # then see inbox/done or inbox/rejected`);
+  // Copy under a name the inbox ignores, then rename: the inbox never sees a half-copied file (docs/api.md).
+  const inbox = join(dir, 'leader', 'inbox');
+  say(
+    `  cp FILE.csv ${inbox}/FILE.csv.part && mv ${inbox}/FILE.csv.part ${inbox}/FILE.csv   # then see inbox/done or inbox/rejected`,
+  );
   say('');
   say('Ctrl-C stops all three.');
 }

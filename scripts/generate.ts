@@ -3,9 +3,9 @@
  *   node --import tsx scripts/generate.ts --rows 100000 --seed 42 --out data/sample.csv [--duplicates 0.01]
  * Without --out it writes to stdout.
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, statSync } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
+import { headerUsage, parseCommandLine } from './lib/cli.js';
 
 export interface GenerateOptions {
   readonly rows: number;
@@ -87,19 +87,27 @@ export function generateFile(path: string, opts: GenerateOptions): Promise<void>
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '100000' },
-      seed: { type: 'string', default: '42' },
-      duplicates: { type: 'string', default: '0' },
-      out: { type: 'string' },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        rows: { type: 'string', default: '100000' },
+        seed: { type: 'string', default: '42' },
+        duplicates: { type: 'string', default: '0' },
+        out: { type: 'string' },
+      },
     },
-  });
+    headerUsage(import.meta.url),
+  );
   const opts = {
     rows: Number(values.rows),
     seed: Number(values.seed),
     duplicates: Number(values.duplicates),
   };
   if (!Number.isSafeInteger(opts.rows) || opts.rows < 0) throw new Error('--rows must be a whole number');
+  const started = performance.now();
   await (values.out ? generateFile(values.out, opts) : writeGenerated(process.stdout, opts));
+  // On stderr, so that the CSV on stdout stays clean.
+  const where = values.out ? `${values.out} (${(statSync(values.out).size / 1e6).toFixed(1)} MB)` : 'stdout';
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  process.stderr.write(`generate: wrote ${opts.rows} rows (seed ${opts.seed}) to ${where} in ${seconds} s\n`);
 }

@@ -13,8 +13,8 @@ import { stat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import * as tus from 'tus-js-client';
+import { headerUsage, parseCommandLine } from './lib/cli.js';
 
 export interface UploadResult {
   readonly status: number;
@@ -208,15 +208,18 @@ export class ProgressView {
 
 /** The command line: parses arguments, sends the file, prints the answer; returns the exit code. */
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      leader: { type: 'string', default: 'http://127.0.0.1:8080' },
-      force: { type: 'boolean', default: false },
-      put: { type: 'boolean', default: false },
-      state: { type: 'string', default: join(homedir(), '.promotions-uploads.json') },
+  const { values, positionals } = parseCommandLine(
+    {
+      allowPositionals: true,
+      options: {
+        leader: { type: 'string', default: 'http://127.0.0.1:8080' },
+        force: { type: 'boolean', default: false },
+        put: { type: 'boolean', default: false },
+        state: { type: 'string', default: join(homedir(), '.promotions-uploads.json') },
+      },
     },
-  });
+    headerUsage(import.meta.url),
+  );
   const token = process.env.LEADER_TOKEN;
   if (positionals.length !== 1 || !token) {
     process.stderr.write(

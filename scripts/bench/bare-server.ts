@@ -7,19 +7,22 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseArgs } from 'node:util';
+import { headerUsage, parseCommandLine } from '../lib/cli.js';
 
 /** A real answer's shape and size (docs/design.md §2); get.ts passes a real answer from the replica with --body. */
 const DEFAULT_BODY =
   '{"id":"d018ef0b-dbd9-48f1-ac1a-eb4d90e57118","price":60.683466,"expiration_date":"2018-08-04 05:32:31"}';
 
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string', default: '0' },
-    host: { type: 'string', default: '127.0.0.1' },
-    body: { type: 'string', default: DEFAULT_BODY },
+const { values } = parseCommandLine(
+  {
+    options: {
+      port: { type: 'string', default: '0' },
+      host: { type: 'string', default: '127.0.0.1' },
+      body: { type: 'string', default: DEFAULT_BODY },
+    },
   },
-});
+  headerUsage(import.meta.url),
+);
 const body = values.body;
 const length = Buffer.byteLength(body);
 

@@ -13,8 +13,8 @@
 import { read, readdirSync, readlinkSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { sharedReadPool } from '../../common/snapshot/read-pool.js';
+import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { ROOT } from '../lib/processes.js';
 import { warmFile } from './lib/data.js';
 import { log, machineNote, printJson, printTable, round } from './lib/report.js';
@@ -107,16 +107,19 @@ const CONTENDERS: { name: string; mode: string; env: Record<string, string> }[] 
 ];
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      'file-mib': { type: 'string', default: '256' },
-      'duration-s': { type: 'string', default: '3' },
-      'in-flight': { type: 'string', default: '64' },
-      bytes: { type: 'string', default: '128' },
-      child: { type: 'string' },
-      path: { type: 'string' },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        'file-mib': { type: 'string', default: '256' },
+        'duration-s': { type: 'string', default: '3' },
+        'in-flight': { type: 'string', default: '64' },
+        bytes: { type: 'string', default: '128' },
+        child: { type: 'string' },
+        path: { type: 'string' },
+      },
     },
-  });
+    headerUsage(import.meta.url),
+  );
   const seconds = Number(values['duration-s']);
   const inFlight = Number(values['in-flight']);
   const bytes = Number(values.bytes);

@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import { parseCounts, parsePositive } from './lib/args.js';
@@ -34,20 +34,23 @@ const GOAL_P99_RATIO = 1.5;
 const ms = (us: number) => round(us / 1000, 2);
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '1000000' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      threads: { type: 'string', default: '1' },
-      connections: { type: 'string', default: '50' },
-      'duration-s': { type: 'string', default: '10' },
-      'warmup-s': { type: 'string', default: '3' },
-      rounds: { type: 'string', default: '2' },
-      ids: { type: 'string', default: '100000' },
-      absent: { type: 'string', default: '0.1' },
-      'cpu-prof': { type: 'string' },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        rows: { type: 'string', default: '1000000' },
+        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        threads: { type: 'string', default: '1' },
+        connections: { type: 'string', default: '50' },
+        'duration-s': { type: 'string', default: '10' },
+        'warmup-s': { type: 'string', default: '3' },
+        rounds: { type: 'string', default: '2' },
+        ids: { type: 'string', default: '100000' },
+        absent: { type: 'string', default: '0.1' },
+        'cpu-prof': { type: 'string' },
+      },
     },
-  });
+    headerUsage(import.meta.url),
+  );
   const [rows] = parseCounts('--rows', values.rows);
   const seed = Number(values.seed);
   const load: LoadSettings = {

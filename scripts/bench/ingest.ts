@@ -15,8 +15,8 @@
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
 import { parse } from 'csv-parse';
+import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { ROOT } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import { parseCounts, parsePositive } from './lib/args.js';
@@ -162,16 +162,19 @@ async function measureSqlite(csv: string, timeoutMs: number) {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '1000000,10000000' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      'sqlite-timeout-s': { type: 'string', default: '1800' },
-      'skip-sqlite': { type: 'boolean', default: false },
-      'cpu-prof': { type: 'string' },
-      'warmup-rows': { type: 'string', default: '10000' },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        rows: { type: 'string', default: '1000000,10000000' },
+        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        'sqlite-timeout-s': { type: 'string', default: '1800' },
+        'skip-sqlite': { type: 'boolean', default: false },
+        'cpu-prof': { type: 'string' },
+        'warmup-rows': { type: 'string', default: '10000' },
+      },
     },
-  });
+    headerUsage(import.meta.url),
+  );
   const sizes = parseCounts('--rows', values.rows);
   const seed = Number(values.seed);
   const sqliteTimeoutMs = parsePositive('--sqlite-timeout-s', values['sqlite-timeout-s']) * 1000;

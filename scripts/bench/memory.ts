@@ -15,7 +15,7 @@
  * Disk mode is reported only when the replica says it serves `mode: "disk"`; otherwise "not implemented".
  */
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import type { RoleProcess } from '../lib/processes.js';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
@@ -192,16 +192,19 @@ function sizesFor(flag: string, text: string | undefined, all: number[]): number
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '1000000,10000000' },
-      'memory-rows': { type: 'string' },
-      'disk-rows': { type: 'string' },
-      gets: { type: 'string', default: '2000' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      'settle-ms': { type: 'string', default: '10000' },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        rows: { type: 'string', default: '1000000,10000000' },
+        'memory-rows': { type: 'string' },
+        'disk-rows': { type: 'string' },
+        gets: { type: 'string', default: '2000' },
+        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        'settle-ms': { type: 'string', default: '10000' },
+      },
     },
-  });
+    headerUsage(import.meta.url),
+  );
   const sizes = parseCounts('--rows', values.rows);
   const diskSizes = sizesFor('--disk-rows', values['disk-rows'], sizes);
   const seed = Number(values.seed);

@@ -18,7 +18,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import { parseCounts, parsePositive } from './lib/args.js';
@@ -204,16 +204,19 @@ async function rollback(big: number, small: number, seed: number): Promise<void>
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '1000000' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      swaps: { type: 'string', default: '50' },
-      'settle-ms': { type: 'string', default: '500' },
-      modes: { type: 'string', default: 'memory,disk' },
-      rollback: { type: 'string' },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        rows: { type: 'string', default: '1000000' },
+        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        swaps: { type: 'string', default: '50' },
+        'settle-ms': { type: 'string', default: '500' },
+        modes: { type: 'string', default: 'memory,disk' },
+        rollback: { type: 'string' },
+      },
     },
-  });
+    headerUsage(import.meta.url),
+  );
   if (values.rollback !== undefined) {
     const [big, small] = parseCounts('--rollback', values.rollback);
     if (small === undefined || small >= big)

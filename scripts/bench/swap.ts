@@ -36,7 +36,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { ROOT, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import { parseCounts, parsePositive } from './lib/args.js';
@@ -209,20 +209,23 @@ async function contention<T>(run: () => Promise<T>): Promise<{ result: T; cpuWai
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '1000000' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      connections: { type: 'string', default: '50' },
-      'steady-s': { type: 'string', default: '15' },
-      'swap-s': { type: 'string', default: '15' },
-      'every-s': { type: 'string', default: '3' },
-      versions: { type: 'string', default: '4' },
-      ingests: { type: 'string', default: '3' },
-      'warmup-s': { type: 'string', default: '3' },
-      rounds: { type: 'string', default: '3' },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        rows: { type: 'string', default: '1000000' },
+        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        connections: { type: 'string', default: '50' },
+        'steady-s': { type: 'string', default: '15' },
+        'swap-s': { type: 'string', default: '15' },
+        'every-s': { type: 'string', default: '3' },
+        versions: { type: 'string', default: '4' },
+        ingests: { type: 'string', default: '3' },
+        'warmup-s': { type: 'string', default: '3' },
+        rounds: { type: 'string', default: '3' },
+      },
     },
-  });
+    headerUsage(import.meta.url),
+  );
   const [rows] = parseCounts('--rows', values.rows);
   const seed = Number(values.seed);
   const connections = parsePositive('--connections', values.connections);

@@ -24,7 +24,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
+import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { resumableUpload } from '../upload.js';
 import { parseCounts } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, fileBytes, warmFile } from './lib/data.js';
@@ -113,14 +113,17 @@ interface RunResult {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '13000000' },
-      runs: { type: 'string', default: '3' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      'warmup-rows': { type: 'string', default: '10000' },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        rows: { type: 'string', default: '13000000' },
+        runs: { type: 'string', default: '3' },
+        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        'warmup-rows': { type: 'string', default: '10000' },
+      },
     },
-  });
+    headerUsage(import.meta.url),
+  );
   const [rows] = parseCounts('--rows', values.rows);
   const [runs] = parseCounts('--runs', values.runs);
   const seed = Number(values.seed);
