@@ -11,6 +11,8 @@
  * Concurrency: the caller bounds how many blocks are in flight (csv-reader.ts keeps a short FIFO); the pool only
  * spreads them over its workers. `close` ends the workers; a pool is used by one ingest at a time.
  */
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { AppError } from '../common/errors.js';
 import { type ParsedBlock, parseBlock } from './parse-chunk.js';
@@ -42,15 +44,10 @@ function owned(b: Buffer): Buffer {
 }
 
 /**
- * The worker script. Built, it is parse-worker.js beside this module. Run from source under tsx, a worker does not
- * inherit tsx's loader on Node 20, so a small bootstrap registers tsx in the worker before importing the .ts file.
+ * The worker script: parse-worker beside this module, with this module's own extension (.js when built), loaded
+ * by whatever loads this module (a loader for the sources must then apply to worker threads too).
  */
-function newWorker(): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./parse-worker.js', import.meta.url));
-  const url = new URL('./parse-worker.ts', import.meta.url).href;
-  const boot = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(url)}); });`;
-  return new Worker(boot, { eval: true });
-}
+const WORKER_URL = new URL(`./parse-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
 
 /** Rows in each worker's warm-up block: enough calls for V8 to compile the hot functions, a few ms of work. */
 const WARM_UP_ROWS = 4096;
@@ -174,7 +171,7 @@ export class ParsePool {
   }
 
   private startWorker(): Slot {
-    const worker = newWorker();
+    const worker = new Worker(WORKER_URL);
     const slot: Slot = { worker, jobs: new Set(), error: undefined };
     worker.unref();
     worker.on('message', (reply: Reply) => this.settle(reply));

@@ -12,7 +12,7 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT } from '../lib/processes.js';
+import { ROOT, TS_NODE_ARGS } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import { parsePositive } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, warmFile } from './lib/data.js';
@@ -42,7 +42,7 @@ async function measure(csv: string, mode: Mode, settleMs: number): Promise<Run> 
   if (mode === 'baseline') extra.INGEST_WARM_UP_ROWS = '0';
   const leader = await spawnListening(
     process.execPath,
-    ['--import', 'tsx', join(ROOT, 'leader', 'main.ts')],
+    [...TS_NODE_ARGS, join(ROOT, 'leader', 'main.ts')],
     leaderEnv(join(dir, 'leader'), extra),
   );
   try {

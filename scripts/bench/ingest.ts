@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { parse } from 'csv-parse';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
-import { ROOT } from '../lib/processes.js';
+import { ROOT, TS_NODE_ARGS } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import { parseCounts, parsePositive } from './lib/args.js';
 import { printCpuProfile } from './lib/cpu-profile.js';
@@ -71,7 +71,7 @@ async function measureOurs(
   const nodeArgs = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`];
   const leader = await spawnListening(
     process.execPath,
-    [...nodeArgs, '--import', 'tsx', join(ROOT, 'leader', 'main.ts')],
+    [...nodeArgs, ...TS_NODE_ARGS, join(ROOT, 'leader', 'main.ts')],
     leaderEnv(join(dir, 'leader'), extra),
   );
   try {

@@ -11,6 +11,17 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/**
+ * Node options that run the TypeScript sources: tsx in the main thread, and in worker threads (the leader's parse
+ * workers) through ts-workers.cjs, since Node 20 applies `--import` loaders to the main thread only.
+ */
+export const TS_NODE_ARGS: readonly string[] = Object.freeze([
+  '--import',
+  'tsx',
+  '--require',
+  join(ROOT, 'scripts', 'lib', 'ts-workers.cjs'),
+]);
+
 export interface RoleProcess {
   readonly role: 'leader' | 'replica';
   readonly url: string;
@@ -30,14 +41,14 @@ export interface StartOptions {
   readonly timeoutMs?: number;
 }
 
-/** Spawns `node --import tsx {role}/main.ts` and resolves once it listens. */
+/** Spawns `node TS_NODE_ARGS {role}/main.ts` and resolves once it listens. */
 export function startRole(role: 'leader' | 'replica', options: StartOptions): Promise<RoleProcess> {
   const level = options.env.LOG_LEVEL;
   if (level !== undefined && !['info', 'debug', 'trace'].includes(level)) {
     // The address is learned from the `listening` line, logged at info.
     return Promise.reject(new Error(`startRole needs LOG_LEVEL info, debug or trace, got ${level}`));
   }
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, role, 'main.ts')], {
+  const child = spawn(process.execPath, [...TS_NODE_ARGS, join(ROOT, role, 'main.ts')], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

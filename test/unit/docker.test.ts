@@ -3,10 +3,11 @@
  * the image starts, the entry script maps each role to them (run here against that build), and the image is
  * multi-stage, runs as a non-root user and ships production dependencies only.
  */
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 
@@ -90,6 +91,45 @@ describe('Dockerfile', () => {
     const none = spawnSync('sh', [join(dir, ENTRY_SCRIPT)], { encoding: 'utf8' });
     expect(none.status).to.equal(2);
     expect(none.stderr).to.include('usage');
+  });
+
+  it('runs the built leader with its parse workers loaded from dist, with no TypeScript loader', async function () {
+    this.timeout(60_000);
+    const leader: ChildProcess = spawn(process.execPath, [join(dir, 'dist', 'leader', 'main.js')], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH ?? '',
+        LEADER_TOKEN: 'leader-token-for-docker-test',
+        REPLICA_TOKEN: 'replica-token-for-docker-test',
+        DATA_DIR: join(dir, 'data'),
+        INBOX_DIR: '',
+        PORT: '0',
+        INGEST_WORKERS: '2',
+        INGEST_WARM_UP_ROWS: '0',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise((r) => leader.once('exit', r));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        leader.once('exit', (code) => reject(new Error(`the built leader exited with ${code}`)));
+        createInterface({ input: leader.stdout! }).on('line', (line) => {
+          if (line.includes('"msg":"listening"')) resolve((JSON.parse(line) as { url: string }).url);
+        });
+      });
+      const rows = Array.from({ length: 3000 }, (_, i) => `id-${i},${i}.5,2018-08-04 05:32:31`).join('\n');
+      const res = await fetch(`${url}/promotions`, {
+        method: 'PUT',
+        headers: { authorization: 'Bearer leader-token-for-docker-test' },
+        body: `${rows}\n`,
+      });
+      // A worker that cannot load would fail the ingest with INGEST_WORKER_FAILED.
+      expect(res.status, await res.clone().text()).to.equal(201);
+      expect(((await res.json()) as { rows: number }).rows).to.equal(3000);
+    } finally {
+      leader.kill('SIGKILL');
+      await exited;
+    }
   });
 
   it('is multi-stage: builds with dev dependencies, ships production dependencies only', () => {
