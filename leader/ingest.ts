@@ -97,8 +97,8 @@ function describe(badRows: readonly BadRow[], count: number): string {
 
 export class Ingestor {
   private running: { source: string; startedAt: Date } | undefined;
-  /** The warm-up build while it runs: an ingest waits for it (it takes a fraction of a second). */
-  private warming: Promise<void> | undefined;
+  /** The warm-up build while it runs, and its input: a file that arrives stops it (see `warmUp`). */
+  private warming: { readonly done: Promise<void>; readonly input: Readable } | undefined;
   /** Files waiting for the lock, oldest first; `release` hands the lock to the first. */
   private readonly waiting: { source: string; resolve: () => void }[] = [];
 
@@ -124,7 +124,7 @@ export class Ingestor {
    * Refused at once with INGEST_BUSY while another ingest runs.
    */
   async ingest(input: Readable, options: IngestOptions): Promise<IngestReport> {
-    await this.warming;
+    await this.stopWarmUp();
     if (this.running !== undefined) {
       input.resume();
       throw this.busyError();
@@ -135,7 +135,7 @@ export class Ingestor {
 
   /** Like `ingest`, for a complete file on disk: waits its turn behind a running ingest (up to `maxWaiting`). */
   async ingestFile(path: string, options: Omit<IngestOptions, 'sizeHintBytes'>): Promise<IngestReport> {
-    await this.warming;
+    await this.stopWarmUp();
     if (this.running !== undefined) {
       if (this.waiting.length >= this.settings.maxWaiting) throw this.busyError();
       await new Promise<void>((resolve) => this.waiting.push({ source: options.source, resolve }));
@@ -157,24 +157,43 @@ export class Ingestor {
    * Starts every parse worker and runs a generated file of `rows` rows through the whole ingest path (workers,
    * builder, partition writer, hashing) into a throwaway file, committing nothing, so that the first real file
    * after a start finds the code loaded and compiled: it ingested at about a third of the warm rate before
-   * (issue 13: 1.49 s against 0.44 s for 200K rows). Called once at start; never rejects.
+   * (issue 13: 1.49 s against 0.44 s for 200K rows). A file that arrives first stops it, so no file ever waits
+   * for it. Called once at start; never rejects.
    */
   warmUp(rows: number): Promise<void> {
+    if (this.warming !== undefined) return this.warming.done;
     const path = join(this.store.tmpDir, `warm-up-${process.pid}.snap`);
     const started = performance.now();
-    this.warming ??= (async () => {
+    const input = Readable.from(warmUpCsv(rows));
+    // Stopped before the build reads it, the stream's error has no other listener yet; the build sees it anyway.
+    input.on('error', () => undefined);
+    const done = (async () => {
       try {
         await this.pool?.warm();
-        await this.build(Readable.from(warmUpCsv(rows)), { source: 'warm-up' }, 1, path);
+        await this.build(input, { source: 'warm-up' }, 1, path);
         this.logger.info({ rows, ms: Math.round(performance.now() - started) }, 'ingest path warmed up');
       } catch (err) {
-        this.logger.warn({ err }, 'the ingest warm-up failed; the first file pays for the start-up instead');
+        if (input.destroyed) this.logger.info('ingest warm-up stopped: a file arrived first');
+        else
+          this.logger.warn(
+            { err },
+            'the ingest warm-up failed; the first file pays for the start-up instead',
+          );
       } finally {
         await rm(path, { force: true });
         this.warming = undefined;
       }
     })();
-    return this.warming;
+    this.warming = { done, input };
+    return done;
+  }
+
+  /** Stops a warm-up still running and waits for it to let go of the workers. */
+  private async stopWarmUp(): Promise<void> {
+    const w = this.warming;
+    if (w === undefined) return;
+    w.input.destroy(new Error('a file arrived'));
+    await w.done;
   }
 
   private busyError(): AppError {

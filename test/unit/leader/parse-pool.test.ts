@@ -91,6 +91,23 @@ describe('leader/parse-pool: warm-up', function () {
   });
 });
 
+describe('leader/ingest: the warm-up gives way', function () {
+  this.timeout(60_000);
+  afterEach(cleanup);
+
+  it('stops the warm-up when a file arrives first, and ingests the file', async () => {
+    const { logger, lines } = capturingLogger();
+    // A warm-up far longer than the file: without stopping it, the file would wait for it.
+    const leader = await startLeader({ INGEST_WORKERS: '1', INGEST_WARM_UP_ROWS: '5000000' }, {}, {}, logger);
+    const res = await putCsv(leader.url, csvOf(rows(2000)));
+    expect(res.status, res.text).to.equal(201);
+    const said = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+    expect(said).to.include('ingest warm-up stopped: a file arrived first');
+    expect(said).to.not.include('ingest path warmed up');
+    expect(await readdir(leader.store.tmpDir)).to.deep.equal([]);
+  });
+});
+
 describe('leader/parse-pool: a worker that dies', function () {
   this.timeout(60_000);
   afterEach(cleanup);
