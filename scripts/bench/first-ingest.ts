@@ -1,6 +1,6 @@
 /**
  * First ingest after a leader start against a warm one (issue 13: 1.49 s against 0.44 s for 200K rows).
- *   node --import tsx scripts/bench/first-ingest.ts [--rows 200000] [--rounds 3] [--settle-ms 20000] [--seed 42]
+ *   node --import tsx scripts/bench/first-ingest.ts [--rows 200000] [--rounds 3] [--settle-ms 5000] [--seed 42]
  *
  * Each round starts two fresh leader processes in turn (`node --import tsx leader/main.ts`, as ingest.ts does; the
  * order alternates between rounds): the baseline with `INGEST_WARM_UP_ROWS=0` (no warm-up, as before the warm-up
@@ -11,7 +11,7 @@
  * (goal: ours near 1).
  */
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { ROOT, TS_NODE_ARGS } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import { parsePositive } from './lib/args.js';
@@ -72,21 +72,17 @@ async function measure(csv: string, mode: Mode, settleMs: number): Promise<Run> 
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '200000' },
-      rounds: { type: 'string', default: '3' },
-      'settle-ms': { type: 'string', default: '5000' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      help: { type: 'boolean', default: false },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        rows: { type: 'string', default: '200000' },
+        rounds: { type: 'string', default: '3' },
+        'settle-ms': { type: 'string', default: '5000' },
+        seed: { type: 'string', default: String(DEFAULT_SEED) },
+      },
     },
-  });
-  if (values.help) {
-    process.stdout.write(
-      'node --import tsx scripts/bench/first-ingest.ts [--rows 200000] [--rounds 3] [--settle-ms 5000] [--seed 42]\n',
-    );
-    return;
-  }
+    headerUsage(import.meta.url),
+  );
   const rows = parsePositive('--rows', values.rows);
   const rounds = parsePositive('--rounds', values.rounds);
   const settleMs = Number(values['settle-ms']);
