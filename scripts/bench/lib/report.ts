@@ -5,7 +5,9 @@
  * Concurrency: one benchmark per process; `markCodeAtStart` is called once, by runBench.
  */
 import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
 import { ROOT } from '../../lib/processes.js';
 
 const MiB = 1024 * 1024;
@@ -76,9 +78,13 @@ export function markCodeAtStart(): void {
   codeAtStart = codeState();
 }
 
+/** Where every run's JSON line is kept, one file per benchmark (`<name>.jsonl`): BENCHMARKS.md's raw data. */
+export const RESULTS_DIR = join(ROOT, 'scripts', 'bench', 'results');
+
 /**
- * Prints the final machine-readable line: one JSON object with every figure (`tail -1 | jq`). `code` is the state
- * when the run started; `codeChangedDuringRun` is set when the working tree changed before it ended.
+ * Prints the final machine-readable line: one JSON object with every figure (`tail -1 | jq`), and appends it to
+ * RESULTS_DIR/<name>.jsonl. `code` is the state when the run started; `codeChangedDuringRun` is set when the
+ * working tree changed before it ended.
  */
 export function printJson(name: string, figures: Record<string, unknown>): void {
   const end = codeState();
@@ -92,5 +98,8 @@ export function printJson(name: string, figures: Record<string, unknown>): void 
     ...(changed ? { codeChangedDuringRun: end } : {}),
     ...figures,
   };
-  process.stdout.write(`${JSON.stringify(out)}\n`);
+  const line = `${JSON.stringify(out)}\n`;
+  process.stdout.write(line);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  appendFileSync(join(RESULTS_DIR, `${name}.jsonl`), line);
 }
