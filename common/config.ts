@@ -37,6 +37,14 @@ export interface CommonConfig {
    * Keep-Alive header). Behind a load balancer that keeps connections, set it above the balancer's idle timeout.
    */
   readonly keepAliveTimeoutMs: number;
+  /**
+   * MAX_CONNECTIONS: TCP connections the server holds at once (node's `server.maxConnections`); past it a new
+   * connection is closed as soon as it is accepted, and those already open are served as before. The default fits
+   * a replica behind a load balancer, which reuses a pool of keep-alive connections (tens to hundreds per
+   * balancer), with room for clients that connect directly, while it bounds the memory and file descriptors that
+   * a flood of idle connections could take (each holds a few tens of KB).
+   */
+  readonly maxConnections: number;
 }
 
 export interface LeaderConfig extends CommonConfig {
@@ -167,6 +175,7 @@ export const DEFAULTS = Object.freeze({
   headersTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
   keepAliveTimeoutMs: 5_000,
+  maxConnections: 4096,
   maxBadRows: 0,
   minRowsRatio: 0.5,
   buildMemoryBytes: 128 * MiB,
@@ -314,6 +323,7 @@ function common(env: Env, port: number, dataDir: string): CommonConfig {
     headersTimeoutMs: int(env, 'HEADERS_TIMEOUT_MS', DEFAULTS.headersTimeoutMs, 10),
     idleTimeoutMs: int(env, 'IDLE_TIMEOUT_MS', DEFAULTS.idleTimeoutMs, 10),
     keepAliveTimeoutMs: int(env, 'KEEP_ALIVE_TIMEOUT_MS', DEFAULTS.keepAliveTimeoutMs, 10),
+    maxConnections: int(env, 'MAX_CONNECTIONS', DEFAULTS.maxConnections, 1),
   };
 }
 

@@ -271,6 +271,8 @@ export interface ServerLimits {
   readonly headersTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  /** Connections held at once; past it new ones are closed at once (MAX_CONNECTIONS). None when undefined. */
+  readonly maxConnections?: number;
 }
 
 /** Sockets whose request body has arrived and whose answer is being worked on (an ingest): not idle. */
@@ -316,6 +318,8 @@ export async function listen(
     handler,
   );
   server.timeout = limits.idleTimeoutMs;
+  // net.Server closes a connection past the cap before any listener sees it, the fast path's included.
+  if (limits.maxConnections !== undefined) server.maxConnections = limits.maxConnections;
   // With a listener Node no longer destroys timed-out sockets itself: this one spares those working on an answer.
   server.on('timeout', (socket: Socket) => {
     if (!working.has(socket)) socket.destroy();

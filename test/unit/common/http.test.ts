@@ -1,6 +1,7 @@
 import { Agent, request } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { expect } from 'chai';
+import { loadReplicaConfig } from '../../../common/config.js';
 import { listen } from '../../../common/http.js';
 import {
   capturingLogger,
@@ -12,6 +13,7 @@ import {
   putCsv,
   rawExchange,
   startLeader,
+  startReplica,
   waitFor,
 } from '../../helpers.js';
 
@@ -165,3 +167,20 @@ function cutMidBody(
     });
   });
 }
+
+describe('MAX_CONNECTIONS', () => {
+  afterEach(cleanup);
+
+  it('caps the connections of both roles (server.maxConnections), and a bad value stops start-up', async () => {
+    const leader = await startLeader({ MAX_CONNECTIONS: '7' });
+    expect(leader.server.server.maxConnections).to.equal(7);
+    const replica = await startReplica('http://127.0.0.1:9', { MAX_CONNECTIONS: '9' });
+    expect(replica.server.server.maxConnections).to.equal(9);
+    expect(loadReplicaConfig({ REPLICA_TOKEN: 'r'.repeat(16) }).maxConnections).to.equal(4096);
+    for (const bad of ['0', 'many', '-1']) {
+      expect(() => loadReplicaConfig({ REPLICA_TOKEN: 'r'.repeat(16), MAX_CONNECTIONS: bad })).to.throw(
+        /^MAX_CONNECTIONS/,
+      );
+    }
+  });
+});

@@ -533,6 +533,44 @@ describe('replica/read-server: the raw fast path for reads', () => {
     expect(await answered()).to.equal(count);
   });
 
+  it('refuses connections past MAX_CONNECTIONS at once, and keeps serving the ones it holds', async () => {
+    const { server } = await readServer(memorySnapshot(IDS), {
+      transport: 'fast',
+      limits: { maxConnections: 3 },
+    });
+    const held: RawConnection[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await RawConnection.open(server.port);
+      c.send(get('/promotions/a'));
+      expect((await c.next()).status).to.equal(200);
+      held.push(c);
+    }
+    // The kernel completes the handshake; node:http closes the connection as soon as it is accepted, unanswered.
+    const refused = await RawConnection.open(server.port);
+    refused.send(get('/promotions/a'));
+    await refused.waitClosed(5000);
+    expect(await refused.next(100).catch((err: Error) => err.message)).to.equal(
+      'connection closed; unparsed: ""',
+    );
+    for (const c of held) {
+      c.send(get('/promotions/b'));
+      expect((await c.next()).status).to.equal(200);
+    }
+    // Once one goes, a new connection is served.
+    held[0].socket.destroy();
+    await waitFor(
+      () =>
+        new Promise<true | undefined>((resolve) =>
+          server.server.getConnections((_err, n) => resolve(n < 3 ? true : undefined)),
+        ),
+      5000,
+      'the server to let the connection go',
+    );
+    const later = await RawConnection.open(server.port);
+    later.send(get('/promotions/c'));
+    expect((await later.next()).status).to.equal(200);
+  });
+
   it('on close, ends idle connections at once and lets a read in progress finish', async () => {
     const held = heldSnapshot();
     const { server } = await readServer(held.snapshot, { transport: 'fast' });
