@@ -16,7 +16,7 @@
 import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from '../lib/cli.js';
 import { ROOT } from '../lib/processes.js';
 import { parsePositive } from './lib/args.js';
 import { procCpuSeconds } from './lib/proc.js';
@@ -30,7 +30,7 @@ const HELP = `Usage: node --import tsx scripts/bench/drip.ts [options]
   --head-bytes N     bytes of each request head (default 4000; under MAX_HEADER_BYTES)
   --interval-ms N    milliseconds between two bytes on one connection (default 1)
   --rounds N         rounds per server, alternating (default 3)
-  --help             this text`;
+  --help, -h         this text`;
 
 const SERVER_CPU = 0;
 const DRIP_CPU = 1;
@@ -110,19 +110,17 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      connections: { type: 'string', default: '30' },
-      'head-bytes': { type: 'string', default: '4000' },
-      'interval-ms': { type: 'string', default: '1' },
-      rounds: { type: 'string', default: '3' },
-      help: { type: 'boolean', default: false },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        connections: { type: 'string', default: '30' },
+        'head-bytes': { type: 'string', default: '4000' },
+        'interval-ms': { type: 'string', default: '1' },
+        rounds: { type: 'string', default: '3' },
+      },
     },
-  });
-  if (values.help) {
-    process.stdout.write(`${HELP}\n`);
-    return;
-  }
+    HELP,
+  );
   const connections = parsePositive('--connections', values.connections);
   const headBytes = parsePositive('--head-bytes', values['head-bytes']);
   const intervalMs = parsePositive('--interval-ms', values['interval-ms']);
