@@ -43,7 +43,7 @@ import {
 import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
 import { wrkRandomIdsScript } from './lib/wrk-script.js';
-import { best, type LoadSettings, median, pinnedNode, SERVER_CPU, type WrkRun, wrk } from './wrk.js';
+import { best, type LoadSettings, median, SERVER_CPU, type WrkRun, wrk } from './wrk.js';
 
 const GOAL_UNIFORM = 0.8;
 const GOAL_ZIPF = 0.9;
@@ -52,8 +52,16 @@ const GOAL_ELD_MS = 10;
 const GOAL_READS_PER_LOOKUP = 1.2;
 const DROP_CACHES = '/proc/sys/vm/drop_caches';
 
+/**
+ * lib.ts's uniform script with another seed: each round draws its own sequence (memory and disk the same one), so
+ * a disk replica's cache is not handed the ids of the runs before.
+ */
+function wrkUniformScript(idsPath: string, seed: number): string {
+  return wrkRandomIdsScript(idsPath).replace('math.randomseed(42)', `math.randomseed(${seed})`);
+}
+
 /** A wrk script drawing ranks from a Zipfian distribution over the ids file (YCSB's ZipfianGenerator). */
-function wrkZipfScript(idsPath: string, theta: number): string {
+function wrkZipfScript(idsPath: string, theta: number, seed: number): string {
   return `
 local ids_path = ${JSON.stringify(idsPath)}
 local theta = ${theta}
@@ -72,7 +80,7 @@ function init(args)
   alpha = 1 / (1 - theta)
   eta = (1 - (2 / n) ^ (1 - theta)) / (1 - zeta2 / zetan)
   half = 1 + 0.5 ^ theta
-  math.randomseed(42)
+  math.randomseed(${seed})
 end
 
 function request()
@@ -86,6 +94,17 @@ function request()
   return reqs[rank + 1]
 end
 ${wrkRandomIdsScript(idsPath).slice(wrkRandomIdsScript(idsPath).indexOf('function done'))}`;
+}
+
+/** A memory-mode run, with the replica's event-loop delay (the machine's share of the disk figure). */
+async function memoryRun(
+  p: ListeningProcess,
+  script: string,
+  seconds: number,
+  load: LoadSettings,
+): Promise<DiskRun> {
+  const { result, maxMs } = await eldDuring(p, () => wrk('memory', p, script, seconds, load));
+  return { ...result, eldMaxMs: maxMs, cacheHitRatio: 0, readsPerLookup: 0 };
 }
 
 /** The worst event-loop delay the probe reported while `run` ran. */
@@ -202,13 +221,9 @@ async function main(): Promise<void> {
     throw new Error(
       `the leader refused the file (${up.status}): ${JSON.stringify(up.body)}${lastLines(leader.lines)}`,
     );
-  const memory = await pinnedNode(
-    'replica/main.ts',
-    [],
-    replicaEnv(join(dir, 'memory'), leader.url, { SERVE_MODE: 'memory' }),
-  );
   const probe = pathToFileURL(join(ROOT, 'scripts', 'bench', 'eld-probe.ts')).href;
-  const diskReplica = (name: string, env: Record<string, string>) =>
+  /** A replica pinned to SERVER_CPU with the event-loop delay probe preloaded. */
+  const replica = (name: string, env: Record<string, string>) =>
     spawnListening(
       'taskset',
       [
@@ -221,8 +236,11 @@ async function main(): Promise<void> {
         probe,
         join(ROOT, 'replica', 'main.ts'),
       ],
-      replicaEnv(join(dir, name), leader.url, { SERVE_MODE: 'disk', ...env }),
+      replicaEnv(join(dir, name), leader.url, env),
     );
+  const memory = await replica('memory', { SERVE_MODE: 'memory' });
+  const diskReplica = (name: string, env: Record<string, string>) =>
+    replica(name, { SERVE_MODE: 'disk', ...env });
   const disk = await diskReplica('disk', diskEnv);
   // The same with no cache: what disk mode does when the cache cannot help (keys spread over more ids than it holds).
   const bare = await diskReplica('disk-no-cache', { ...diskEnv, DISK_CACHE_BYTES: '0' });
@@ -250,29 +268,35 @@ async function main(): Promise<void> {
   const ids = await sampleIds(csv, idCount, rows);
   const idsPath = join(dir, 'ids.txt');
   await writeFile(idsPath, `${ids.join('\n')}\n`);
-  const scripts: Record<string, string> = {
-    uniform: join(dir, 'uniform.lua'),
-    zipf: join(dir, 'zipf.lua'),
+  /** The wrk script of workload `w` for round `round` (0 is the warm-up, -1 the cold run). */
+  const scriptFor = async (w: string, round: number): Promise<string> => {
+    const path = join(dir, `${w}-${round + 1}.lua`);
+    const seed = 42 + round;
+    if (w === 'uniform') await writeFile(path, wrkUniformScript(idsPath, seed));
+    else if (w === 'zipf') await writeFile(path, wrkZipfScript(idsPath, theta, seed));
+    else throw new Error(`--workloads: unknown workload "${w}"`);
+    return path;
   };
-  await writeFile(scripts.uniform, wrkRandomIdsScript(idsPath));
-  await writeFile(scripts.zipf, wrkZipfScript(idsPath, theta));
   log(
     `memory ${memory.url}, disk ${disk.url} (${JSON.stringify(diskEnv)}); ${ids.length} ids of ${rows} rows`,
   );
 
-  const results: Record<string, { memory: WrkRun[]; disk: DiskRun[]; noCache: DiskRun[] }> = {};
+  const results: Record<string, { memory: DiskRun[]; disk: DiskRun[]; noCache: DiskRun[] }> = {};
   for (const w of workloads) {
-    const script = scripts[w];
-    if (script === undefined) throw new Error(`--workloads: unknown workload "${w}"`);
+    const script = await scriptFor(w, 0);
     if (warmupS > 0) {
-      await wrk('memory', memory, script, warmupS, load);
+      await memoryRun(memory, script, warmupS, load);
       await diskRun(disk, script, warmupS, load);
       await diskRun(bare, script, warmupS, load);
     }
-    const r = { memory: [] as WrkRun[], disk: [] as DiskRun[], noCache: [] as DiskRun[] };
+    const r = { memory: [] as DiskRun[], disk: [] as DiskRun[], noCache: [] as DiskRun[] };
     for (let i = 0; i < rounds; i++) {
-      const m = await wrk('memory', memory, script, seconds, load);
-      log(`  ${w} memory #${i + 1}: ${m.requestsPerS} req/s, p99 ${ms(m.latencyUs.p99)} ms`);
+      const script = await scriptFor(w, i + 1);
+      const m = await memoryRun(memory, script, seconds, load);
+      log(
+        `  ${w} memory #${i + 1}: ${m.requestsPerS} req/s, p99 ${ms(m.latencyUs.p99)} ms, ` +
+          `ELD max ${m.eldMaxMs} ms, core share ${m.serverCoreShare}`,
+      );
       r.memory.push(m);
       for (const [name, p, list] of [
         ['disk', disk, r.disk],
@@ -296,7 +320,7 @@ async function main(): Promise<void> {
     try {
       await drop();
       let timer: NodeJS.Timeout | undefined;
-      const run = await diskRun(bare, scripts.uniform, coldS, load, () => {
+      const run = await diskRun(bare, await scriptFor('uniform', -2), coldS, load, () => {
         timer = setInterval(() => void drop().catch(() => undefined), 1000);
       });
       clearInterval(timer);
@@ -337,7 +361,15 @@ async function main(): Promise<void> {
         3,
       );
       const p99Ratio = round(d.latencyUs.p99 / m.latencyUs.p99, 2);
+      // Memory CPU per request over disk's (medians): the throughput ratio if both had a core to themselves. On a
+      // shared core the scheduler shares time per thread, and disk mode has more threads, so req/s can mislead.
+      const cpuRatio = round(
+        median(r.memory.map((x) => x.serverCpuUsPerRequest)) /
+          median(runs.map((x) => x.serverCpuUsPerRequest)),
+        3,
+      );
       const eld = Math.max(...runs.map((x) => x.eldMaxMs));
+      const memoryEld = Math.max(...r.memory.map((x) => x.eldMaxMs));
       const goal = w === 'zipf' ? GOAL_ZIPF : GOAL_UNIFORM;
       table.push([
         w,
@@ -346,16 +378,27 @@ async function main(): Promise<void> {
         d.requestsPerS,
         ratio,
         medianRatio,
+        cpuRatio,
         `${ms(m.latencyUs.p99)} / ${ms(d.latencyUs.p99)}`,
         p99Ratio,
         `${m.serverCpuUsPerRequest} / ${d.serverCpuUsPerRequest}`,
         `${m.serverCoreShare} / ${d.serverCoreShare}`,
         d.cacheHitRatio,
         d.readsPerLookup,
-        eld,
+        `${memoryEld} / ${eld}`,
         `>= ${goal}: ${verdict(ratio >= goal)}; p99 ${verdict(p99Ratio <= GOAL_P99)}; ELD ${verdict(eld < GOAL_ELD_MS)}`,
       ]);
-      summary[`${w}, ${name}`] = { ratio, medianRatio, p99Ratio, eldMaxMs: eld, memory: m, disk: d, runs };
+      summary[`${w}, ${name}`] = {
+        ratio,
+        medianRatio,
+        cpuRatio,
+        p99Ratio,
+        eldMaxMs: eld,
+        memoryEldMaxMs: memoryEld,
+        memory: m,
+        disk: d,
+        runs,
+      };
     }
     summary[`${w}, memory runs`] = r.memory;
   }
@@ -367,13 +410,14 @@ async function main(): Promise<void> {
       'disk req/s',
       'ratio',
       'median ratio',
+      'CPU ratio',
       'p99 ms mem / disk',
       'p99 ratio',
       'CPU us/req mem / disk',
       'core share mem / disk',
       'cache hits',
       'reads/lookup',
-      'disk ELD max ms',
+      'ELD max ms mem / disk',
       'goals',
     ],
     table,
