@@ -82,10 +82,12 @@ export class DiskSnapshot implements LoadedSnapshot {
     options: DiskOptions,
     span: PartitionSpan = { first: 0, end: partitions.length },
   ): Promise<DiskSnapshot> {
-    options.pool.start();
+    const started = options.pool.start();
     const fits = options.slotBudgetBytes > 0 && slotIndexBytes(partitions, span) <= options.slotBudgetBytes;
     const slots = fits ? await SlotIndex.load(handle, partitions, span) : undefined;
     const cache = options.cacheBytes > 0 ? new RecordCache(options.cacheBytes) : undefined;
+    // Served only once the workers run: the first reads do not wait for threads to boot.
+    await started;
     return new DiskSnapshot(header, partitions, handle, options.pool, slots, cache, span);
   }
 

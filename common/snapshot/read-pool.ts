@@ -53,6 +53,8 @@ interface Request {
 /** One worker and its channel; `batch` is the batch it holds, if any. */
 interface Lane {
   readonly worker: Worker;
+  /** Settles once the worker waits for batches (or has died trying). */
+  readonly online: Promise<void>;
   readonly ch: ReadChannel;
   seq: number;
   batch: Request[] | undefined;
@@ -143,9 +145,13 @@ export class DiskReadPool {
     }
   }
 
-  /** Starts the workers now, so that the first reads do not wait for a thread to boot. */
-  start(): void {
+  /**
+   * Starts the workers now, so that the first reads do not wait for a thread to boot; resolves once every worker
+   * runs (or has died trying: its reads then go to its replacement).
+   */
+  async start(): Promise<void> {
     while (!this.closed && this.lanes.length < this.size) this.startLane();
+    await Promise.all(this.lanes.map((l) => l.online));
   }
 
   /** The workers' threads, for tests that kill one. */
@@ -171,7 +177,11 @@ export class DiskReadPool {
   private startLane(): Lane {
     const ch = newChannel(BATCH_CAPACITY);
     const worker = startWorker({ shared: ch.shared, capacity: ch.capacity });
-    const lane: Lane = { worker, ch, seq: 0, batch: undefined, dead: false };
+    const online = new Promise<void>((resolve) => {
+      worker.once('message', () => resolve());
+      worker.once('exit', () => resolve());
+    });
+    const lane: Lane = { worker, online, ch, seq: 0, batch: undefined, dead: false };
     let failure: Error | undefined;
     worker.on('error', (err) => {
       failure = err;
@@ -201,6 +211,8 @@ export class DiskReadPool {
       q[o + REQ.end] = r.end;
     }
     lane.batch = batch;
+    // A batch in flight keeps the process alive (an idle worker does not): Atomics.waitAsync alone does not.
+    lane.worker.ref();
     const seq = ++lane.seq;
     const ctl = lane.ch.ctl;
     Atomics.store(ctl, CTL.count, n);
@@ -225,6 +237,7 @@ export class DiskReadPool {
       return;
     }
     lane.batch = undefined;
+    lane.worker.unref();
     const preads = Atomics.load(ctl, CTL.reads);
     this.requests += batch.length;
     this.preads += preads;

@@ -7,7 +7,7 @@
  * which closes one only after every lookup that uses it has been answered.
  */
 import { readSync } from 'node:fs';
-import { workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { EMPTY_SLOT, SLOT_BYTES } from './format.js';
 import {
   CTL,
@@ -68,6 +68,9 @@ function serve(i: number): void {
   }
   ch.results[r + RES.length] = preadFully(fd, ch.out, i * OUT_BYTES, length, position);
 }
+
+// Tells the pool that this thread runs and waits for batches (read-pool.ts `start`).
+parentPort?.postMessage('ready');
 
 for (let seen = 0; ; ) {
   Atomics.wait(ch.ctl, CTL.requestSeq, seen);

@@ -50,7 +50,7 @@ async function child(
   const size = (await h.stat()).size;
   const fd = h.fd;
   const pool = mode.startsWith('pool') ? sharedReadPool(Number(mode.slice(4))) : undefined;
-  pool?.start();
+  await pool?.start();
   const until = performance.now() + seconds * 1000;
   let done = 0;
   let sawUring = false;
