@@ -178,7 +178,11 @@ export class DiskReadPool {
     const ch = newChannel(BATCH_CAPACITY);
     const worker = startWorker({ shared: ch.shared, capacity: ch.capacity });
     const online = new Promise<void>((resolve) => {
-      worker.once('message', () => resolve());
+      worker.once('message', () => {
+        // Ready and idle, it waits in Atomics.wait and keeps nothing alive: the process may exit around it.
+        if (lane.batch === undefined) worker.unref();
+        resolve();
+      });
       worker.once('exit', () => resolve());
     });
     const lane: Lane = { worker, online, ch, seq: 0, batch: undefined, dead: false };
@@ -189,8 +193,6 @@ export class DiskReadPool {
     worker.on('exit', (code) =>
       this.lost(lane, failure ?? new Error(`disk read worker exited with ${code}`)),
     );
-    // An idle worker waits in Atomics.wait and keeps nothing alive: the process may exit around it.
-    worker.unref();
     this.lanes.push(lane);
     return lane;
   }
