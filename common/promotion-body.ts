@@ -5,34 +5,12 @@
  */
 import { DAYS_0000_TO_1970 } from './calendar.js';
 
-const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => (i < 10 ? `0${i}` : `${i}`));
-
-/** Year, month and day of the date `z` days after 1970-01-01 (H. Hinnant's civil_from_days). */
-function civilFromDays(z: number): [number, number, number] {
-  z += 719468;
-  const era = Math.floor(z / 146097);
-  const doe = z - era * 146097;
-  const yoe = Math.floor(
-    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365,
-  );
-  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
-  const mp = Math.floor((5 * doy + 2) / 153);
-  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
-  const m = mp < 10 ? mp + 3 : mp - 9;
-  return [yoe + era * 400 + (m <= 2 ? 1 : 0), m, d];
-}
+const clockText = Buffer.allocUnsafe(19);
 
 /** `YYYY-MM-DD HH:MM:SS` for seconds since 0000-01-01 00:00:00. */
 export function formatExpiration(seconds: number): string {
-  const days = Math.floor(seconds / 86400);
-  let rest = seconds - days * 86400;
-  const [y, m, d] = civilFromDays(days - DAYS_0000_TO_1970);
-  const h = Math.floor(rest / 3600);
-  rest -= h * 3600;
-  const mi = Math.floor(rest / 60);
-  const s = rest - mi * 60;
-  const yyyy = y < 1000 ? String(y).padStart(4, '0') : String(y);
-  return `${yyyy}-${TWO_DIGITS[m]}-${TWO_DIGITS[d]} ${TWO_DIGITS[h]}:${TWO_DIGITS[mi]}:${TWO_DIGITS[s]}`;
+  writeExpiration(seconds, clockText, 0);
+  return clockText.toString('latin1');
 }
 
 /**
@@ -41,7 +19,7 @@ export function formatExpiration(seconds: number): string {
 export function writeExpiration(seconds: number, buf: Uint8Array, off: number): number {
   const days = Math.floor(seconds / 86400);
   let rest = seconds - days * 86400;
-  // civilFromDays, inline: no array per call.
+  // H. Hinnant's civil_from_days, inline: no array per call.
   const z = days - DAYS_0000_TO_1970 + 719468;
   const era = Math.floor(z / 146097);
   const doe = z - era * 146097;
