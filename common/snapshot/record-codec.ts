@@ -19,30 +19,47 @@ for (let i = 0; i < 6; i++) HEX[97 + i] = 10 + i;
 const UUID_POS = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 
 /**
- * Writes the 16 bytes of `id` at `off` when it is a canonical UUID and returns true; otherwise returns false
- * (the bytes written so far are overwritten by the caller). One pass: checks and converts together.
+ * Writes the 16 bytes of the canonical UUID at `src[at, at + 36)` to `dst[off, off + 16)` and returns true; false
+ * when the text is not a canonical UUID (the bytes written so far are then garbage). One pass: checks and converts
+ * together. The one UUID decoder: the ingest's byte route calls it on the file's bytes, encodeRecord on a string's.
  */
-function writeUuid(id: string, buf: Buffer, off: number): boolean {
-  if (id.length !== 36) return false;
-  if (
-    id.charCodeAt(8) !== 45 ||
-    id.charCodeAt(13) !== 45 ||
-    id.charCodeAt(18) !== 45 ||
-    id.charCodeAt(23) !== 45
-  ) {
-    return false;
-  }
+function uuidFromAscii(src: Uint8Array, at: number, dst: Uint8Array, off: number): boolean {
+  if (src[at + 8] !== 45 || src[at + 13] !== 45 || src[at + 18] !== 45 || src[at + 23] !== 45) return false;
   for (let i = 0; i < 16; i++) {
-    const c = UUID_POS[i];
-    const hi = id.charCodeAt(c);
-    const lo = id.charCodeAt(c + 1);
+    const c = at + UUID_POS[i];
+    const hi = src[c];
+    const lo = src[c + 1];
     if (hi >= 128 || lo >= 128) return false;
     const h = HEX[hi];
     const l = HEX[lo];
     if (h < 0 || l < 0) return false;
-    buf[off + i] = (h << 4) | l;
+    dst[off + i] = (h << 4) | l;
   }
   return true;
+}
+
+const idScratch = new Uint8Array(36);
+
+/** uuidFromAscii of a string id (its characters copied as bytes; a non-ASCII one is no UUID). */
+function writeUuid(id: string, buf: Uint8Array, off: number): boolean {
+  if (id.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const c = id.charCodeAt(i);
+    if (c >= 128) return false;
+    idScratch[i] = c;
+  }
+  return uuidFromAscii(idScratch, 0, buf, off);
+}
+
+/** Writes the record's last field, the expiration's 5 bytes (u40 little-endian), at `at`; returns the end. */
+function writeExpiresAt(buf: Uint8Array, at: number, t: number): number {
+  const low = t % 4294967296;
+  buf[at] = low & 0xff;
+  buf[at + 1] = (low >>> 8) & 0xff;
+  buf[at + 2] = (low >>> 16) & 0xff;
+  buf[at + 3] = low >>> 24;
+  buf[at + 4] = Math.floor(t / 4294967296);
+  return at + 5;
 }
 
 /**
@@ -60,30 +77,12 @@ export function encodeUuidRecordBytes(
   buf: Uint8Array,
   off: number,
 ): number {
-  if (src[idAt + 8] !== 45 || src[idAt + 13] !== 45 || src[idAt + 18] !== 45 || src[idAt + 23] !== 45)
-    return -1;
-  for (let i = 0; i < 16; i++) {
-    const c = idAt + UUID_POS[i];
-    const hi = src[c];
-    const lo = src[c + 1];
-    if (hi >= 128 || lo >= 128) return -1;
-    const h = HEX[hi];
-    const l = HEX[lo];
-    if (h < 0 || l < 0) return -1;
-    buf[off + 1 + i] = (h << 4) | l;
-  }
+  if (!uuidFromAscii(src, idAt, buf, off + 1)) return -1;
   buf[off] = RECORD_KIND_UUID;
   let at = off + 17;
   buf[at++] = priceLen;
   for (let i = 0; i < priceLen; i++) buf[at + i] = src[priceAt + i];
-  at += priceLen;
-  const low = expiresAt % 4294967296;
-  buf[at] = low & 0xff;
-  buf[at + 1] = (low >>> 8) & 0xff;
-  buf[at + 2] = (low >>> 16) & 0xff;
-  buf[at + 3] = low >>> 24;
-  buf[at + 4] = Math.floor(expiresAt / 4294967296);
-  return at + 5;
+  return writeExpiresAt(buf, at + priceLen, expiresAt);
 }
 
 /** Writes an ASCII string byte by byte (short strings: cheaper than Buffer.write's call). */
@@ -105,14 +104,7 @@ export function encodeRecord(p: Promotion, buf: Buffer, off: number): number {
   }
   buf[off] = p.price.length;
   off = writeAscii(p.price, buf, off + 1);
-  const t = p.expiresAt;
-  const low = t % 4294967296;
-  buf[off] = low & 0xff;
-  buf[off + 1] = (low >>> 8) & 0xff;
-  buf[off + 2] = (low >>> 16) & 0xff;
-  buf[off + 3] = low >>> 24;
-  buf[off + 4] = Math.floor(t / 4294967296);
-  return off + 5;
+  return writeExpiresAt(buf, off, p.expiresAt);
 }
 
 /** Length in bytes of the id part of the record at `off`. */

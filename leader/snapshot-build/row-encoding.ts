@@ -24,9 +24,7 @@ export const MAX_ROW_BYTES = ROW_PREFIX + MAX_RECORD_BYTES;
  * so that the builder takes their output whole (`addEncoded`).
  */
 export function encodeRow(p: Promotion, buf: Buffer, off: number): number {
-  const h1 = keyHash1(p.id);
-  buf.writeUInt32LE(h1, off);
-  buf.writeUInt32LE(slotHash(h1), off + 4);
+  writeHashes(buf, off, keyHash1(p.id));
   return encodeRecord(p, buf, off + ROW_PREFIX) - off;
 }
 
@@ -46,7 +44,12 @@ export function encodeUuidRowBytes(
 ): number {
   const end = encodeUuidRecordBytes(src, idAt, priceAt, priceLen, expiresAt, buf, off + ROW_PREFIX);
   if (end < 0) return -1;
-  const h1 = keyHash1Bytes(src, idAt, 36);
+  writeHashes(buf, off, keyHash1Bytes(src, idAt, 36));
+  return end - off;
+}
+
+/** The row prefix: h1 and h2 (slotHash of h1), u32 little-endian, at `off`. */
+function writeHashes(buf: Uint8Array, off: number, h1: number): void {
   const h2 = slotHash(h1);
   buf[off] = h1 & 0xff;
   buf[off + 1] = (h1 >>> 8) & 0xff;
@@ -56,7 +59,6 @@ export function encodeUuidRowBytes(
   buf[off + 5] = (h2 >>> 8) & 0xff;
   buf[off + 6] = (h2 >>> 16) & 0xff;
   buf[off + 7] = h2 >>> 24;
-  return end - off;
 }
 
 /** Calls `fn` with the offset and length of each whole row of `buf`, in order. */
