@@ -13,6 +13,12 @@ export function formatExpiration(seconds: number): string {
   return clockText.toString('latin1');
 }
 
+/** Writes `v` (0-99) as two ASCII digits at `at`. */
+function twoDigits(buf: Uint8Array, at: number, v: number): void {
+  buf[at] = 48 + Math.floor(v / 10);
+  buf[at + 1] = 48 + (v % 10);
+}
+
 /**
  * Writes formatExpiration(seconds) as 19 ASCII bytes at `off` (no string is made); returns the offset after them.
  */
@@ -37,23 +43,17 @@ export function writeExpiration(seconds: number, buf: Uint8Array, off: number): 
   const s = rest - mi * 60;
   buf[off] = 48 + Math.floor(y / 1000);
   buf[off + 1] = 48 + (Math.floor(y / 100) % 10);
-  buf[off + 2] = 48 + (Math.floor(y / 10) % 10);
-  buf[off + 3] = 48 + (y % 10);
+  twoDigits(buf, off + 2, y % 100);
   buf[off + 4] = 45;
-  buf[off + 5] = 48 + Math.floor(m / 10);
-  buf[off + 6] = 48 + (m % 10);
+  twoDigits(buf, off + 5, m);
   buf[off + 7] = 45;
-  buf[off + 8] = 48 + Math.floor(d / 10);
-  buf[off + 9] = 48 + (d % 10);
+  twoDigits(buf, off + 8, d);
   buf[off + 10] = 32;
-  buf[off + 11] = 48 + Math.floor(h / 10);
-  buf[off + 12] = 48 + (h % 10);
+  twoDigits(buf, off + 11, h);
   buf[off + 13] = 58;
-  buf[off + 14] = 48 + Math.floor(mi / 10);
-  buf[off + 15] = 48 + (mi % 10);
+  twoDigits(buf, off + 14, mi);
   buf[off + 16] = 58;
-  buf[off + 17] = 48 + Math.floor(s / 10);
-  buf[off + 18] = 48 + (s % 10);
+  twoDigits(buf, off + 17, s);
   return off + 19;
 }
 
