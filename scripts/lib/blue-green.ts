@@ -229,8 +229,10 @@ export class BlueGreen {
     this.log(
       `namespace ${this.namespace}: service ${LIVE_SERVICE} selects ${live}${routers ? "'s routers" : ''}`,
     );
+    const routerPods = routers ? await this.pods(undefined, ROUTER_SELECTOR) : [];
     for (const colour of COLOURS) {
       const mine = pods.filter((p) => p.metadata.labels?.colour === colour);
+      const myRouters = routerPods.filter((p) => p.metadata.labels?.colour === colour);
       const own = (deployments.items ?? []).filter(
         (d) =>
           d.metadata.name === `replica-${colour}` || d.metadata.name.startsWith(`replica-${colour}-shard-`),
@@ -246,7 +248,7 @@ export class BlueGreen {
       const shards = own.some((d) => d.metadata.name.includes('-shard-')) ? ` in ${own.length} shards` : '';
       const role = colour === live ? 'live' : 'idle';
       this.log(
-        `${colour} (${role}): ${mine.filter(isReady).length}/${mine.length} pods ready${shards}, image ${images.length === 0 ? 'no deployment' : images.join(', ')}`,
+        `${colour} (${role}): ${mine.filter(isReady).length}/${mine.length} pods ready${shards}, image ${images.length === 0 ? 'no deployment' : images.join(', ')}${routers ? `, routers ${myRouters.filter(isReady).length}/${myRouters.length} ready` : ''}`,
       );
     }
   }

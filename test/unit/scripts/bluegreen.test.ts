@@ -438,6 +438,41 @@ describe('scripts/bluegreen.ts', () => {
       expect(res.stdout).to.include('2 pods ready and current in 2 shards');
     });
 
+    it("status: shows each colour's shards and routers", () => {
+      const res = run(
+        ['-n', NS, 'status'],
+        [
+          routersLive('blue'),
+          {
+            when: 'component=router',
+            stdout: podList(pod('router-blue-a', 'blue', true), pod('router-green-a', 'green', false)),
+          },
+          {
+            when: 'get pods',
+            stdout: podList(
+              pod('replica-blue-shard-0-a', 'blue', true),
+              pod('replica-blue-shard-1-a', 'blue', true),
+            ),
+          },
+          {
+            when: 'get deployments',
+            stdout: {
+              items: [0, 1].map((k) => ({
+                metadata: { name: `replica-blue-shard-${k}` },
+                spec: { template: { spec: { containers: [{ name: 'replica', image: 'promotions:4' }] } } },
+              })),
+            },
+          },
+        ],
+      );
+      expect(res.code, res.stderr).to.equal(0);
+      expect(res.stdout).to.include("service replicas selects blue's routers");
+      expect(res.stdout).to.include(
+        'blue (live): 2/2 pods ready in 2 shards, image promotions:4, routers 1/1 ready',
+      );
+      expect(res.stdout).to.include('green (idle): 0/0 pods ready, image no deployment, routers 0/1 ready');
+    });
+
     it('reads a shard as "k/S", {index, count} or null, and refuses anything else', () => {
       expect(parseReportedShard('1/4')).to.include({ index: 1, count: 4 });
       expect(parseReportedShard({ index: 0, count: 2 })).to.include({ index: 0, count: 2 });
