@@ -18,9 +18,12 @@ import { ensureNjs, NJS_BINARY, ROUTER_DIR } from '../../../scripts/lib/nginx.js
 
 interface ShardModule {
   keyHash1(id: string): number;
+  batchIds(query: string): string[] | undefined;
+  shardOfBatch(query: string, bits: number): string;
+  shardOfHint(value: string | undefined, bits: number): string;
   idFromUri(uri: string): string | undefined;
   shardOfUri(uri: string, bits: number): number;
-  shard(r: { variables: Record<string, string | undefined> }): string;
+  shard(r: { variables: Record<string, string | undefined>; headersIn?: Record<string, string> }): string;
 }
 
 /** A deterministic generator (mulberry32), so a failure names ids that reproduce. */
@@ -68,8 +71,32 @@ function cases(): { id: string; path: string }[] {
   return out;
 }
 
+/** Batch queries as clients send them (URLSearchParams: `+` for a space), with the shard they must route to. */
+function batchCases(): { query: string; want: (bits: number) => string }[] {
+  const next = random(7);
+  const ids = cases().map((c) => c.id);
+  const out: { query: string; want: (bits: number) => string }[] = [];
+  for (let i = 0; i < 1000; i++) {
+    const n = 1 + Math.floor(next() * 4);
+    const batch = Array.from({ length: n }, () => ids[Math.floor(next() * ids.length)]);
+    // Half the batches repeat one id (one shard whatever S), the others mix.
+    const chosen = i % 2 === 0 ? batch.map(() => batch[0]) : batch;
+    const query = new URLSearchParams(chosen.map((id) => ['id', id])).toString();
+    out.push({
+      query,
+      want: (bits) => {
+        if (bits === 0) return '0';
+        const shards = new Set(chosen.map((id) => keyHash1(id) >>> (32 - bits)));
+        return shards.size === 1 ? String([...shards][0]) : 'mixed';
+      },
+    });
+  }
+  return out;
+}
+
 describe('router shard function (k8s/router/shard.js)', () => {
   const all = cases();
+  const batches = batchCases();
   let shard: ShardModule;
 
   before(async () => {
@@ -93,6 +120,36 @@ describe('router shard function (k8s/router/shard.js)', () => {
       }
     }
     expect(wrong.slice(0, 5)).to.deep.equal([]);
+  });
+
+  it('in node, routes a batch to the shard its ids share, "mixed" when they are in several', () => {
+    const wrong: string[] = [];
+    for (const { query, want } of batches) {
+      for (const bits of [0, 1, 2, 6]) {
+        const got = shard.shardOfBatch(query, bits);
+        if (got !== want(bits)) wrong.push(`${query} bits ${bits}: ${got} != ${want(bits)}`);
+      }
+    }
+    expect(wrong.slice(0, 5)).to.deep.equal([]);
+    expect(batches.filter((b) => b.want(6) === 'mixed').length).to.be.greaterThan(300);
+    expect(shard.batchIds('id=a+b&id=c%2Bd&id=%zz&id=%01')).to.deep.equal(['a b', 'c+d']);
+    expect(shard.shardOfBatch('id=a&other=1', 6), 'the replica refuses it: any shard').to.equal('0');
+    expect(shard.shardOfBatch('', 6)).to.equal('0');
+    expect(
+      shard.shard({ variables: { request_uri: '/promotions?id=abc', promotions_shard_bits: '2' } }),
+    ).to.equal(String(keyHash1('abc') >>> 30));
+  });
+
+  it('routes a POST batch to the shard the client names, "unsaid" when it names none of S', () => {
+    const post = (value: string | undefined) =>
+      shard.shard({
+        variables: { request_uri: '/promotions:batchGet', promotions_shard_bits: '2' },
+        headersIn: value === undefined ? {} : { 'X-Promotions-Shard': value },
+      });
+    expect(post('3')).to.equal('3');
+    expect(post('0')).to.equal('0');
+    for (const bad of ['4', '-1', '1.0', 'x', '', undefined])
+      expect(post(bad), String(bad)).to.equal('unsaid');
   });
 
   it('sends what holds no valid id to shard 0 (its replica answers it) and refuses bad shard bits', () => {
@@ -152,6 +209,29 @@ describe('router shard function (k8s/router/shard.js)', () => {
         })
         .filter((w) => w !== '');
       expect(wrong.slice(0, 5)).to.deep.equal([]);
+    });
+
+    it('routes batches as node does: the shared shard or "mixed", and POST hints', async () => {
+      await writeFile(join(dir, 'batches.json'), JSON.stringify(batches.map((b) => b.query)));
+      await writeFile(
+        join(dir, 'batches.mjs'),
+        [
+          "import shard from 'shard.js';",
+          "import fs from 'fs';",
+          `const queries = JSON.parse(fs.readFileSync(${JSON.stringify(join(dir, 'batches.json'))}, 'utf8'));`,
+          'queries.forEach((q) => console.log(JSON.stringify([shard.shardOfBatch(q, 1), shard.shardOfBatch(q, 6)])));',
+          "console.log(JSON.stringify(['3', '4', 'x'].map((h) => shard.shardOfHint(h, 2))));",
+        ].join('\n'),
+      );
+      const { stdout } = await promisify(execFile)(NJS_BINARY, ['-p', ROUTER_DIR, join(dir, 'batches.mjs')], {
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      const lines = stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as string[]);
+      expect(lines.pop()).to.deep.equal(['3', 'unsaid', 'unsaid']);
+      expect(lines).to.deep.equal(batches.map((b) => [b.want(1), b.want(6)]));
     });
   });
 });

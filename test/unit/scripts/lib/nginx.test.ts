@@ -51,9 +51,21 @@ async function fakeReplica(name: string, behaviour: 'ok' | 'cut' | 421 | 503 = '
       (req.socket as Socket).destroy();
       return;
     }
-    const status = behaviour === 'ok' ? 200 : behaviour;
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(status === 200 ? { server: name, url: req.url } : { error: `FAKE_${status}` }));
+    let body = 0;
+    req.on('data', (c: Buffer) => {
+      body += c.length;
+    });
+    req.on('end', () => {
+      const status = behaviour === 'ok' ? 200 : behaviour;
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify(
+          status === 200
+            ? { server: name, url: req.url, method: req.method, body }
+            : { error: `FAKE_${status}` },
+        ),
+      );
+    });
   });
   await new Promise<void>((resolve) => fake.server.listen(0, '127.0.0.1', resolve));
   (fake as { address: string }).address = `127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
@@ -139,7 +151,7 @@ describe('nginx router on loopback (scripts/lib/nginx.ts)', function () {
       const r = await fetch(`${router.url}${path}`);
       expect(r.status, path).to.equal(200);
       expect(r.headers.get('x-promotions-shard')).to.equal(String(k));
-      expect(await r.json()).to.deep.equal({ server: `s${k}`, url: path });
+      expect(await r.json()).to.deep.equal({ server: `s${k}`, url: path, method: 'GET', body: 0 });
       sent[k].push(path);
     }
     for (const [k, f] of shards.entries()) {
@@ -219,6 +231,49 @@ describe('nginx router on loopback (scripts/lib/nginx.ts)', function () {
     });
     expect(misdirected.seen.length + twin0.seen.length).to.equal(1);
     expect(busy.seen.length + twin1.seen.length).to.equal(1);
+  });
+
+  it('routes a batch to the shard its ids share, refuses one of several shards, and a POST by its X-Promotions-Shard', async () => {
+    const shards = await Promise.all(['s0', 's1'].map((n) => fakeReplica(n)));
+    fakes.push(...shards);
+    const router = await start(
+      shards.map((f) => [f]),
+      1,
+    );
+    const [a, b] = idsOf(1, 1, 2);
+    const [c] = idsOf(0, 1, 1);
+    const one = `/promotions?id=${a}&id=${b}`;
+    const r1 = await fetch(`${router.url}${one}`);
+    expect(r1.status).to.equal(200);
+    expect(r1.headers.get('x-promotions-shard')).to.equal('1');
+    expect(await r1.json()).to.deep.equal({ server: 's1', url: one, method: 'GET', body: 0 });
+    const mixed = await fetch(`${router.url}/promotions?id=${a}&id=${c}`);
+    expect(mixed.status).to.equal(421);
+    expect(await mixed.json()).to.deep.include({ error: 'PROMOTION_WRONG_SHARD' });
+    const body = JSON.stringify({
+      ids: Array.from({ length: 1000 }, (_, i) => `${a}-${i}`.padEnd(120, 'x')),
+    });
+    const post = (headers: Record<string, string>) =>
+      fetch(`${router.url}/promotions:batchGet`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body,
+      });
+    const r2 = await post({ 'x-promotions-shard': '0' });
+    expect(r2.status).to.equal(200);
+    expect(await r2.json()).to.deep.equal({
+      server: 's0',
+      url: '/promotions:batchGet',
+      method: 'POST',
+      body: Buffer.byteLength(body),
+    });
+    for (const headers of [{}, { 'x-promotions-shard': '2' }] as Record<string, string>[]) {
+      const refused = await post(headers);
+      expect(refused.status, JSON.stringify(headers)).to.equal(421);
+      expect(await refused.json()).to.deep.include({ error: 'PROMOTION_WRONG_SHARD' });
+    }
+    expect(shards[0].seen).to.deep.equal(['/promotions:batchGet']);
+    expect(shards[1].seen).to.deep.equal([one]);
   });
 
   it('stop() ends nginx by its pid', async () => {
