@@ -177,27 +177,40 @@ describe('router shard function (k8s/router/shard.js)', () => {
       if (dir) await rm(dir, { recursive: true, force: true });
     });
 
-    it('gives the same h1 and shard as key-hash.ts, for every id and encoding', async () => {
-      await writeFile(join(dir, 'cases.json'), JSON.stringify(all.map((c) => `/promotions/${c.path}`)));
+    /**
+     * Runs `body` in njs with `shard` (shard.js) and `input` (the JSON `data`) in scope; each line it prints with
+     * `out(value)` comes back parsed. One line per value: njs's console.log cuts long lines.
+     */
+    async function inNjs(name: string, data: unknown, body: string[]): Promise<unknown[]> {
+      await writeFile(join(dir, `${name}.json`), JSON.stringify(data));
       await writeFile(
-        join(dir, 'run.mjs'),
+        join(dir, `${name}.mjs`),
         [
           "import shard from 'shard.js';",
           "import fs from 'fs';",
-          `const uris = JSON.parse(fs.readFileSync(${JSON.stringify(join(dir, 'cases.json'))}, 'utf8'));`,
-          'const out = uris.map((u) => { const id = shard.idFromUri(u);',
-          '  return [id === undefined ? null : shard.keyHash1(id), shard.shardOfUri(u, 1), shard.shardOfUri(u, 6)]; });',
-          // One line per id: njs's console.log cuts long lines.
-          'out.forEach((o) => console.log(JSON.stringify(o)));',
+          `const input = JSON.parse(fs.readFileSync(${JSON.stringify(join(dir, `${name}.json`))}, 'utf8'));`,
+          'const out = (v) => console.log(JSON.stringify(v));',
+          ...body,
         ].join('\n'),
       );
-      const { stdout } = await promisify(execFile)(NJS_BINARY, ['-p', ROUTER_DIR, join(dir, 'run.mjs')], {
+      const { stdout } = await promisify(execFile)(NJS_BINARY, ['-p', ROUTER_DIR, join(dir, `${name}.mjs`)], {
         maxBuffer: 16 * 1024 * 1024,
       });
-      const got = stdout
+      return stdout
         .trim()
         .split('\n')
-        .map((line) => JSON.parse(line) as [number | null, number, number]);
+        .map((line) => JSON.parse(line) as unknown);
+    }
+
+    it('gives the same h1 and shard as key-hash.ts, for every id and encoding', async () => {
+      const got = (await inNjs(
+        'ids',
+        all.map((c) => `/promotions/${c.path}`),
+        [
+          'input.forEach((u) => { const id = shard.idFromUri(u);',
+          '  out([id === undefined ? null : shard.keyHash1(id), shard.shardOfUri(u, 1), shard.shardOfUri(u, 6)]); });',
+        ],
+      )) as [number | null, number, number][];
       expect(got).to.have.length(all.length);
       const wrong = all
         .map(({ id, path }, i) => {
@@ -212,24 +225,14 @@ describe('router shard function (k8s/router/shard.js)', () => {
     });
 
     it('routes batches as node does: the shared shard or "mixed", and POST hints', async () => {
-      await writeFile(join(dir, 'batches.json'), JSON.stringify(batches.map((b) => b.query)));
-      await writeFile(
-        join(dir, 'batches.mjs'),
+      const lines = (await inNjs(
+        'batches',
+        batches.map((b) => b.query),
         [
-          "import shard from 'shard.js';",
-          "import fs from 'fs';",
-          `const queries = JSON.parse(fs.readFileSync(${JSON.stringify(join(dir, 'batches.json'))}, 'utf8'));`,
-          'queries.forEach((q) => console.log(JSON.stringify([shard.shardOfBatch(q, 1), shard.shardOfBatch(q, 6)])));',
-          "console.log(JSON.stringify(['3', '4', 'x'].map((h) => shard.shardOfHint(h, 2))));",
-        ].join('\n'),
-      );
-      const { stdout } = await promisify(execFile)(NJS_BINARY, ['-p', ROUTER_DIR, join(dir, 'batches.mjs')], {
-        maxBuffer: 16 * 1024 * 1024,
-      });
-      const lines = stdout
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line) as string[]);
+          'input.forEach((q) => out([shard.shardOfBatch(q, 1), shard.shardOfBatch(q, 6)]));',
+          "out(['3', '4', 'x'].map((h) => shard.shardOfHint(h, 2)));",
+        ],
+      )) as string[][];
       expect(lines.pop()).to.deep.equal(['3', 'unsaid', 'unsaid']);
       expect(lines).to.deep.equal(batches.map((b) => [b.want(1), b.want(6)]));
     });
