@@ -189,7 +189,7 @@ export const DEFAULTS = Object.freeze({
   pushTimeoutMs: 60_000,
   replicaExpiryMs: 600_000,
   ingestWorkers: Math.min(8, availableParallelism()),
-  ingestWarmUpRows: 50_000,
+  ingestWarmUpRows: 200_000,
   scrubBytesPerSecond: 8 * MiB,
   scrubIntervalMs: 3600_000,
   leaderUrl: 'http://127.0.0.1:8080',
