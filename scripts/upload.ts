@@ -14,6 +14,7 @@ import { request } from 'node:http';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import * as tus from 'tus-js-client';
+import { errorText } from '../common/error-text.js';
 import { headerUsage, parseCommandLine } from './lib/cli.js';
 
 export interface UploadResult {
@@ -70,6 +71,8 @@ export interface ResumableOptions {
   /** Bytes per PATCH; unset sends the rest of the file in one request (fastest). Tests make it small. */
   readonly chunkSize?: number;
   readonly onProgress?: (sent: number, total: number) => void;
+  /** Told of each retry: why the last try failed, which retry this is, and how long until it starts. */
+  readonly onRetry?: (reason: string, attempt: number, delayMs: number) => void;
   /** Called once with the upload, so that the caller can abort it (Ctrl-C). */
   readonly onStart?: (upload: tus.Upload, resumed: boolean) => void;
 }
@@ -105,9 +108,11 @@ export async function resumableUpload(o: ResumableOptions): Promise<UploadResult
         storeFingerprintForResuming: true,
         retryDelays: RETRY_DELAYS_MS,
         // A refusal of the file is final; anything else (no answer, 5xx, a busy lock) is worth another try.
-        onShouldRetry: (err) => {
+        onShouldRetry: (err, attempt) => {
           const status = err.originalResponse?.getStatus() ?? 0;
-          return status === 0 || status >= 500 || status === 423;
+          const retry = (status === 0 || status >= 500 || status === 423) && attempt < RETRY_DELAYS_MS.length;
+          if (retry) o.onRetry?.(retryReason(err, status), attempt + 1, RETRY_DELAYS_MS[attempt]);
+          return retry;
         },
         onProgress: o.onProgress,
         onSuccess: ({ lastResponse }) => {
@@ -158,6 +163,13 @@ export async function resumableUpload(o: ResumableOptions): Promise<UploadResult
   }
 }
 
+/** Why a try failed, for a person: the leader's status, or the network error under tus-js-client's wrapping. */
+function retryReason(err: Error, status: number): string {
+  if (status !== 0) return `the leader answered ${status}`;
+  const cause = (err as tus.DetailedError).causingError;
+  return errorText(cause ?? err);
+}
+
 const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 function human(bytes: number): string {
   let n = bytes;
@@ -173,6 +185,8 @@ function human(bytes: number): string {
 export class ProgressView {
   private readonly samples: [number, number][] = [];
   private lastLine = 0;
+  /** When `update` was last called (the ingest wait is measured from it). */
+  lastUpdate = 0;
 
   constructor(
     private readonly out: { write(s: string): unknown; isTTY?: boolean },
@@ -188,8 +202,23 @@ export class ProgressView {
     return t > t0 ? ((sent - s0) * 1000) / (t - t0) : 0;
   }
 
+  /**
+   * Says that every byte is on its way and the leader is ingesting, `waitedMs` after the last progress: the last
+   * PATCH is answered only once the ingest ends, and the bar would otherwise stand still short of 100%.
+   */
+  ingesting(waitedMs: number): void {
+    const text = `sent; the leader is ingesting (${Math.round(waitedMs / 1000)} s)`;
+    if (this.out.isTTY) {
+      this.out.write(`\r${text}\u001b[K`);
+    } else if (this.now() - this.lastLine >= this.everyMs) {
+      this.lastLine = this.now();
+      this.out.write(`upload: ${text}\n`);
+    }
+  }
+
   update(sent: number, total: number): void {
     const t = this.now();
+    this.lastUpdate = t;
     const rate = this.rate(t, sent);
     const pct = total > 0 ? (sent / total) * 100 : 100;
     const eta = rate > 0 ? `${Math.ceil((total - sent) / rate)} s` : '?';
@@ -229,6 +258,13 @@ async function main(): Promise<number> {
   }
   const [path] = positionals;
   const view = new ProgressView(process.stderr);
+  let sentShare = 0;
+  // Once most of the file is out and progress stops, the leader holds the last bytes while it ingests.
+  const watch = setInterval(() => {
+    const waited = performance.now() - view.lastUpdate;
+    if (sentShare >= 0.9 && waited >= 2000) view.ingesting(waited);
+  }, 1000);
+  watch.unref();
   let result: UploadResult;
   try {
     result = values.put
@@ -239,7 +275,14 @@ async function main(): Promise<number> {
           path,
           force: values.force,
           storagePath: values.state,
-          onProgress: (sent, total) => view.update(sent, total),
+          onProgress: (sent, total) => {
+            sentShare = total > 0 ? sent / total : 1;
+            view.update(sent, total);
+          },
+          onRetry: (reason, attempt, delayMs) =>
+            process.stderr.write(
+              `upload: ${reason}; retrying in ${delayMs / 1000} s (retry ${attempt} of ${RETRY_DELAYS_MS.length})\n`,
+            ),
           onStart: (upload, resumed) => {
             if (resumed) process.stderr.write('upload: resuming an earlier upload of this file\n');
             process.once('SIGINT', () => {
@@ -255,6 +298,8 @@ async function main(): Promise<number> {
     // The message names the request and its cause, never the token (the error object holds the headers).
     process.stderr.write(`upload: ${(err as Error).message}\n`);
     return 1;
+  } finally {
+    clearInterval(watch);
   }
   process.stdout.write(`${JSON.stringify(result.body, null, 2)}\n`);
   return result.status === 200 || result.status === 201 ? 0 : 1;

@@ -265,4 +265,63 @@ describe('scripts/upload', () => {
     lines.update(4, 4);
     expect(plain.map((l) => l.split(' ')[1])).to.deep.equal(['25.0%', '75.0%', '100.0%']);
   });
+
+  it('says it is retrying, and why, while the leader cannot be reached', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'a.csv');
+    await writeFile(file, csvOf([['a', '1', '2018-01-04 06:01:20']]));
+    // A port that was just free: nothing answers there.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const { port } = probe.address() as { port: number };
+    await new Promise<void>((r) => probe.close(() => r()));
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(ROOT, 'scripts', 'upload.ts'),
+        file,
+        '--leader',
+        `http://127.0.0.1:${port}`,
+        '--state',
+        join(dir, 's.json'),
+      ],
+      { env: { ...process.env, LEADER_TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    onCleanup(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    let stderr = '';
+    child.stderr?.on('data', (c: Buffer) => {
+      stderr += c;
+    });
+    const line = await waitFor(
+      () => stderr.split('\n').find((l) => l.includes('retrying in 1 s')),
+      30_000,
+      'a second retry notice',
+    );
+    expect(stderr).to.match(/^upload: .*ECONNREFUSED.*; retrying in 0 s \(retry 1 of 8\)$/m);
+    expect(line).to.match(/^upload: .*ECONNREFUSED.*; retrying in 1 s \(retry 2 of 8\)$/);
+  });
+
+  it('once the bytes are out, says the leader is ingesting, with the time waited', () => {
+    let t = 0;
+    const tty: string[] = [];
+    const bar = new ProgressView({ isTTY: true, write: (s: string) => tty.push(s) }, 5000, () => t);
+    bar.ingesting(12_400);
+    expect(tty).to.deep.equal(['\rsent; the leader is ingesting (12 s)\u001b[K']);
+    const plain: string[] = [];
+    const lines = new ProgressView({ write: (s: string) => plain.push(s) }, 5000, () => t);
+    t = 6000;
+    lines.ingesting(3000);
+    t = 8000;
+    lines.ingesting(5000);
+    t = 11_000;
+    lines.ingesting(8000);
+    expect(plain).to.deep.equal([
+      'upload: sent; the leader is ingesting (3 s)\n',
+      'upload: sent; the leader is ingesting (8 s)\n',
+    ]);
+  });
 });
