@@ -83,6 +83,14 @@ export interface ReplicaRegistryOptions {
   readonly expiryMs?: number;
   /** The clock, ms since the epoch; a fake in tests. */
   readonly now?: () => number;
+  /** Runs `fn` after `ms` (a notice's backoff) and returns what cancels it; a fake in tests. */
+  readonly setTimer?: (fn: () => void, ms: number) => () => void;
+}
+
+/** The real timer behind a notice's backoff. */
+function realTimer(fn: () => void, ms: number): () => void {
+  const timer = setTimeout(fn, ms);
+  return () => clearTimeout(timer);
 }
 
 type Source = 'config' | 'dns' | 'registered';
@@ -155,6 +163,7 @@ export class ReplicaRegistry {
   private expiryTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly now: () => number;
+  private readonly setTimer: (fn: () => void, ms: number) => () => void;
   /** Counts publishes, so that one whose DNS lookup ends after a later publish's does not overtake it. */
   private published = 0;
 
@@ -168,6 +177,7 @@ export class ReplicaRegistry {
     this.retry = { ...NOTICE_RETRY, ...options.retry };
     this.resolve = options.resolve;
     this.now = options.now ?? Date.now;
+    this.setTimer = options.setTimer ?? realTimer;
     for (const url of configured) this.entries.set(url, newEntry(url, 'config'));
   }
 
@@ -394,11 +404,11 @@ export class ReplicaRegistry {
       }
       const delay = this.backoffMs(c.attempts);
       c.state = 'waiting';
-      c.nextAttemptAt = new Date(Date.now() + delay);
+      c.nextAttemptAt = new Date(this.now() + delay);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
+        const cancel = this.setTimer(resolve, delay);
         c.wake = () => {
-          clearTimeout(timer);
+          cancel();
           resolve();
         };
       });

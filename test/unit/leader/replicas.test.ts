@@ -161,18 +161,29 @@ describe('leader/replicas: the registry and its notices', () => {
 
   it('stops retrying an older version once a newer one is published', async () => {
     const replica = await fakeReplica((v) => (v === 1 ? refusedFile : ok(v)));
-    const r = registry([replica.url], { retry: { baseDelayMs: 200, maxDelayMs: 200, maxAttempts: 20 } });
+    // Backoff timers that fire only when the test says, so that "no more retries" is checked, not waited for.
+    const timers = new Map<number, () => void>();
+    let id = 0;
+    const setTimer = (fn: () => void) => {
+      const key = ++id;
+      timers.set(key, fn);
+      return () => void timers.delete(key);
+    };
+    const r = registry([replica.url], {
+      retry: { baseDelayMs: 200, maxDelayMs: 200, maxAttempts: 20 },
+      setTimer,
+    });
     const first = r.notifyAll(manifest(1));
     await waitFor(
       () => (statusOf(r, replica.url).notice?.state === 'waiting' ? true : undefined),
       5000,
       'a retry',
     );
+    expect(timers.size).to.equal(1);
     await r.notifyAll(manifest(2));
     await first;
-    const afterPublish = replica.notices.length;
-    await new Promise((res) => setTimeout(res, 300));
-    expect(replica.notices.length).to.equal(afterPublish);
+    // The publish cancelled version 1's backoff: nothing is left to fire, so it can send no more.
+    expect(timers.size).to.equal(0);
     expect(replica.notices.at(-1)?.version).to.equal(2);
     expect(replica.notices.filter((n) => n.version === 1)).to.have.length(1);
     expect(statusOf(r, replica.url, 2)).to.deep.include({ version: 2, lastError: null });
