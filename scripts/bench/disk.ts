@@ -19,11 +19,11 @@
  * (`echo 1 > /proc/sys/vm/drop_caches`, root only) once a second while wrk runs, so that most reads go to the
  * disk. RSS of both replicas at the end.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { ROOT, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import { parseCounts, parsePositive } from './lib/args.js';
@@ -172,27 +172,24 @@ async function diskRun(
 const ms = (us: number) => round(us / 1000, 2);
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '10000000' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      ids: { type: 'string', default: '1000000' },
-      connections: { type: 'string', default: '50' },
-      'duration-s': { type: 'string', default: '10' },
-      'warmup-s': { type: 'string', default: '3' },
-      rounds: { type: 'string', default: '2' },
-      zipf: { type: 'string', default: '0.99' },
-      'cold-s': { type: 'string', default: '10' },
-      'disk-env': { type: 'string', default: '' },
-      workloads: { type: 'string', default: 'uniform,zipf' },
-      help: { type: 'boolean', default: false },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        rows: { type: 'string', default: '10000000' },
+        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        ids: { type: 'string', default: '1000000' },
+        connections: { type: 'string', default: '50' },
+        'duration-s': { type: 'string', default: '10' },
+        'warmup-s': { type: 'string', default: '3' },
+        rounds: { type: 'string', default: '2' },
+        zipf: { type: 'string', default: '0.99' },
+        'cold-s': { type: 'string', default: '10' },
+        'disk-env': { type: 'string', default: '' },
+        workloads: { type: 'string', default: 'uniform,zipf' },
+      },
     },
-  });
-  if (values.help) {
-    const src = await readFile(new URL(import.meta.url), 'utf8');
-    process.stdout.write(`${src.slice(0, src.indexOf('*/') + 2)}\n`);
-    return;
-  }
+    headerUsage(import.meta.url),
+  );
   const [rows] = parseCounts('--rows', values.rows);
   const seed = Number(values.seed);
   const idCount = parsePositive('--ids', values.ids);
