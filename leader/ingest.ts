@@ -115,6 +115,11 @@ export class Ingestor {
     private readonly buildTuning: { targetPartitionRows?: number; spillBuckets?: number } = {},
   ) {}
 
+  /** Files waiting for the ingest lock now (each behind the running ingest). */
+  get waitingFiles(): number {
+    return this.waiting.length;
+  }
+
   get busy(): boolean {
     return this.running !== undefined;
   }

@@ -238,7 +238,12 @@ describe('leader app', () => {
       headers: { authorization: `Bearer ${LEADER_TOKEN}` },
       body: form,
     });
-    await new Promise((r) => setTimeout(r, 200));
+    // The form's file is on disk and waits its turn behind the running ingest.
+    await waitFor(
+      async () => (leader.ingestor.waitingFiles === 1 ? true : undefined),
+      5000,
+      'the form to wait',
+    );
     push?.(null);
     expect((await first).status).to.equal(201);
     const queued = await second;
