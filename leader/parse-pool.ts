@@ -72,8 +72,11 @@ export class ParsePool {
   warmed = 0;
   /** Workers that died while the pool was open (metrics, tests). */
   deaths = 0;
-  /** Called with the worker each job is posted to (tests use it to kill a worker while it holds a job). */
-  onJobSent: ((worker: Worker) => void) | undefined;
+  /**
+   * Tests only: the next job posted tells its worker to exit before it answers, so that a test sees a worker die
+   * while it holds a job every time (killing it from outside races the worker finishing the job).
+   */
+  exitOnNextJob = false;
 
   /** `size` workers, started on the first parse (a leader that never ingests starts none). */
   constructor(readonly size: number) {}
@@ -156,7 +159,9 @@ export class ParsePool {
     return this.sendTo(this.slots[this.turn++ % this.slots.length], req, transfer);
   }
 
-  private sendTo(slot: Slot, req: WorkerRequest, transfer: Buffer): Promise<ParsedBlock | BuiltRange> {
+  private sendTo(slot: Slot, request: WorkerRequest, transfer: Buffer): Promise<ParsedBlock | BuiltRange> {
+    const req: WorkerRequest = this.exitOnNextJob ? { ...request, exitNow: true } : request;
+    this.exitOnNextJob = false;
     const job = new Promise<ParsedBlock | BuiltRange>((resolve, reject) => {
       this.pending.set(req.id, { resolve, reject, slot });
       slot.jobs.add(req.id);
@@ -166,7 +171,6 @@ export class ParsePool {
     // one that failed the ingest reject too, unawaited: that must not count as an unhandled rejection (which would
     // end the process). The caller still sees each rejection it awaits.
     job.catch(() => undefined);
-    this.onJobSent?.(slot.worker);
     return job;
   }
 

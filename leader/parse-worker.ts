@@ -14,6 +14,8 @@ export type WorkerRequest =
       readonly bytes: Uint8Array;
       readonly checkHeader: boolean;
       readonly reportLimit: number;
+      /** Tests only (ParsePool.exitOnNextJob): exit without answering. */
+      readonly exitNow?: boolean;
     }
   | {
       readonly kind: 'build';
@@ -23,6 +25,8 @@ export type WorkerRequest =
       readonly first: number;
       readonly count: number;
       readonly partitionBits: number;
+      /** Tests only (ParsePool.exitOnNextJob): exit without answering. */
+      readonly exitNow?: boolean;
     };
 
 function asBuffer(u: Uint8Array): Buffer {
@@ -30,6 +34,8 @@ function asBuffer(u: Uint8Array): Buffer {
 }
 
 parentPort?.on('message', (req: WorkerRequest) => {
+  // In a worker thread, process.exit ends the thread (not the leader): the pool sees the exit, never an answer.
+  if (req.exitNow === true) process.exit(1);
   try {
     if (req.kind === 'parse') {
       const result = parseBlock(req.bytes, req.checkHeader, req.reportLimit);

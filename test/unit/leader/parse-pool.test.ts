@@ -117,10 +117,8 @@ describe('leader/parse-pool: a worker that dies', function () {
     onCleanup(() => pool.close());
     const block = () => Buffer.from('a,1.5,2018-08-04 05:32:31\nb,2,2018-08-04 05:32:31\n');
     expect((await pool.parse(block(), true, 10)).rows).to.equal(2);
-    pool.onJobSent = (worker) => {
-      pool.onJobSent = undefined;
-      void worker.terminate();
-    };
+    // The worker exits on receiving the job, before it answers: it dies holding the job every time.
+    pool.exitOnNextJob = true;
     const failed = await pool.parse(block(), true, 10).then(
       () => undefined,
       (err: unknown) => err,
@@ -128,6 +126,7 @@ describe('leader/parse-pool: a worker that dies', function () {
     expect(failed).to.be.instanceOf(AppError);
     expect((failed as AppError).code).to.equal('INGEST_WORKER_FAILED');
     expect(pool.deaths).to.equal(1);
+    expect((failed as AppError).message).to.include('exit code 1');
     expect((await pool.parse(block(), true, 10)).rows).to.equal(2);
   });
 
@@ -136,10 +135,7 @@ describe('leader/parse-pool: a worker that dies', function () {
     const leader = await startLeader({ INGEST_WORKERS: '2' });
     const v1 = csvOf(rows(50).map(([id, price, date]) => [`${id}-v1`, price, date]));
     expect((await putCsv(leader.url, v1)).status).to.equal(201);
-    leader.pool.onJobSent = (worker) => {
-      leader.pool.onJobSent = undefined;
-      void worker.terminate();
-    };
+    leader.pool.exitOnNextJob = true;
     const res = await putCsv(leader.url, csvOf(rows(5000)));
     expect(res.status, res.text).to.equal(500);
     expect(res.json.error).to.equal('INGEST_WORKER_FAILED');
