@@ -15,7 +15,7 @@ export interface GenerateOptions {
 }
 
 /** A small, fast, seedable PRNG (mulberry32) giving 32-bit words: the same seed gives the same file everywhere. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) | 0;
@@ -29,7 +29,7 @@ const pad2 = (n: number) => (n < 10 ? `0${n}` : `${n}`);
 const hex8 = (n: number) => n.toString(16).padStart(8, '0');
 
 /** A version-4 UUID from four random words. */
-function uuid(next: () => number): string {
+export function uuid(next: () => number): string {
   const a = hex8(next());
   const b = hex8(((next() & 0xffff0fff) | 0x4000) >>> 0);
   const c = hex8(((next() & 0x3fffffff) | 0x80000000) >>> 0);
