@@ -199,6 +199,7 @@ function statusLine(status: number): string {
   }
   return line;
 }
+const NOT_MODIFIED_LINE = statusLine(304);
 
 /** Header lines of a flat name/value list. */
 function headerLines(h: readonly string[]): string {
@@ -543,16 +544,22 @@ class FastReads implements FrontConnections {
     head: boolean,
   ): string {
     let block: string;
-    if (status === 200 && live !== undefined && etag !== undefined) {
+    if ((status === 200 || status === 304) && live !== undefined && etag !== undefined) {
       if (live !== this.okOf) {
         this.okOf = live;
         this.okTail = headerLines(this.reads.answerHeaders(200, '', live, undefined, undefined).slice(4));
       }
-      // Bodies are ASCII (ids are printable ASCII), so length is the byte count the block's content-length says.
-      let first = this.okBlocks[body.length];
-      if (first === undefined) {
-        first = `${statusLine(200)}content-type: application/json\r\ncontent-length: ${body.length}\r\n`;
-        this.okBlocks[body.length] = first;
+      let first: string;
+      if (status === 304) {
+        // A 304 has the 200's headers but those about its body (RFC 9110 §15.4.5): nothing to vary by length.
+        first = NOT_MODIFIED_LINE;
+      } else {
+        // Bodies are ASCII (ids are printable ASCII), so length is the byte count the block's content-length says.
+        first = this.okBlocks[body.length];
+        if (first === undefined) {
+          first = `${statusLine(200)}content-type: application/json\r\ncontent-length: ${body.length}\r\n`;
+          this.okBlocks[body.length] = first;
+        }
       }
       block = `${first}etag: ${etag}\r\n${this.okTail}`;
       if (rid !== undefined) block += `x-request-id: ${rid}\r\n`;

@@ -252,7 +252,8 @@ async function main(): Promise<void> {
 
   const single = best(runs.get('single GET') as WrkRun[]);
   const singleIdsPerS = single.requestsPerS;
-  const cpuOf = (name: string) => median((runs.get(name) as WrkRun[]).map((x) => x.serverCpuUsPerRequest));
+  const cpuOf = (name: string) =>
+    round(median((runs.get(name) as WrkRun[]).map((x) => x.serverCpuUsPerRequest)), 2);
   const rowsOut = scripts.map((k) => {
     const all = runs.get(k.name) as WrkRun[];
     const b = best(all);
@@ -272,7 +273,7 @@ async function main(): Promise<void> {
   const batch100 = rowsOut.find((r) => r.kind === 'POST batch 100, json');
   const batch100Msgpack = rowsOut.find((r) => r.kind === 'POST batch 100, msgpack');
   const sizeRatio = round(msgpackBytes / jsonBytes, 3);
-  const rawMedian = (name: string) => median(rawCpu.get(name) as number[]);
+  const rawMedian = (name: string) => round(median(rawCpu.get(name) as number[]), 2);
   const getCpu = rawMedian('GET 200');
   const headRatio = round(rawMedian('HEAD 200') / getCpu, 3);
   const notModifiedRatio = round(rawMedian('GET 304') / getCpu, 3);
@@ -307,7 +308,7 @@ async function main(): Promise<void> {
     ]),
   );
   process.stdout.write(
-    `\nHEAD and 304 against GET 200 (raw-load.ts, ${RAW_CONNECTIONS} connections, the same 2000 ids):\n`,
+    `\nHEAD and 304 against GET 200 (raw-load.ts, ${RAW_CONNECTIONS} connections, 8 pipelined each, the same 2000 ids):\n`,
   );
   printTable(
     ['request', 'req/s (client-bound)', 'CPU us/req (median)', 'all runs CPU us/req'],

@@ -1,8 +1,10 @@
 /**
  * A closed-loop HTTP/1.1 load over raw keep-alive connections, for what wrk cannot measure: wrk waits for the
- * Content-Length bytes of a HEAD answer, which never come, so it hangs on HEAD. Each connection sends one request,
- * reads its whole answer (headers, then the body unless the request was a HEAD or the status 304 or 204), and sends
- * the next; requests are picked at random from a list of pre-formatted ones. It runs in the benchmark's own
+ * Content-Length bytes of a HEAD answer, which never come, so it hangs on HEAD. Each connection keeps `depth`
+ * requests in flight (pipelined, so that the server, not this client, is the bottleneck and reads several requests
+ * per wake-up, as it does under wrk's 50 connections), reads each whole answer (headers, then the body unless the
+ * request was a HEAD or the status 304 or 204) and sends one more; requests are picked at random from a list of
+ * pre-formatted ones. It runs in the benchmark's own
  * process, so its figures are only compared with each other (one client for every kind of request), never with
  * wrk's.
  */
@@ -24,6 +26,7 @@ function pick(requests: readonly string[], seed: { v: number }): string {
 /**
  * Sends `requests` (raw request heads, picked at random) over `connections` connections to `port` for `seconds`.
  * `head`: the requests are HEADs (their answers have no body). `status`: the status every answer should have.
+ * `depth`: requests in flight per connection.
  */
 export async function rawLoad(
   port: number,
@@ -32,6 +35,7 @@ export async function rawLoad(
   seconds: number,
   head: boolean,
   status: number,
+  depth = 8,
 ): Promise<RawLoadRun> {
   const deadline = performance.now() + seconds * 1000;
   let done = 0;
@@ -43,8 +47,14 @@ export async function rawLoad(
       socket.setNoDelay(true);
       const seed = { v: 42 + k };
       let buffered = '';
-      const send = () => socket.write(pick(requests, seed), 'latin1');
-      socket.on('connect', send);
+      let inFlight = 0;
+      const send = (n: number) => {
+        let out = '';
+        for (let i = 0; i < n; i++) out += pick(requests, seed);
+        inFlight += n;
+        socket.write(out, 'latin1');
+      };
+      socket.on('connect', () => send(depth));
       socket.on('error', reject);
       socket.on('data', (chunk: Buffer) => {
         buffered += chunk.toString('latin1');
@@ -57,13 +67,15 @@ export async function rawLoad(
           if (buffered.length < end + 4 + length) return;
           buffered = buffered.slice(end + 4 + length);
           done++;
+          inFlight--;
           if (code !== status) unexpected++;
-          if (performance.now() >= deadline) {
+          if (performance.now() < deadline) {
+            send(1);
+          } else if (inFlight === 0) {
             socket.end();
             resolve();
             return;
           }
-          send();
         }
       });
     });
