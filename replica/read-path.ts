@@ -105,7 +105,8 @@ export class ReadPath {
   private readonly debug: boolean;
   private readonly cacheControl: string | undefined;
   private readonly cells = new Map<string, CountCell>();
-  private readonly ok: CountCell;
+  private readonly getCells: CountCell[] = [];
+  private readonly headCells: CountCell[] = [];
   private readonly duration;
   private readonly batchIds: Histogram;
   private readonly notReadyBody = JSON.stringify(
@@ -121,7 +122,6 @@ export class ReadPath {
   ) {
     this.debug = options.logger.isLevelEnabled('debug');
     this.duration = options.metrics.duration.cell(ROUTE);
-    this.ok = this.countOf(ROUTE, 'GET', 200);
     const age = options.maxAgeS;
     this.cacheControl = age === undefined || age === null ? undefined : `max-age=${age}`;
     this.batchIds = new Histogram({
@@ -293,7 +293,15 @@ export class ReadPath {
     etag: string | undefined,
     reply: ReadReply,
   ): void {
-    (status === 200 && method === 'GET' ? this.ok : this.countOf(ROUTE, method, status)).value++;
+    // Cells by method and status, so that no answer of a single read builds a key string (a 304 or a HEAD costs
+    // what a 200 does).
+    const byStatus = method === 'GET' ? this.getCells : this.headCells;
+    let cell = byStatus[status];
+    if (cell === undefined) {
+      cell = this.countOf(ROUTE, method, status);
+      byStatus[status] = cell;
+    }
+    cell.value++;
     this.duration.observe((performance.now() - start) / 1000);
     if (this.debug) this.options.logger.debug({ requestId, method, path: url, status }, 'read');
     reply(status, body, live, requestId, etag);

@@ -224,6 +224,15 @@ async function main(): Promise<void> {
       reqs: pairList.map(([id]) => `HEAD /promotions/${id} HTTP/1.1\r\nHost: x\r\n\r\n`),
     },
     {
+      // The same request as the 304's, with a tag that does not match: the cost of the answer, not of the header.
+      name: 'GET 200, If-None-Match',
+      head: false,
+      status: 200,
+      reqs: pairList.map(
+        ([id]) => `GET /promotions/${id} HTTP/1.1\r\nHost: x\r\nIf-None-Match: "0000000000000000"\r\n\r\n`,
+      ),
+    },
+    {
       name: 'GET 304',
       head: false,
       status: 304,
@@ -276,7 +285,7 @@ async function main(): Promise<void> {
   const rawMedian = (name: string) => round(median(rawCpu.get(name) as number[]), 2);
   const getCpu = rawMedian('GET 200');
   const headRatio = round(rawMedian('HEAD 200') / getCpu, 3);
-  const notModifiedRatio = round(rawMedian('GET 304') / getCpu, 3);
+  const notModifiedRatio = round(rawMedian('GET 304') / rawMedian('GET 200, If-None-Match'), 3);
 
   process.stdout.write(
     `\nBatch benchmark, ${new Date().toISOString()}, ${machineNote()}\n` +
@@ -337,7 +346,12 @@ async function main(): Promise<void> {
       ],
       ['MessagePack/JSON body bytes (batches of 100)', sizeRatio, '< 1', verdict(sizeRatio < 1)],
       ['HEAD CPU/req over GET 200 CPU/req', headRatio, '<= 1', verdict(headRatio <= 1.05)],
-      ['304 CPU/req over GET 200 CPU/req', notModifiedRatio, '<= 1', verdict(notModifiedRatio <= 1.05)],
+      [
+        '304 CPU/req over GET 200 with the same If-None-Match length',
+        notModifiedRatio,
+        '<= 1',
+        verdict(notModifiedRatio <= 1.05),
+      ],
     ],
   );
   process.stdout.write(
