@@ -155,6 +155,7 @@ async function rollback(big: number, small: number, seed: number): Promise<void>
   };
   const a = await startTracked('replica', {
     env: replicaEnv(join(dir, 'a'), leader.url, { SERVE_MODE: 'memory' }),
+    timeoutMs: 5 * 60_000,
   });
   await waitFor(() => served(a.url, 2), 10 * 60_000, 'the replica to serve the big version');
   const beforeMb = mb((await procMemory(a.child.pid!)).rssBytes);
@@ -162,9 +163,12 @@ async function rollback(big: number, small: number, seed: number): Promise<void>
   await activateVersion(leader.url, 1);
   await waitFor(() => served(a.url, 1), 60_000, 'the replica to serve the small version');
   const after = await watchRss(a.url, a.child.pid!, ids, ROLLBACK_WATCH_S);
+  log(`rollback: RSS each second after the swap, MB: ${after.join(' / ')}`);
   await a.stop();
   const b = await startTracked('replica', {
     env: replicaEnv(join(dir, 'b'), leader.url, { SERVE_MODE: 'memory' }),
+    // A loaded machine can take long to start a process.
+    timeoutMs: 5 * 60_000,
   });
   await waitFor(() => served(b.url, 1), 60_000, 'a fresh replica to serve the small version');
   const fresh = await watchRss(b.url, b.child.pid!, ids, ROLLBACK_WATCH_S);
