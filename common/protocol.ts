@@ -22,17 +22,22 @@ export interface SnapshotManifest {
   readonly createdAt: string;
 }
 
-/** Header a replica sends with its poll so that the leader can find it and see what it serves. */
-export const REPLICA_URL_HEADER = 'x-replica-url';
-export const REPLICA_VERSION_HEADER = 'x-replica-version';
-/** The version the polling replica was told to serve (by the leader, or the one it served before a restart). */
-export const REPLICA_WANTED_HEADER = 'x-replica-wanted-version';
-/** The polling replica's last failure to load a version: `VERSION STATUS CODE`, e.g. `7 502 SNAPSHOT_CHECKSUM_MISMATCH`. */
-export const REPLICA_ERROR_HEADER = 'x-replica-error';
-/** The polling replica's SYNC_INTERVAL_MS: the leader marks it stale when it is silent for several of them. */
-export const REPLICA_SYNC_INTERVAL_HEADER = 'x-replica-sync-interval-ms';
-/** Header a shard replica adds to its poll: its SHARD, `k/S` (common/snapshot/shard.ts). */
-export const REPLICA_SHARD_HEADER = 'x-replica-shard';
+/**
+ * The headers a replica sends with its poll so that the leader can find it and see what it serves. One object, so
+ * that the sender (replica/sync.ts) and the reader (leader/app.ts) name the same set.
+ */
+export const REPLICA_HEADERS = {
+  url: 'x-replica-url',
+  version: 'x-replica-version',
+  /** The version the polling replica was told to serve (by the leader, or the one it served before a restart). */
+  wanted: 'x-replica-wanted-version',
+  /** The polling replica's last failure to load a version: `VERSION STATUS CODE`, e.g. `7 502 SNAPSHOT_CHECKSUM_MISMATCH`. */
+  error: 'x-replica-error',
+  /** The polling replica's SYNC_INTERVAL_MS: the leader marks it stale when it is silent for several of them. */
+  syncInterval: 'x-replica-sync-interval-ms',
+  /** Added by a shard replica: its SHARD, `k/S` (common/snapshot/shard.ts). */
+  shard: 'x-replica-shard',
+} as const;
 /** Header on every read answer naming the version that produced it. */
 export const SNAPSHOT_VERSION_HEADER = 'x-snapshot-version';
 
@@ -43,12 +48,12 @@ export interface ReplicaError {
   readonly code: string;
 }
 
-/** The REPLICA_ERROR_HEADER value of a failure. */
+/** The REPLICA_HEADERS.error value of a failure. */
 export function formatReplicaError(e: ReplicaError): string {
   return `${e.version} ${e.status} ${e.code}`;
 }
 
-/** Parses an untrusted REPLICA_ERROR_HEADER value; undefined unless it is exactly `VERSION STATUS CODE`. */
+/** Parses an untrusted REPLICA_HEADERS.error value; undefined unless it is exactly `VERSION STATUS CODE`. */
 export function parseReplicaError(value: string | undefined): ReplicaError | undefined {
   const m = /^([1-9]\d{0,8}) ([1-5]\d\d) ([A-Z][A-Z0-9_]{0,63})$/.exec(value ?? '');
   return m === null ? undefined : { version: Number(m[1]), status: Number(m[2]), code: m[3] };

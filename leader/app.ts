@@ -17,16 +17,7 @@ import {
 import type { Logger } from '../common/logger.js';
 import { type HttpMetrics, metricsMiddleware, metricsRoute } from '../common/metrics.js';
 import { OPENAPI_PATH, openApiRoute } from '../common/openapi.js';
-import {
-  parseReplicaError,
-  REPLICA_ERROR_HEADER,
-  REPLICA_SHARD_HEADER,
-  REPLICA_SYNC_INTERVAL_HEADER,
-  REPLICA_URL_HEADER,
-  REPLICA_VERSION_HEADER,
-  REPLICA_WANTED_HEADER,
-  type SnapshotManifest,
-} from '../common/protocol.js';
+import { parseReplicaError, REPLICA_HEADERS, type SnapshotManifest } from '../common/protocol.js';
 import { formUploadRoute } from './form-upload.js';
 import type { Ingestor } from './ingest.js';
 import { LEADER_OPENAPI } from './openapi.js';
@@ -181,15 +172,15 @@ export function createLeaderApp(deps: LeaderDeps): Koa {
 
   router.get('/snapshots/current', (ctx) => {
     // A replica's poll registers it, so the leader can notify replicas whose addresses it was not given.
-    const url = ctx.get(REPLICA_URL_HEADER);
+    const url = ctx.get(REPLICA_HEADERS.url);
     if (url !== '' && hasBearer(ctx.get('authorization') || undefined, [config.replicaToken])) {
       const address = replicaUrlFromPoll(url, ctx.req.socket.remoteAddress, config.replicaUrlHosts);
       if ('url' in address) {
-        replicas.seen(address.url, versionHeader(ctx.get(REPLICA_VERSION_HEADER)), {
-          wantedVersion: versionHeader(ctx.get(REPLICA_WANTED_HEADER)),
-          error: parseReplicaError(ctx.get(REPLICA_ERROR_HEADER)) ?? null,
-          syncIntervalMs: versionHeader(ctx.get(REPLICA_SYNC_INTERVAL_HEADER)),
-          shard: ctx.get(REPLICA_SHARD_HEADER) || null,
+        replicas.seen(address.url, versionHeader(ctx.get(REPLICA_HEADERS.version)), {
+          wantedVersion: versionHeader(ctx.get(REPLICA_HEADERS.wanted)),
+          error: parseReplicaError(ctx.get(REPLICA_HEADERS.error)) ?? null,
+          syncIntervalMs: versionHeader(ctx.get(REPLICA_HEADERS.syncInterval)),
+          shard: ctx.get(REPLICA_HEADERS.shard) || null,
         });
       } else if (!refusedUrls.has(url)) {
         if (refusedUrls.size >= 1000) refusedUrls.clear();

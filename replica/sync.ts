@@ -31,12 +31,7 @@ import {
   formatReplicaError,
   manifestOf,
   parseManifest,
-  REPLICA_ERROR_HEADER,
-  REPLICA_SHARD_HEADER,
-  REPLICA_SYNC_INTERVAL_HEADER,
-  REPLICA_URL_HEADER,
-  REPLICA_VERSION_HEADER,
-  REPLICA_WANTED_HEADER,
+  REPLICA_HEADERS,
   type ReplicaError,
   type SnapshotManifest,
   snapshotFileName,
@@ -217,13 +212,13 @@ export class Syncer {
     const served = this.index.current?.manifest.version;
     const headers: Record<string, string> = {
       authorization: `Bearer ${this.settings.replicaToken}`,
-      [REPLICA_URL_HEADER]: this.advertiseUrl,
-      [REPLICA_VERSION_HEADER]: served === undefined ? '' : String(served),
-      [REPLICA_SYNC_INTERVAL_HEADER]: String(this.settings.syncIntervalMs),
+      [REPLICA_HEADERS.url]: this.advertiseUrl,
+      [REPLICA_HEADERS.version]: served === undefined ? '' : String(served),
+      [REPLICA_HEADERS.syncInterval]: String(this.settings.syncIntervalMs),
     };
-    if (this.wantedVersion !== null) headers[REPLICA_WANTED_HEADER] = String(this.wantedVersion);
-    if (this.failure !== undefined) headers[REPLICA_ERROR_HEADER] = formatReplicaError(this.failure);
-    if (this.shard !== undefined) headers[REPLICA_SHARD_HEADER] = formatShard(this.shard);
+    if (this.wantedVersion !== null) headers[REPLICA_HEADERS.wanted] = String(this.wantedVersion);
+    if (this.failure !== undefined) headers[REPLICA_HEADERS.error] = formatReplicaError(this.failure);
+    if (this.shard !== undefined) headers[REPLICA_HEADERS.shard] = formatShard(this.shard);
     const res = await fetch(`${this.settings.leaderUrl}/snapshots/current`, {
       headers,
       signal: AbortSignal.timeout(10_000),
