@@ -157,3 +157,21 @@ export function openApiRoute(doc: OpenApiObject): Koa.Middleware {
     ctx.body = body;
   };
 }
+
+/**
+ * A role's document: the OpenAPI version, its `info`, its own `paths` followed by the routes both roles have
+ * (commonPaths, with its `readiness` operation), and its `components` with the schemas both roles name (Error,
+ * Manifest) before its own.
+ */
+export function roleDoc(
+  readiness: OpenApiObject,
+  doc: { info: OpenApiObject; paths: OpenApiObject; components: { schemas: OpenApiObject } & OpenApiObject },
+): OpenApiObject {
+  const { schemas, ...components } = doc.components;
+  return {
+    openapi: OPENAPI_VERSION,
+    info: doc.info,
+    paths: { ...doc.paths, ...commonPaths(readiness) },
+    components: { schemas: { Error: ERROR_SCHEMA, Manifest: MANIFEST_SCHEMA, ...schemas }, ...components },
+  };
+}

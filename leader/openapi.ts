@@ -2,17 +2,7 @@
  * The leader's OpenAPI 3.1 document, served at GET /openapi.json and written to docs/openapi/leader.json by
  * scripts/openapi.ts. Every route of leader/app.ts is here; test/unit/common/openapi.test.ts checks that both ways.
  */
-import {
-  commonPaths,
-  ERROR_SCHEMA,
-  errorAnswer,
-  errors,
-  header,
-  jsonAnswer,
-  MANIFEST_SCHEMA,
-  OPENAPI_VERSION,
-  type OpenApiObject,
-} from '../common/openapi.js';
+import { errorAnswer, errors, header, jsonAnswer, type OpenApiObject, roleDoc } from '../common/openapi.js';
 
 const BAD_ROW = {
   type: 'object',
@@ -133,9 +123,32 @@ const VERIFICATION = {
   },
 };
 
+/** GET /readyz of the leader. */
+const LEADER_READINESS: OpenApiObject = {
+  summary: 'Ready (503 while shutting down)',
+  operationId: 'readyz',
+  responses: {
+    '200': jsonAnswer('ready', {
+      type: 'object',
+      properties: {
+        status: { const: 'ready' },
+        version: { type: ['integer', 'null'] },
+        verification: { enum: ['unchecked', 'ok', 'corrupt', null] },
+      },
+    }),
+    '503': jsonAnswer('shutting down', {
+      type: 'object',
+      properties: {
+        status: { const: 'draining' },
+        version: { type: ['integer', 'null'] },
+        verification: { enum: ['unchecked', 'ok', 'corrupt', null] },
+      },
+    }),
+  },
+};
+
 /** The leader's OpenAPI 3.1 document. */
-export const LEADER_OPENAPI: OpenApiObject = {
-  openapi: OPENAPI_VERSION,
+export const LEADER_OPENAPI: OpenApiObject = roleDoc(LEADER_READINESS, {
   info: {
     title: 'Promotions leader',
     version: '1',
@@ -394,33 +407,9 @@ export const LEADER_OPENAPI: OpenApiObject = {
         },
       },
     },
-    ...commonPaths({
-      summary: 'Ready (503 while shutting down)',
-      operationId: 'readyz',
-      responses: {
-        '200': jsonAnswer('ready', {
-          type: 'object',
-          properties: {
-            status: { const: 'ready' },
-            version: { type: ['integer', 'null'] },
-            verification: { enum: ['unchecked', 'ok', 'corrupt', null] },
-          },
-        }),
-        '503': jsonAnswer('shutting down', {
-          type: 'object',
-          properties: {
-            status: { const: 'draining' },
-            version: { type: ['integer', 'null'] },
-            verification: { enum: ['unchecked', 'ok', 'corrupt', null] },
-          },
-        }),
-      },
-    }),
   },
   components: {
     schemas: {
-      Error: ERROR_SCHEMA,
-      Manifest: MANIFEST_SCHEMA,
       KeptVersion: {
         allOf: [
           { $ref: '#/components/schemas/Manifest' },
@@ -438,4 +427,4 @@ export const LEADER_OPENAPI: OpenApiObject = {
       replicaToken: { type: 'http', scheme: 'bearer', description: 'REPLICA_TOKEN' },
     },
   },
-};
+});

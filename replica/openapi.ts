@@ -3,17 +3,7 @@
  * scripts/openapi.ts. Every route the replica serves (the fast path's, read-handler.ts's and the Koa app's) is
  * here; test/unit/common/openapi.test.ts checks that both ways.
  */
-import {
-  commonPaths,
-  ERROR_SCHEMA,
-  errorAnswer,
-  errors,
-  header,
-  jsonAnswer,
-  MANIFEST_SCHEMA,
-  OPENAPI_VERSION,
-  type OpenApiObject,
-} from '../common/openapi.js';
+import { errorAnswer, errors, header, jsonAnswer, type OpenApiObject, roleDoc } from '../common/openapi.js';
 
 const VERSION_HEADER = header('the snapshot version that produced the answer', {
   type: 'string',
@@ -225,9 +215,33 @@ const WRONG_WAY = (method: string) => ({
   ]),
 });
 
+/** GET /readyz of the replica. */
+const REPLICA_READINESS: OpenApiObject = {
+  summary: 'Ready: a verified version is loaded',
+  operationId: 'readyz',
+  responses: {
+    '200': jsonAnswer('serving', {
+      type: 'object',
+      properties: {
+        status: { const: 'ready' },
+        version: { type: 'integer' },
+        rows: { type: 'integer' },
+        mode: { enum: ['memory', 'disk'] },
+        loadedAt: { type: 'string', format: 'date-time' },
+        sync: { type: 'object' },
+        behind: {
+          type: 'boolean',
+          description: 'serving an older version because loading the wanted one failed',
+        },
+        wantedVersion: { type: ['integer', 'null'] },
+      },
+    }),
+    '503': errorAnswer('no version loaded yet, or shutting down', ['REPLICA_NOT_READY']),
+  },
+};
+
 /** The replica's OpenAPI 3.1 document. */
-export const REPLICA_OPENAPI: OpenApiObject = {
-  openapi: OPENAPI_VERSION,
+export const REPLICA_OPENAPI: OpenApiObject = roleDoc(REPLICA_READINESS, {
   info: {
     title: 'Promotions replica',
     version: '1',
@@ -281,29 +295,6 @@ export const REPLICA_OPENAPI: OpenApiObject = {
         },
       },
     },
-    ...commonPaths({
-      summary: 'Ready: a verified version is loaded',
-      operationId: 'readyz',
-      responses: {
-        '200': jsonAnswer('serving', {
-          type: 'object',
-          properties: {
-            status: { const: 'ready' },
-            version: { type: 'integer' },
-            rows: { type: 'integer' },
-            mode: { enum: ['memory', 'disk'] },
-            loadedAt: { type: 'string', format: 'date-time' },
-            sync: { type: 'object' },
-            behind: {
-              type: 'boolean',
-              description: 'serving an older version because loading the wanted one failed',
-            },
-            wantedVersion: { type: ['integer', 'null'] },
-          },
-        }),
-        '503': errorAnswer('no version loaded yet, or shutting down', ['REPLICA_NOT_READY']),
-      },
-    }),
     '/internal/snapshots': {
       post: {
         summary: "The leader's notice of a new current version: pull, verify, load, swap, then answer",
@@ -351,7 +342,7 @@ export const REPLICA_OPENAPI: OpenApiObject = {
     },
   },
   components: {
-    schemas: { Error: ERROR_SCHEMA, Manifest: MANIFEST_SCHEMA, Promotion: PROMOTION },
+    schemas: { Promotion: PROMOTION },
     responses: {
       MethodNotAllowed: errorAnswer('a method this path does not answer', ['REQUEST_METHOD_NOT_ALLOWED'], {
         Allow: ALLOW,
@@ -361,4 +352,4 @@ export const REPLICA_OPENAPI: OpenApiObject = {
       replicaToken: { type: 'http', scheme: 'bearer', description: 'REPLICA_TOKEN' },
     },
   },
-};
+});
