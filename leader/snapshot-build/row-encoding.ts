@@ -33,20 +33,20 @@ export function encodeRow(p: Promotion, buf: Buffer, off: number): number {
  * already canonical (see encodeUuidRecordBytes). Returns the row's length, or -1 when the id is not a canonical
  * UUID. The parse workers' fast path: no strings are made.
  */
-export function encodeUuidRowBytes(
-  src: Uint8Array,
-  idAt: number,
-  priceAt: number,
-  priceLen: number,
-  expiresAt: number,
-  buf: Uint8Array,
-  off: number,
-): number {
+export const encodeUuidRowBytes: typeof encodeUuidRecordBytes = (
+  src,
+  idAt,
+  priceAt,
+  priceLen,
+  expiresAt,
+  buf,
+  off,
+) => {
   const end = encodeUuidRecordBytes(src, idAt, priceAt, priceLen, expiresAt, buf, off + ROW_PREFIX);
   if (end < 0) return -1;
   writeHashes(buf, off, keyHash1Bytes(src, idAt, 36));
   return end - off;
-}
+};
 
 /** The row prefix: h1 and h2 (slotHash of h1), u32 little-endian, at `off`. */
 function writeHashes(buf: Uint8Array, off: number, h1: number): void {
