@@ -9,21 +9,11 @@
 import { readSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { EMPTY_SLOT, SLOT_BYTES } from './format.js';
-import {
-  CTL,
-  channelViews,
-  OUT_BYTES,
-  REQ,
-  REQ_FIELDS,
-  RES,
-  RES_FIELDS,
-  RESULT_ERROR,
-  RESULT_MISS,
-  type ReadChannel,
-} from './read-channel.js';
+// The whole vocabulary of the channel's layout is used here, so it is read through one namespace.
+import * as channel from './read-channel.js';
 
-const { shared, capacity } = workerData as { shared: ReadChannel['shared']; capacity: number };
-const ch = channelViews(shared, capacity);
+const { shared, capacity } = workerData as { shared: channel.ReadChannel['shared']; capacity: number };
+const ch = channel.channelViews(shared, capacity);
 let probe = Buffer.allocUnsafe(4096);
 let reads = 0;
 
@@ -39,13 +29,13 @@ function preadFully(fd: number, buf: Buffer, off: number, length: number, positi
 }
 
 function serve(i: number): void {
-  const q = i * REQ_FIELDS;
-  const r = i * RES_FIELDS;
-  const fd = ch.requests[q + REQ.fd];
-  const h1 = ch.requests[q + REQ.h1];
-  let position = ch.requests[q + REQ.position];
-  let length = ch.requests[q + REQ.length];
-  ch.results[r + RES.slot] = -1;
+  const q = i * channel.REQ_FIELDS;
+  const r = i * channel.RES_FIELDS;
+  const fd = ch.requests[q + channel.REQ.fd];
+  const h1 = ch.requests[q + channel.REQ.h1];
+  let position = ch.requests[q + channel.REQ.position];
+  let length = ch.requests[q + channel.REQ.length];
+  ch.results[r + channel.RES.slot] = -1;
   if (h1 >= 0) {
     if (probe.length < length) probe = Buffer.allocUnsafe(length);
     const got = preadFully(fd, probe, 0, length, position);
@@ -55,38 +45,40 @@ function serve(i: number): void {
       if (off === EMPTY_SLOT) break;
       if (probe.readUInt32LE(s) === h1) {
         found = s / SLOT_BYTES;
-        position = ch.requests[q + REQ.recordsAt] + off;
+        position = ch.requests[q + channel.REQ.recordsAt] + off;
         break;
       }
     }
     if (found === -1) {
-      ch.results[r + RES.length] = RESULT_MISS;
+      ch.results[r + channel.RES.length] = channel.RESULT_MISS;
       return;
     }
-    ch.results[r + RES.slot] = found;
-    length = Math.max(0, Math.min(OUT_BYTES, ch.requests[q + REQ.end] - position));
+    ch.results[r + channel.RES.slot] = found;
+    length = Math.max(0, Math.min(channel.OUT_BYTES, ch.requests[q + channel.REQ.end] - position));
   }
-  ch.results[r + RES.length] = preadFully(fd, ch.out, i * OUT_BYTES, length, position);
+  ch.results[r + channel.RES.length] = preadFully(fd, ch.out, i * channel.OUT_BYTES, length, position);
 }
 
 // Tells the pool that this thread runs and waits for batches (read-pool.ts `start`).
 parentPort?.postMessage('ready');
 
 for (let seen = 0; ; ) {
-  Atomics.wait(ch.ctl, CTL.requestSeq, seen);
-  seen = Atomics.load(ch.ctl, CTL.requestSeq);
-  const count = Atomics.load(ch.ctl, CTL.count);
+  Atomics.wait(ch.ctl, channel.CTL.requestSeq, seen);
+  seen = Atomics.load(ch.ctl, channel.CTL.requestSeq);
+  const count = Atomics.load(ch.ctl, channel.CTL.count);
   reads = 0;
   for (let i = 0; i < count; i++) {
     try {
       serve(i);
     } catch (err) {
       // A failed read fails its lookup alone (the main thread answers 500); the worker goes on.
-      ch.results[i * RES_FIELDS + RES.length] = RESULT_ERROR;
-      ch.results[i * RES_FIELDS + RES.errno] = Number((err as NodeJS.ErrnoException).errno ?? 0);
+      ch.results[i * channel.RES_FIELDS + channel.RES.length] = channel.RESULT_ERROR;
+      ch.results[i * channel.RES_FIELDS + channel.RES.errno] = Number(
+        (err as NodeJS.ErrnoException).errno ?? 0,
+      );
     }
   }
-  Atomics.store(ch.ctl, CTL.reads, reads);
-  Atomics.store(ch.ctl, CTL.doneSeq, seen);
-  Atomics.notify(ch.ctl, CTL.doneSeq);
+  Atomics.store(ch.ctl, channel.CTL.reads, reads);
+  Atomics.store(ch.ctl, channel.CTL.doneSeq, seen);
+  Atomics.notify(ch.ctl, channel.CTL.doneSeq);
 }
