@@ -6,11 +6,12 @@
  *   npm run start:sharded     (leader 8090, replicas 8091..8094, router 8095; DEV_PORT=9000 moves them to 9000..9005)
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { keyHash1 } from '../common/snapshot/key-hash.js';
-import { generateFile, generateLines } from './generate.js';
+import { generateLines } from './generate.js';
+import { stopOnSignals } from './lib/cleanup.js';
+import { freshSample, roleEnv, startDevLeader } from './lib/dev-cluster.js';
 import { ensureNginx, type RunningNginx, startNginx } from './lib/nginx.js';
 import { ROOT, type RoleProcess, startRole, waitFor } from './lib/processes.js';
 import { uploadFile } from './upload.js';
@@ -41,27 +42,21 @@ function shardOf(id: string): number {
 
 async function main(base: number): Promise<void> {
   await ensureNginx();
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
-  const csv = join(dir, 'sample.csv');
-  await generateFile(csv, { rows: SAMPLE_ROWS, seed: 42, duplicates: 0.01 });
+  const csv = await freshSample(dir, SAMPLE_ROWS);
   // Replica i (0-based) serves shard floor(i / REPLICAS_PER_SHARD).
   const replicas = Array.from({ length: SHARDS * REPLICAS_PER_SHARD }, (_, i) => ({
     shard: Math.floor(i / REPLICAS_PER_SHARD),
     port: base + 1 + i,
     url: `http://127.0.0.1:${base + 1 + i}`,
   }));
-  const common = { HOST: '127.0.0.1', REPLICA_TOKEN: replicaToken, LOG_LEVEL: 'info' };
-  const leader = await startRole('leader', {
-    env: {
-      ...common,
-      PORT: String(base),
-      DATA_DIR: join(dir, 'leader'),
-      LEADER_TOKEN: leaderToken,
-      REPLICAS: replicas.map((r) => r.url).join(','),
-    },
-    logFile: join(dir, 'leader.log'),
-  });
+  const tokens = { leaderToken, replicaToken };
+  const common = roleEnv(tokens);
+  const leader = await startDevLeader(
+    dir,
+    base,
+    tokens,
+    replicas.map((r) => r.url),
+  );
   started.push(leader);
   for (const [i, r] of replicas.entries()) {
     started.push(
@@ -129,14 +124,6 @@ async function main(base: number): Promise<void> {
   say('Ctrl-C stops everything.');
 }
 
-let stopping = false;
-const shutdown = () => {
-  if (stopping) return;
-  stopping = true;
-  process.stdout.write('\nstopping...\n');
-  void stopAll().then(() => process.exit(0));
-};
-
 let values: { help?: boolean };
 try {
   ({ values } = parseArgs({ options: { help: { type: 'boolean', short: 'h' } } }));
@@ -151,8 +138,7 @@ if (values.help) {
   process.stderr.write(`DEV_PORT must be a port number from 1 to 65530, got "${process.env.DEV_PORT}"\n`);
   process.exit(2);
 } else {
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
+  stopOnSignals(stopAll);
   main(base).catch(async (err) => {
     process.stderr.write(`sharded dev cluster failed: ${(err as Error).message}\n`);
     await stopAll();

@@ -4,11 +4,11 @@
  *   npm start            (ports 8080, 8081, 8082; DEV_PORT=9000 moves them to 9000..9002)
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generateFile, generateLines } from './generate.js';
-import { Cleanup } from './lib/cleanup.js';
+import { generateLines } from './generate.js';
+import { Cleanup, stopOnSignals } from './lib/cleanup.js';
 import { headerUsage, parseCommandLine } from './lib/cli.js';
+import { freshSample, roleEnv, startDevLeader } from './lib/dev-cluster.js';
 import { ROOT, startRole, waitFor } from './lib/processes.js';
 import { uploadFile } from './upload.js';
 
@@ -27,22 +27,11 @@ function stopAll(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
-  const csv = join(dir, 'sample.csv');
-  await generateFile(csv, { rows: SAMPLE_ROWS, seed: 42, duplicates: 0.01 });
+  const csv = await freshSample(dir, SAMPLE_ROWS);
   const replicaUrls = [1, 2].map((i) => `http://127.0.0.1:${base + i}`);
-  const common = { HOST: '127.0.0.1', REPLICA_TOKEN: replicaToken, LOG_LEVEL: 'info' };
-  const leader = await startRole('leader', {
-    env: {
-      ...common,
-      PORT: String(base),
-      DATA_DIR: join(dir, 'leader'),
-      LEADER_TOKEN: leaderToken,
-      REPLICAS: replicaUrls.join(','),
-    },
-    logFile: join(dir, 'leader.log'),
-  });
+  const tokens = { leaderToken, replicaToken };
+  const common = roleEnv(tokens);
+  const leader = await startDevLeader(dir, base, tokens, replicaUrls);
   started.add(() => leader.stop());
   for (const [i, url] of replicaUrls.entries()) {
     const replica = await startRole('replica', {
@@ -97,15 +86,7 @@ async function main(): Promise<void> {
   say('Ctrl-C stops all three.');
 }
 
-let stopping = false;
-const shutdown = () => {
-  if (stopping) return;
-  stopping = true;
-  process.stdout.write('\nstopping...\n');
-  void stopAll().then(() => process.exit(0));
-};
-process.on('SIGINT', shutdown);
-process.on('SIGTERM', shutdown);
+stopOnSignals(stopAll);
 
 main().catch(async (err) => {
   process.stderr.write(`dev cluster failed: ${(err as Error).message}\n`);

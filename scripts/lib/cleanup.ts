@@ -38,3 +38,19 @@ export class Cleanup {
     }
   }
 }
+
+/**
+ * On the first SIGINT or SIGTERM, says so and runs `stop`, then exits 0; later signals are ignored while it runs.
+ * The dev clusters (scripts/dev.ts, scripts/dev-sharded.ts) stop their processes this way on Ctrl-C.
+ */
+export function stopOnSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const shutdown = () => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write('\nstopping...\n');
+    void stop().then(() => process.exit(0));
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+}
