@@ -56,6 +56,11 @@ export class Inbox {
     private readonly logger: Logger,
     /** The clock that stamps and ages handled files, ms since the epoch; a fake in tests. */
     private readonly now: () => number = Date.now,
+    /**
+     * The clock that times how long a file has not changed (INBOX_STABLE_MS), in ms from any origin; a fake in
+     * tests, so that a slow machine can never make a file being written look stable.
+     */
+    private readonly elapsedMs: () => number = () => performance.now(),
   ) {}
 
   /** Creates the folders and starts watching; resolves once the files already there are known. */
@@ -87,15 +92,15 @@ export class Inbox {
     this.queued.add(path);
     const poll = Math.max(10, Math.min(250, Math.floor(this.settings.inboxStableMs / 4)));
     let last = await stat(path).catch(() => undefined);
-    let since = Date.now();
+    let since = this.elapsedMs();
     while (last !== undefined && !this.closed) {
       await sleep(poll, undefined, { ref: false });
       const now = await stat(path).catch(() => undefined);
       if (now === undefined) break;
       if (now.size !== last.size || now.mtimeMs !== last.mtimeMs) {
         last = now;
-        since = Date.now();
-      } else if (Date.now() - since >= this.settings.inboxStableMs) {
+        since = this.elapsedMs();
+      } else if (this.elapsedMs() - since >= this.settings.inboxStableMs) {
         this.queue.push(path);
         void this.drain();
         return;

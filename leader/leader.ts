@@ -46,6 +46,8 @@ export async function createLeader(
   logger: Logger,
   buildTuning: { targetPartitionRows?: number; spillBuckets?: number } = {},
   replicaOptions: ReplicaRegistryOptions = {},
+  /** Tests: the clock the inbox times a file's stability with (see Inbox). */
+  inboxElapsedMs?: () => number,
 ): Promise<Leader> {
   const store = await SnapshotStore.open(config.dataDir, logger);
   const checks = new SnapshotChecks(store, logger, {
@@ -126,7 +128,8 @@ export async function createLeader(
   const uploads = new ResumableUploads(config, ingestor, logger);
   await uploads.start();
   const formsDir = await resetFormsDir(config.uploadDir);
-  const inbox = config.inboxDir === '' ? undefined : new Inbox(config, ingestor, logger);
+  const inbox =
+    config.inboxDir === '' ? undefined : new Inbox(config, ingestor, logger, Date.now, inboxElapsedMs);
   await inbox?.start();
   const lifecycle = { draining: false };
   const app = createLeaderApp({

@@ -259,6 +259,8 @@ export async function startLeader(
   tuning: { targetPartitionRows?: number; spillBuckets?: number } = {},
   replicaOptions: ReplicaRegistryOptions = {},
   logger: Logger = quietLogger(),
+  /** The clock the inbox times a file's stability with (a fake: see inbox.test.ts). */
+  inboxElapsedMs?: () => number,
 ): Promise<TestLeader> {
   const config = loadLeaderConfig({
     PORT: '0',
@@ -272,7 +274,7 @@ export async function startLeader(
     INGEST_WARM_UP_ROWS: '0',
     ...env,
   });
-  const leader = await createLeader(config, logger, tuning, replicaOptions);
+  const leader = await createLeader(config, logger, tuning, replicaOptions, inboxElapsedMs);
   onCleanup(() => leader.close());
   const server = await listen(leader.app.callback(), config.host, config.port, config);
   onCleanup(() => server.close(100));

@@ -1,6 +1,5 @@
 import { appendFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import { AppError } from '../../../common/errors.js';
 import { Inbox } from '../../../leader/inbox.js';
@@ -32,11 +31,43 @@ async function reportIn(folder: string): Promise<Record<string, unknown>> {
   return JSON.parse(await readFile(join(folder, name), 'utf8')) as Record<string, unknown>;
 }
 
+/**
+ * The clock the inbox times a file's stability with, moved only by the test: however slow the machine, a file
+ * being written never looks stable, since no time passes for the inbox between two writes unless the test says so.
+ */
+function fakeElapsed(): { now: () => number; advance: (ms: number) => void } {
+  let t = 0;
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms;
+    },
+  };
+}
+
+/** Waits for `name`'s report in `folder`, moving `clock` on by 100 ms per look (the file is then stable). */
+async function reportAfter(
+  folder: string,
+  name: string,
+  clock: { advance: (ms: number) => void },
+): Promise<Record<string, unknown>> {
+  const report = await waitFor(
+    async () => {
+      clock.advance(100);
+      return (await readdir(folder)).find((n) => n.endsWith(`-${name}.report.json`));
+    },
+    10_000,
+    `${name}'s report in ${folder}`,
+  );
+  return JSON.parse(await readFile(join(folder, report), 'utf8')) as Record<string, unknown>;
+}
+
 describe('leader inbox', () => {
   afterEach(cleanup);
 
   it('ingests a file dropped slowly in pieces once, after it is complete, and moves it to done/', async () => {
-    const leader = await startLeader(STABLE);
+    const clock = fakeElapsed();
+    const leader = await startLeader(STABLE, {}, {}, quietLogger(), clock.now);
     const inbox = leader.config.inboxDir;
     const csv = rowsCsv(3000, 1);
     const path = join(inbox, 'promotions.csv');
@@ -44,9 +75,10 @@ describe('leader inbox', () => {
     const size = Math.ceil(csv.length / pieces);
     for (let i = 0; i < pieces; i++) {
       await appendFile(path, csv.slice(i * size, (i + 1) * size));
-      await sleep(100);
+      // Half the stable time between pieces, as the inbox's clock counts it (real time does not matter).
+      clock.advance(Number(STABLE.INBOX_STABLE_MS) / 2);
     }
-    const report = await reportIn(join(inbox, 'done'));
+    const report = await reportAfter(join(inbox, 'done'), 'promotions.csv', clock);
     expect(report).to.include({ file: 'promotions.csv', accepted: true, version: 1, rows: 3000 });
     expect(leader.store.list().map((m) => m.rows)).to.deep.equal([3000]);
     const done = await readdir(join(inbox, 'done'));
@@ -92,23 +124,31 @@ describe('leader inbox', () => {
     const csv = rowsCsv(2000, 2);
     const path = join(inbox, 'late.csv');
     await writeFile(path, csv.slice(0, csv.length / 2));
-    const leader = await startLeader({ ...STABLE, DATA_DIR: dataDir });
-    await sleep(100);
+    const clock = fakeElapsed();
+    const leader = await startLeader({ ...STABLE, DATA_DIR: dataDir }, {}, {}, quietLogger(), clock.now);
+    clock.advance(Number(STABLE.INBOX_STABLE_MS) - 1);
     await appendFile(path, csv.slice(csv.length / 2));
-    const report = await reportIn(join(inbox, 'done'));
+    const report = await reportAfter(join(inbox, 'done'), 'late.csv', clock);
     expect(report).to.include({ accepted: true, rows: 2000 });
     expect(leader.store.list()).to.have.length(1);
   });
 
   it('ignores files being copied under a temporary name until they are renamed', async () => {
-    const leader = await startLeader(STABLE);
+    const clock = fakeElapsed();
+    const leader = await startLeader(STABLE, {}, {}, quietLogger(), clock.now);
     const inbox = leader.config.inboxDir;
     await writeFile(join(inbox, 'next.csv.partial'), rowsCsv(10, 3));
     await writeFile(join(inbox, '.hidden.csv'), rowsCsv(10, 3));
-    await sleep(900);
-    expect(leader.store.current()).to.equal(undefined);
+    // A file dropped after them, ingested once stable: by then the inbox has seen the other two and passed over them.
+    await writeFile(join(inbox, 'first.csv'), rowsCsv(10, 6));
+    expect(await reportAfter(join(inbox, 'done'), 'first.csv', clock)).to.include({ version: 1 });
+    clock.advance(100 * Number(STABLE.INBOX_STABLE_MS));
     await rename(join(inbox, 'next.csv.partial'), join(inbox, 'next.csv'));
-    expect(await reportIn(join(inbox, 'done'))).to.include({ file: 'next.csv', rows: 10 });
+    expect(await reportAfter(join(inbox, 'done'), 'next.csv', clock)).to.include({ rows: 10, version: 2 });
+    // Two versions, first.csv's and next.csv's: neither ignored name was ever ingested (nor refused).
+    expect(leader.store.list()).to.have.length(2);
+    expect(await readdir(join(inbox, 'rejected'))).to.deep.equal([]);
+    expect(await readdir(inbox)).to.have.members(['.hidden.csv', 'done', 'rejected']);
   });
 
   it('keeps only the newest INBOX_KEEP_FILES files of done/ when INBOX_KEEP_MS is 0', async () => {
