@@ -21,8 +21,8 @@ import { parseReplicaError, REPLICA_HEADERS, type SnapshotManifest } from '../co
 import { formUploadRoute } from './form-upload.js';
 import type { Ingestor } from './ingest.js';
 import { LEADER_OPENAPI } from './openapi.js';
+import type { ReplicaRegistry } from './replica-registry.js';
 import { replicaUrlFromPoll } from './replica-url.js';
-import type { ReplicaRegistry } from './replicas.js';
 import { shardCoverage } from './shard-coverage.js';
 import type { SnapshotChecks } from './snapshot-checks.js';
 import type { SnapshotStore } from './snapshot-store.js';

@@ -17,7 +17,7 @@ import { Inbox } from './inbox.js';
 import { Ingestor } from './ingest.js';
 import { registerLeaderMetrics } from './metrics.js';
 import { ParsePool } from './parse-pool.js';
-import { ReplicaRegistry, type ReplicaRegistryOptions } from './replicas.js';
+import { ReplicaRegistry, type ReplicaRegistryOptions } from './replica-registry.js';
 import { SnapshotChecks } from './snapshot-checks.js';
 import { SnapshotStore } from './snapshot-store.js';
 import { ResumableUploads } from './uploads.js';

@@ -5,7 +5,7 @@
 import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
 import { counter, gauge, histogram, scrapedCounter, scrapedGauge } from '../common/metric-declarations.js';
 import { METRIC_PREFIX } from '../common/metrics.js';
-import type { ReplicaRegistry } from './replicas.js';
+import type { ReplicaRegistry } from './replica-registry.js';
 import type { SnapshotChecks } from './snapshot-checks.js';
 import type { SnapshotStore } from './snapshot-store.js';
 

@@ -9,7 +9,7 @@ import {
 import { listen, type RunningServer } from '../common/http.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { createLeader, type Leader } from '../leader/leader.js';
-import type { ReplicaRegistryOptions } from '../leader/replicas.js';
+import type { ReplicaRegistryOptions } from '../leader/replica-registry.js';
 import { createReplicaApp, listenReplica } from '../replica/app.js';
 import { LiveIndex } from '../replica/live-index.js';
 import { Syncer } from '../replica/sync.js';

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ReplicaRegistry, STALE_SYNC_INTERVALS } from '../../../leader/replicas.js';
+import { ReplicaRegistry, STALE_SYNC_INTERVALS } from '../../../leader/replica-registry.js';
 import {
   cleanup,
   csvOf,
