@@ -18,13 +18,12 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import { parseCounts, parsePositive } from './lib/args.js';
+import { loadFlags, parseCounts, parseLoadFlags } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
 import { pinProcess, procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
-import { getJson, lastLines, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { lastLines, leaderEnv, replicaEnv, startTracked, TOKENS, waitForVersion } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
 import { WRK_DONE, wrkRandomIdsScript } from './lib/wrk-script.js';
@@ -98,11 +97,7 @@ async function main(): Promise<void> {
       rows: { type: 'string', default: '1000000' },
       seed: { type: 'string', default: String(DEFAULT_SEED) },
       sizes: { type: 'string', default: '10,100,1000' },
-      connections: { type: 'string', default: '50' },
-      'duration-s': { type: 'string', default: '5' },
-      'warmup-s': { type: 'string', default: '2' },
-      rounds: { type: 'string', default: '2' },
-      ids: { type: 'string', default: '100000' },
+      ...loadFlags({ durationS: 5, warmupS: 2, rounds: 2, ids: 100_000 }),
       help: { type: 'boolean', default: false },
     },
   });
@@ -113,11 +108,8 @@ async function main(): Promise<void> {
   const [rows] = parseCounts('--rows', values.rows);
   const seed = Number(values.seed);
   const sizes = parseCounts('--sizes', values.sizes);
-  const load: LoadSettings = { threads: 1, connections: parsePositive('--connections', values.connections) };
-  const seconds = parsePositive('--duration-s', values['duration-s']);
-  const warmupS = Number(values['warmup-s']);
-  const rounds = parsePositive('--rounds', values.rounds);
-  const idCount = parsePositive('--ids', values.ids);
+  const { connections, seconds, warmupS, rounds, idCount } = parseLoadFlags(values);
+  const load: LoadSettings = { threads: 1, connections };
   ensureTool('wrk');
   ensureTool('taskset', 'util-linux');
 
@@ -132,14 +124,7 @@ async function main(): Promise<void> {
     [],
     replicaEnv(join(dir, 'replica'), leader.url, { SERVE_MODE: 'memory' }),
   );
-  await waitFor(
-    async () => {
-      const { status, body } = await getJson(`${replica.url}/readyz`);
-      return status === 200 && body.version === up.body.version ? body : undefined;
-    },
-    5 * 60_000,
-    'the replica to serve the version',
-  );
+  await waitForVersion(replica.url, up.body.version);
   await leader.stop();
 
   const ids = await sampleIds(csv, idCount, rows);

@@ -26,7 +26,7 @@ import { pathToFileURL } from 'node:url';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { ROOT, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import { parseCounts, parsePositive } from './lib/args.js';
+import { loadFlags, parseCounts, parseLoadFlags } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
@@ -177,11 +177,7 @@ async function main(): Promise<void> {
       options: {
         rows: { type: 'string', default: '10000000' },
         seed: { type: 'string', default: String(DEFAULT_SEED) },
-        ids: { type: 'string', default: '1000000' },
-        connections: { type: 'string', default: '50' },
-        'duration-s': { type: 'string', default: '10' },
-        'warmup-s': { type: 'string', default: '3' },
-        rounds: { type: 'string', default: '2' },
+        ...loadFlags({ durationS: 10, warmupS: 3, rounds: 2, ids: 1_000_000 }),
         zipf: { type: 'string', default: '0.99' },
         'cold-s': { type: 'string', default: '10' },
         'disk-env': { type: 'string', default: '' },
@@ -192,11 +188,8 @@ async function main(): Promise<void> {
   );
   const [rows] = parseCounts('--rows', values.rows);
   const seed = Number(values.seed);
-  const idCount = parsePositive('--ids', values.ids);
-  const load: LoadSettings = { threads: 1, connections: parsePositive('--connections', values.connections) };
-  const seconds = parsePositive('--duration-s', values['duration-s']);
-  const warmupS = Number(values['warmup-s']);
-  const rounds = parsePositive('--rounds', values.rounds);
+  const { connections, seconds, warmupS, rounds, idCount } = parseLoadFlags(values);
+  const load: LoadSettings = { threads: 1, connections };
   const theta = Number(values.zipf);
   if (!(theta > 0 && theta < 1)) throw new Error('--zipf must be between 0 and 1 (exclusive)');
   const coldS = Number(values['cold-s']);

@@ -16,13 +16,12 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
-import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import { parseCounts, parsePositive } from './lib/args.js';
+import { loadFlags, parseCounts, parseLoadFlags, parsePositive } from './lib/args.js';
 import { printCpuProfile } from './lib/cpu-profile.js';
 import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
 import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
-import { getJson, lastLines, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { lastLines, leaderEnv, replicaEnv, startTracked, TOKENS, waitForVersion } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
 import { wrkRandomIdsScript } from './lib/wrk-script.js';
@@ -40,11 +39,7 @@ async function main(): Promise<void> {
         rows: { type: 'string', default: '1000000' },
         seed: { type: 'string', default: String(DEFAULT_SEED) },
         threads: { type: 'string', default: '1' },
-        connections: { type: 'string', default: '50' },
-        'duration-s': { type: 'string', default: '10' },
-        'warmup-s': { type: 'string', default: '3' },
-        rounds: { type: 'string', default: '2' },
-        ids: { type: 'string', default: '100000' },
+        ...loadFlags({ durationS: 10, warmupS: 3, rounds: 2, ids: 100_000 }),
         absent: { type: 'string', default: '0.1' },
         'cpu-prof': { type: 'string' },
       },
@@ -53,14 +48,8 @@ async function main(): Promise<void> {
   );
   const [rows] = parseCounts('--rows', values.rows);
   const seed = Number(values.seed);
-  const load: LoadSettings = {
-    threads: parsePositive('--threads', values.threads),
-    connections: parsePositive('--connections', values.connections),
-  };
-  const seconds = parsePositive('--duration-s', values['duration-s']);
-  const warmupS = Number(values['warmup-s']);
-  const rounds = parsePositive('--rounds', values.rounds);
-  const idCount = parsePositive('--ids', values.ids);
+  const { connections, seconds, warmupS, rounds, idCount } = parseLoadFlags(values);
+  const load: LoadSettings = { threads: parsePositive('--threads', values.threads), connections };
   const absent = Number(values.absent);
   if (!(absent >= 0 && absent < 1)) throw new Error('--absent must be a fraction from 0 to under 1');
   const cpuProfDir = values['cpu-prof'];
@@ -83,14 +72,7 @@ async function main(): Promise<void> {
     replicaEnv(join(dir, 'replica'), leader.url, { SERVE_MODE: 'memory' }),
     cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(cpuProfDir, 'replica')}`],
   );
-  const readyz = await waitFor(
-    async () => {
-      const { status, body } = await getJson(`${replica.url}/readyz`);
-      return status === 200 && body.version === up.body.version ? body : undefined;
-    },
-    5 * 60_000,
-    'the replica to serve the version',
-  );
+  const readyz = await waitForVersion(replica.url, up.body.version);
   await leader.stop();
 
   const ids = await sampleIds(csv, idCount, rows);

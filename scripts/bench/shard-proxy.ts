@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { startNginx } from '../lib/nginx.js';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import { parseCounts, parsePositive } from './lib/args.js';
+import { loadFlags, parseCounts, parseLoadFlags } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
 import { pinProcess, procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round } from './lib/report.js';
@@ -123,11 +123,7 @@ async function main(): Promise<void> {
     options: {
       rows: { type: 'string', default: '1000000' },
       seed: { type: 'string', default: String(DEFAULT_SEED) },
-      connections: { type: 'string', default: '50' },
-      'duration-s': { type: 'string', default: '10' },
-      'warmup-s': { type: 'string', default: '3' },
-      rounds: { type: 'string', default: '3' },
-      ids: { type: 'string', default: '100000' },
+      ...loadFlags({ durationS: 10, warmupS: 3, rounds: 3, ids: 100_000 }),
       help: { type: 'boolean', default: false },
     },
   });
@@ -137,11 +133,7 @@ async function main(): Promise<void> {
   }
   const [rows] = parseCounts('--rows', values.rows);
   const seed = Number(values.seed);
-  const connections = parsePositive('--connections', values.connections);
-  const seconds = parsePositive('--duration-s', values['duration-s']);
-  const warmupS = Number(values['warmup-s']);
-  const rounds = parsePositive('--rounds', values.rounds);
-  const idCount = parsePositive('--ids', values.ids);
+  const { connections, seconds, warmupS, rounds, idCount } = parseLoadFlags(values);
   ensureTool('wrk');
   ensureTool('taskset', 'util-linux');
 

@@ -20,3 +20,48 @@ export function parsePositive(flag: string, text: string): number {
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag}: "${text}" is not a positive number`);
   return n;
 }
+
+/** Each benchmark's own defaults for the load flags. */
+export interface LoadDefaults {
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly rounds: number;
+  readonly ids: number;
+}
+
+/**
+ * The flags of a wrk load that the GET benchmarks share (batch.ts, disk.ts, get.ts, shard-proxy.ts), for their
+ * `parseArgs` options: --connections (50), --duration-s, --warmup-s, --rounds, --ids.
+ */
+export function loadFlags(d: LoadDefaults) {
+  return {
+    connections: { type: 'string', default: '50' },
+    'duration-s': { type: 'string', default: String(d.durationS) },
+    'warmup-s': { type: 'string', default: String(d.warmupS) },
+    rounds: { type: 'string', default: String(d.rounds) },
+    ids: { type: 'string', default: String(d.ids) },
+  } as const;
+}
+
+/** The load flags' values, checked (a bad one names its flag). */
+export interface LoadFlags {
+  readonly connections: number;
+  readonly seconds: number;
+  readonly warmupS: number;
+  readonly rounds: number;
+  /** How many ids to sample from the file for the load. */
+  readonly idCount: number;
+}
+
+/** Parses the values of `loadFlags`. */
+export function parseLoadFlags(
+  values: Readonly<Record<'connections' | 'duration-s' | 'warmup-s' | 'rounds' | 'ids', string>>,
+): LoadFlags {
+  return {
+    connections: parsePositive('--connections', values.connections),
+    seconds: parsePositive('--duration-s', values['duration-s']),
+    warmupS: Number(values['warmup-s']),
+    rounds: parsePositive('--rounds', values.rounds),
+    idCount: parsePositive('--ids', values.ids),
+  };
+}

@@ -8,7 +8,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { ROOT, type RoleProcess, type StartOptions, startRole } from '../../lib/processes.js';
+import { ROOT, type RoleProcess, type StartOptions, startRole, waitFor } from '../../lib/processes.js';
 import { killChild, onCleanup, track } from './run.js';
 
 /** Tokens for the leader and replicas a benchmark starts (config wants at least 16 characters). */
@@ -138,6 +138,18 @@ export async function getJson(
     body = { raw: text };
   }
   return { status: res.status, body };
+}
+
+/** Waits (up to 5 minutes) until the replica at `replicaUrl` is ready with `version`; returns its /readyz body. */
+export function waitForVersion(replicaUrl: string, version: unknown): Promise<Record<string, unknown>> {
+  return waitFor(
+    async () => {
+      const { status, body } = await getJson(`${replicaUrl}/readyz`);
+      return status === 200 && body.version === version ? body : undefined;
+    },
+    5 * 60_000,
+    'the replica to serve the version',
+  );
 }
 
 /** Makes a kept version current on the leader (POST /snapshots/{version}/activate); throws unless it answers 200. */
