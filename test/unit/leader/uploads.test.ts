@@ -1,7 +1,7 @@
-import { appendFile, readdir, readFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, stat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { expect } from 'chai';
 import { loadSnapshot } from '../../../common/snapshot/reader.js';
 import { generateFile, generateLines } from '../../../scripts/generate.js';
@@ -48,22 +48,28 @@ function patch(url: string, offset: number, body: Buffer) {
   });
 }
 
-/** Sends `bytes` as a PATCH body but cuts the connection after `sendBytes` of them, as a dropped link does. */
-function patchAndCut(url: string, bytes: Buffer, sendBytes: number): Promise<void> {
-  return new Promise((resolve) => {
-    const req = request(url, {
-      method: 'PATCH',
-      headers: { ...CHUNK, 'upload-offset': '0', 'content-length': String(bytes.length) },
-    });
-    req.on('error', () => resolve());
-    req.write(bytes.subarray(0, sendBytes), () => {
-      // Let the leader write what arrived, then drop the socket mid-body.
-      setTimeout(() => {
-        req.destroy();
-        resolve();
-      }, 200);
-    });
+/**
+ * Sends `bytes` as a PATCH body but cuts the connection after `sendBytes` of them, as a dropped link does: once the
+ * leader has written some of them to the upload's file in `uploadDir` (so that there is something to resume from).
+ */
+async function patchAndCut(url: string, bytes: Buffer, sendBytes: number, uploadDir: string): Promise<void> {
+  const req = request(url, {
+    method: 'PATCH',
+    headers: { ...CHUNK, 'upload-offset': '0', 'content-length': String(bytes.length) },
   });
+  const ended = new Promise<void>((resolve) => {
+    req.on('error', () => resolve());
+    req.on('close', () => resolve());
+  });
+  req.write(bytes.subarray(0, sendBytes));
+  const file = join(uploadDir, 'tus', basename(new URL(url, 'http://x').pathname));
+  await waitFor(
+    async () => ((await stat(file).catch(() => undefined))?.size ?? 0) > 0 || undefined,
+    10_000,
+    'the leader to write part of the cut body',
+  );
+  req.destroy();
+  await ended;
 }
 
 /**
@@ -122,7 +128,7 @@ describe('leader resumable uploads (tus 1.0)', () => {
     const bytes = Buffer.from(csv);
     const leader = await startLeader();
     const url = await create(leader, bytes.length, `filename ${Buffer.from('a.csv').toString('base64')}`);
-    await patchAndCut(url, bytes, 300_000);
+    await patchAndCut(url, bytes, 300_000, leader.config.uploadDir);
     // The leader keeps what arrived; it answers the offset once the cut request is done with.
     const offset = await waitFor(
       async () => {
