@@ -90,17 +90,27 @@ for (const transport of ['fast', 'node'] as const) {
       const held = heldSnapshot();
       const { server } = await readServer(held.snapshot, { transport });
       const reads = [1, 2, 3].map((i) => http(`${server.url}/promotions/id-${i}`));
-      while (held.started() < 3) await new Promise((r) => setTimeout(r, 10));
-      const closed = server.close(10_000);
-      let isClosed = false;
-      void closed.then(() => {
-        isClosed = true;
-      });
-      await new Promise((r) => setTimeout(r, 100));
-      expect(isClosed).to.equal(false);
+      await waitFor(() => (held.started() === 3 ? true : undefined), 5000, 'the three lookups');
+      const order: string[] = [];
+      const answered = reads.map((r) =>
+        r.then((res) => {
+          order.push('read');
+          return res;
+        }),
+      );
+      const closed = server.close(10_000).then(() => order.push('closed'));
+      // The close has begun (the listener is shut) and kept the connections of the reads it waits for, at once
+      // (close drops idle connections synchronously), not after some wait.
+      expect(server.server.listening).to.equal(false);
+      const open = await new Promise<number>((resolve, reject) =>
+        server.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+      );
+      expect(open).to.be.greaterThan(0);
+      expect(order).to.deep.equal([]);
       held.release();
-      expect((await Promise.all(reads)).map((r) => r.status)).to.deep.equal([200, 200, 200]);
+      expect((await Promise.all(answered)).map((r) => r.status)).to.deep.equal([200, 200, 200]);
       await closed;
+      expect(order).to.deep.equal(['read', 'read', 'read', 'closed']);
     });
 
     it('answers 503 with Retry-After before the first version is loaded', async () => {
