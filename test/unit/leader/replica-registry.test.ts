@@ -148,15 +148,18 @@ describe('leader/replica-registry', () => {
 
     it('never lets an earlier publish overtake a later one while DNS answers', async () => {
       const a = await fakeReplica(ok);
-      let calls = 0;
-      // The first lookup answers after the second.
-      const resolve: Resolve4 = async () => {
-        const delay = ++calls === 1 ? 150 : 10;
-        await new Promise((res) => setTimeout(res, delay));
-        return ['127.0.0.1'];
-      };
+      // Lookups that answer when the test says: the second is answered, and its publish done, before the first.
+      const answers: ((urls: string[]) => void)[] = [];
+      const resolve: Resolve4 = () => new Promise((res) => answers.push(res));
       const r = registry([], { dns: { host: 'replicas', port: a.port }, resolve });
-      await Promise.all([r.notifyAll(manifest(1)), r.notifyAll(manifest(2))]);
+      const first = r.notifyAll(manifest(1));
+      const second = r.notifyAll(manifest(2));
+      await waitFor(() => (answers.length === 2 ? true : undefined), 5000, 'both lookups');
+      answers[1](['127.0.0.1']);
+      await second;
+      expect(a.notices.map((n) => n.version)).to.deep.equal([2]);
+      answers[0](['127.0.0.1']);
+      await first;
       expect(a.notices.map((n) => n.version)).to.deep.equal([2]);
       expect(statusOf(r, a.url, 2).version).to.equal(2);
     });
