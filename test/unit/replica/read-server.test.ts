@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { bodyTag } from '../../../replica/etag.js';
@@ -47,6 +47,16 @@ async function firstAnswer(port: number, data: string): Promise<{ status: string
   } finally {
     c.socket.destroy();
   }
+}
+
+/** The server's side of the next connection `server` accepts (to see when the server stops reading it). */
+function nextServerSocket(server: Server): Promise<Socket> {
+  return new Promise((resolve) => server.once('connection', resolve));
+}
+
+/** The server has stopped reading `socket` (a waiting read, or answers the client does not take). */
+function stoppedReading(socket: Socket): true | undefined {
+  return socket.isPaused() ? true : undefined;
 }
 
 /**
@@ -500,10 +510,14 @@ describe('replica/read-server: the raw fast path for reads', () => {
   it('waits for a lookup that takes time (disk mode) before the next pipelined read, answering in order', async () => {
     const held = heldSnapshot();
     const { server } = await readServer(held.snapshot, { transport: 'fast' });
+    const accepted = nextServerSocket(server.server);
     const c = await RawConnection.open(server.port);
+    const socket = await accepted;
     c.send(['x', 'y', 'z'].map((id) => get(`/promotions/${id}`)).join(''));
     await waitFor(() => (held.started() === 1 ? true : undefined), 5000, 'the first lookup');
-    await new Promise((r) => setTimeout(r, 50));
+    // The server stops reading while a lookup waits (it pauses in the same turn it starts one): once it has, no
+    // other lookup can start before this one ends, whatever the machine's speed.
+    await waitFor(() => stoppedReading(socket), 5000, 'the server to stop reading');
     expect(held.started()).to.equal(1);
     held.release();
     const answers = [await c.next(), await c.next(), await c.next()];
@@ -512,20 +526,22 @@ describe('replica/read-server: the raw fast path for reads', () => {
 
   it('stops reading from a client that does not read its answers, and answers everything once it does', async () => {
     const { server, metrics } = await readServer(memorySnapshot(IDS), { transport: 'fast' });
+    const accepted = nextServerSocket(server.server);
     const c = await RawConnection.open(server.port);
+    const socket = await accepted;
     const count = 100_000;
     c.socket.pause();
     c.send(get('/promotions/a').repeat(count));
     const answered = async () =>
       Number(/status="200",role="replica"\} (\d+)$/m.exec(await metrics.registry.metrics())?.[1] ?? 0);
-    // The answers fill the socket buffers long before the last request is read: the server stops there.
-    let before = -1;
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 200));
-      const now = await answered();
-      if (now === before) break;
-      before = now;
-    }
+    // The answers fill the socket buffers long before the last request is read: the server stops there, paused
+    // with answers waiting for the client (lookups in memory never wait, so the pause is the answers').
+    await waitFor(
+      () => (stoppedReading(socket) && socket.writableNeedDrain ? true : undefined),
+      30_000,
+      'the server to stop reading, its answers untaken',
+    );
+    const before = await answered();
     expect(before).to.be.greaterThan(0);
     expect(before).to.be.lessThan(count);
     c.socket.resume();
