@@ -17,9 +17,9 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from '../lib/cli.js';
 import { uploadFile } from '../upload.js';
-import { loadFlags, parseCounts, parseLoadFlags } from './lib/args.js';
+import { dataFlags, loadFlags, parseCounts, parseDataFlags, parseLoadFlags } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
 import { pinProcess, procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
@@ -92,21 +92,17 @@ interface Kind {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '1000000' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      sizes: { type: 'string', default: '10,100,1000' },
-      ...loadFlags({ durationS: 5, warmupS: 2, rounds: 2, ids: 100_000 }),
-      help: { type: 'boolean', default: false },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        ...dataFlags(1_000_000),
+        sizes: { type: 'string', default: '10,100,1000' },
+        ...loadFlags({ durationS: 5, warmupS: 2, rounds: 2, ids: 100_000 }),
+      },
     },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return;
-  }
-  const [rows] = parseCounts('--rows', values.rows);
-  const seed = Number(values.seed);
+    HELP,
+  );
+  const { rows, seed } = parseDataFlags(values);
   const sizes = parseCounts('--sizes', values.sizes);
   const { connections, seconds, warmupS, rounds, idCount } = parseLoadFlags(values);
   const load: LoadSettings = { threads: 1, connections };

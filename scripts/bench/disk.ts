@@ -26,8 +26,8 @@ import { pathToFileURL } from 'node:url';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { ROOT, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import { loadFlags, parseCounts, parseLoadFlags } from './lib/args.js';
-import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
+import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags } from './lib/args.js';
+import { ensureCsv, sampleIds } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
 import {
@@ -175,8 +175,7 @@ async function main(): Promise<void> {
   const { values } = parseCommandLine(
     {
       options: {
-        rows: { type: 'string', default: '10000000' },
-        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        ...dataFlags(10_000_000),
         ...loadFlags({ durationS: 10, warmupS: 3, rounds: 2, ids: 1_000_000 }),
         zipf: { type: 'string', default: '0.99' },
         'cold-s': { type: 'string', default: '10' },
@@ -186,8 +185,7 @@ async function main(): Promise<void> {
     },
     headerUsage(import.meta.url),
   );
-  const [rows] = parseCounts('--rows', values.rows);
-  const seed = Number(values.seed);
+  const { rows, seed } = parseDataFlags(values);
   const { connections, seconds, warmupS, rounds, idCount } = parseLoadFlags(values);
   const load: LoadSettings = { threads: 1, connections };
   const theta = Number(values.zipf);

@@ -17,9 +17,9 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { uploadFile } from '../upload.js';
-import { loadFlags, parseCounts, parseLoadFlags, parsePositive } from './lib/args.js';
+import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags, parsePositive } from './lib/args.js';
 import { printCpuProfile } from './lib/cpu-profile.js';
-import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
+import { ensureCsv, sampleIds } from './lib/data.js';
 import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
 import { lastLines, leaderEnv, replicaEnv, startTracked, TOKENS, waitForVersion } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
@@ -36,8 +36,7 @@ async function main(): Promise<void> {
   const { values } = parseCommandLine(
     {
       options: {
-        rows: { type: 'string', default: '1000000' },
-        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        ...dataFlags(1_000_000),
         threads: { type: 'string', default: '1' },
         ...loadFlags({ durationS: 10, warmupS: 3, rounds: 2, ids: 100_000 }),
         absent: { type: 'string', default: '0.1' },
@@ -46,8 +45,7 @@ async function main(): Promise<void> {
     },
     headerUsage(import.meta.url),
   );
-  const [rows] = parseCounts('--rows', values.rows);
-  const seed = Number(values.seed);
+  const { rows, seed } = parseDataFlags(values);
   const { connections, seconds, warmupS, rounds, idCount } = parseLoadFlags(values);
   const load: LoadSettings = { threads: parsePositive('--threads', values.threads), connections };
   const absent = Number(values.absent);

@@ -13,11 +13,11 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from '../lib/cli.js';
 import { startNginx } from '../lib/nginx.js';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import { loadFlags, parseCounts, parseLoadFlags } from './lib/args.js';
+import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
 import { pinProcess, procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round } from './lib/report.js';
@@ -119,20 +119,16 @@ async function nginxPids(master: number): Promise<number[]> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '1000000' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      ...loadFlags({ durationS: 10, warmupS: 3, rounds: 3, ids: 100_000 }),
-      help: { type: 'boolean', default: false },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        ...dataFlags(1_000_000),
+        ...loadFlags({ durationS: 10, warmupS: 3, rounds: 3, ids: 100_000 }),
+      },
     },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return;
-  }
-  const [rows] = parseCounts('--rows', values.rows);
-  const seed = Number(values.seed);
+    HELP,
+  );
+  const { rows, seed } = parseDataFlags(values);
   const { connections, seconds, warmupS, rounds, idCount } = parseLoadFlags(values);
   ensureTool('wrk');
   ensureTool('taskset', 'util-linux');

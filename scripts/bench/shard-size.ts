@@ -13,10 +13,10 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandLine } from '../lib/cli.js';
 import { type RoleProcess, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import { parseCounts, parsePositive } from './lib/args.js';
+import { dataFlags, parseDataFlags, parsePositive } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
@@ -91,22 +91,18 @@ async function startGroup(
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rows: { type: 'string', default: '2000000' },
-      seed: { type: 'string', default: String(DEFAULT_SEED) },
-      shards: { type: 'string', default: '4' },
-      'replicas-per-shard': { type: 'string', default: '2' },
-      modes: { type: 'string', default: 'memory,disk' },
-      help: { type: 'boolean', default: false },
+  const { values } = parseCommandLine(
+    {
+      options: {
+        ...dataFlags(2_000_000),
+        shards: { type: 'string', default: '4' },
+        'replicas-per-shard': { type: 'string', default: '2' },
+        modes: { type: 'string', default: 'memory,disk' },
+      },
     },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return;
-  }
-  const [rows] = parseCounts('--rows', values.rows);
-  const seed = Number(values.seed);
+    HELP,
+  );
+  const { rows, seed } = parseDataFlags(values);
   const shards = parsePositive('--shards', values.shards);
   if ((shards & (shards - 1)) !== 0 || shards > 64)
     throw new Error('--shards must be a power of two up to 64');

@@ -21,8 +21,8 @@ import { join } from 'node:path';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import { parseCounts, parsePositive } from './lib/args.js';
-import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
+import { dataFlags, parseCounts, parseDataFlags, parsePositive } from './lib/args.js';
+import { ensureCsv, sampleIds } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
 import { activateVersion, getJson, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
@@ -211,8 +211,7 @@ async function main(): Promise<void> {
   const { values } = parseCommandLine(
     {
       options: {
-        rows: { type: 'string', default: '1000000' },
-        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        ...dataFlags(1_000_000),
         swaps: { type: 'string', default: '50' },
         'settle-ms': { type: 'string', default: '500' },
         modes: { type: 'string', default: 'memory,disk' },
@@ -228,8 +227,7 @@ async function main(): Promise<void> {
     await rollback(big, small, Number(values.seed));
     return;
   }
-  const [rows] = parseCounts('--rows', values.rows);
-  const seed = Number(values.seed);
+  const { rows, seed } = parseDataFlags(values);
   const swaps = parsePositive('--swaps', values.swaps);
   const settleMs = Number(values['settle-ms']);
   const modes = values.modes.split(',').map((m) => m.trim());

@@ -39,8 +39,8 @@ import { pathToFileURL } from 'node:url';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { ROOT, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
-import { parseCounts, parsePositive } from './lib/args.js';
-import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
+import { dataFlags, parseDataFlags, parsePositive } from './lib/args.js';
+import { ensureCsv, sampleIds } from './lib/data.js';
 import { procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
 import {
@@ -212,8 +212,7 @@ async function main(): Promise<void> {
   const { values } = parseCommandLine(
     {
       options: {
-        rows: { type: 'string', default: '1000000' },
-        seed: { type: 'string', default: String(DEFAULT_SEED) },
+        ...dataFlags(1_000_000),
         connections: { type: 'string', default: '50' },
         'steady-s': { type: 'string', default: '15' },
         'swap-s': { type: 'string', default: '15' },
@@ -226,8 +225,7 @@ async function main(): Promise<void> {
     },
     headerUsage(import.meta.url),
   );
-  const [rows] = parseCounts('--rows', values.rows);
-  const seed = Number(values.seed);
+  const { rows, seed } = parseDataFlags(values);
   const connections = parsePositive('--connections', values.connections);
   const steadyS = parsePositive('--steady-s', values['steady-s']);
   const swapS = parsePositive('--swap-s', values['swap-s']);

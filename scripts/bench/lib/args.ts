@@ -1,4 +1,5 @@
 /** Command-line values of the benchmarks: counts with shorthands, positive numbers; a bad one names its flag. */
+import { DEFAULT_SEED } from './data.js';
 
 /** Parses `1000000,10000000` (underscores and `1e6`/`10M` shorthands allowed) into whole numbers. */
 export function parseCounts(flag: string, text: string): number[] {
@@ -64,4 +65,21 @@ export function parseLoadFlags(
     rounds: parsePositive('--rounds', values.rounds),
     idCount: parsePositive('--ids', values.ids),
   };
+}
+
+/** The data flags of the benchmarks that generate one file: --rows (`rows` by default) and --seed (DEFAULT_SEED). */
+export function dataFlags(rows: number) {
+  return {
+    rows: { type: 'string', default: String(rows) },
+    seed: { type: 'string', default: String(DEFAULT_SEED) },
+  } as const;
+}
+
+/** Parses the values of `dataFlags` (the first count of --rows). */
+export function parseDataFlags(values: Readonly<Record<'rows' | 'seed', string>>): {
+  readonly rows: number;
+  readonly seed: number;
+} {
+  const [rows] = parseCounts('--rows', values.rows);
+  return { rows, seed: Number(values.seed) };
 }
