@@ -80,7 +80,10 @@ describe('common/http server limits', () => {
       form,
     );
     const requests = () =>
-      lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'request');
+      lines
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        // Without the scrapes cutMidBody waits with.
+        .filter((l) => l.msg === 'request' && l.path !== '/metrics');
     await waitFor(() => (requests().length >= 4 ? true : undefined), 10_000, 'the three cut requests logged');
     expect(requests().map((l) => [l.method, l.status])).to.deep.equal([
       ['POST', 201],
@@ -144,28 +147,40 @@ describe('common/http server limits', () => {
 
 /**
  * Sends the head of a request declaring 1,000,000 body bytes (or `body`'s length plus more), then `sent` bytes of
- * the body (or `body`), then cuts the connection, as a dropped link does. Resolves once the socket is closed.
+ * the body (or `body`), then cuts the connection, as a dropped link does: once the server is answering it (its
+ * /metrics count it in flight, beside the scrape itself), so that the cut comes mid-body. Resolves once the
+ * socket is closed.
  */
-function cutMidBody(
+async function cutMidBody(
   url: string,
   method: string,
   headers: Record<string, string>,
   sent: number,
   body?: string,
 ): Promise<void> {
-  return new Promise((resolve) => {
-    const bytes = body === undefined ? Buffer.alloc(sent, 'a') : Buffer.from(body);
-    const req = request(url, {
-      method,
-      headers: { ...headers, 'content-length': String(bytes.length * 10) },
-    });
+  const bytes = body === undefined ? Buffer.alloc(sent, 'a') : Buffer.from(body);
+  const req = request(url, {
+    method,
+    headers: { ...headers, 'content-length': String(bytes.length * 10) },
+  });
+  const closed = new Promise<void>((resolve) => {
     req.on('error', () => undefined);
     req.on('close', () => resolve());
-    req.write(bytes, () => {
-      // Let the server take what arrived, then drop the socket mid-body.
-      setTimeout(() => req.destroy(), 200);
-    });
   });
+  req.write(bytes);
+  const inFlight = async () =>
+    Number(
+      /^promotions_http_requests_in_flight\S* (\d+)$/m.exec(
+        (await http(`${new URL(url).origin}/metrics`)).text,
+      )?.[1],
+    );
+  await waitFor(
+    async () => ((await inFlight()) >= 2 ? true : undefined),
+    10_000,
+    `the server to take ${method}`,
+  );
+  req.destroy();
+  await closed;
 }
 
 describe('MAX_CONNECTIONS', () => {
