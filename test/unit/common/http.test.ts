@@ -85,7 +85,8 @@ describe('common/http server limits', () => {
         // Without the scrapes cutMidBody waits with.
         .filter((l) => l.msg === 'request' && l.path !== '/metrics');
     await waitFor(() => (requests().length >= 4 ? true : undefined), 10_000, 'the three cut requests logged');
-    expect(requests().map((l) => [l.method, l.status])).to.deep.equal([
+    // In any order: each cut ends on the server's side a moment after the client's, and may log after the next.
+    expect(requests().map((l) => [l.method, l.status])).to.have.deep.members([
       ['POST', 201],
       ['PUT', 499],
       ['PATCH', 499],
