@@ -18,12 +18,11 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCommandLine } from '../lib/cli.js';
-import { uploadFile } from '../upload.js';
 import { dataFlags, loadFlags, parseCounts, parseDataFlags, parseLoadFlags } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
 import { pinProcess, procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
-import { lastLines, leaderEnv, replicaEnv, startTracked, TOKENS, waitForVersion } from './lib/roles.js';
+import { ingestFile, leaderEnv, replicaEnv, startTracked, waitForVersion } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
 import { WRK_DONE, wrkRandomIdsScript } from './lib/wrk-script.js';
@@ -112,9 +111,7 @@ async function main(): Promise<void> {
   const csv = await ensureCsv(rows, seed);
   const dir = await tempDir('batch');
   const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
-  const up = await uploadFile(leader.url, TOKENS.leader, csv);
-  if (up.status !== 201)
-    throw new Error(`the leader refused the file (${up.status})${lastLines(leader.lines)}`);
+  const up = await ingestFile(leader, csv);
   const replica = await pinnedNode(
     'replica/main.ts',
     [],

@@ -25,20 +25,18 @@ import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { ROOT, waitFor } from '../lib/processes.js';
-import { uploadFile } from '../upload.js';
 import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags } from './lib/args.js';
 import { ensureCsv, sampleIds } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
 import {
   getJson,
+  ingestFile,
   type ListeningProcess,
-  lastLines,
   leaderEnv,
   replicaEnv,
   spawnListening,
   startTracked,
-  TOKENS,
 } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
@@ -204,11 +202,7 @@ async function main(): Promise<void> {
   const csv = await ensureCsv(rows, seed);
   const dir = await tempDir('disk');
   const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
-  const up = await uploadFile(leader.url, TOKENS.leader, csv);
-  if (up.status !== 201)
-    throw new Error(
-      `the leader refused the file (${up.status}): ${JSON.stringify(up.body)}${lastLines(leader.lines)}`,
-    );
+  const up = await ingestFile(leader, csv);
   const probe = pathToFileURL(join(ROOT, 'scripts', 'bench', 'eld-probe.ts')).href;
   /** A replica pinned to SERVER_CPU with the event-loop delay probe preloaded. */
   const replica = (name: string, env: Record<string, string>) =>

@@ -16,12 +16,11 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
-import { uploadFile } from '../upload.js';
 import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags, parsePositive } from './lib/args.js';
 import { printCpuProfile } from './lib/cpu-profile.js';
 import { ensureCsv, sampleIds } from './lib/data.js';
 import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
-import { lastLines, leaderEnv, replicaEnv, startTracked, TOKENS, waitForVersion } from './lib/roles.js';
+import { ingestFile, leaderEnv, replicaEnv, startTracked, waitForVersion } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
 import { wrkRandomIdsScript } from './lib/wrk-script.js';
@@ -59,11 +58,7 @@ async function main(): Promise<void> {
 
   // A leader builds the version; a replica pinned to core 0 loads it; the leader is then stopped (no noise).
   const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
-  const up = await uploadFile(leader.url, TOKENS.leader, csv);
-  if (up.status !== 201)
-    throw new Error(
-      `the leader refused the file (${up.status}): ${JSON.stringify(up.body)}${lastLines(leader.lines)}`,
-    );
+  const up = await ingestFile(leader, csv);
   const replica = await pinnedNode(
     'replica/main.ts',
     [],

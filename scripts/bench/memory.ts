@@ -18,12 +18,11 @@ import { join } from 'node:path';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import type { RoleProcess } from '../lib/processes.js';
 import { waitFor } from '../lib/processes.js';
-import { uploadFile } from '../upload.js';
 import { parseCounts, parsePositive } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, fileBytes, sampleIds } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
-import { getJson, lastLines, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { getJson, ingestFile, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
 import { runBench, sleep, tempDir } from './lib/run.js';
 
 const GOAL_BYTES_PER_ROW = 64;
@@ -114,11 +113,7 @@ async function measureSize(
     for (const [mode, r] of replicas) before.set(mode, (await procMemory(r.child.pid!)).rssBytes);
 
     log(`${rows} rows: uploading to the leader; replicas: ${modes.join(', ')} ...`);
-    const up = await uploadFile(leader.url, TOKENS.leader, csv);
-    if (up.status !== 201)
-      throw new Error(
-        `the leader refused the file (${up.status}): ${JSON.stringify(up.body)}${lastLines(leader.lines)}`,
-      );
+    const up = await ingestFile(leader, csv);
     const version = Number(up.body.version);
     const uploaded = performance.now();
     const leaderPeak = (await procMemory(leader.child.pid!)).hwmBytes;

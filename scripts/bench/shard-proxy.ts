@@ -16,12 +16,11 @@ import { join } from 'node:path';
 import { parseCommandLine } from '../lib/cli.js';
 import { startNginx } from '../lib/nginx.js';
 import { waitFor } from '../lib/processes.js';
-import { uploadFile } from '../upload.js';
 import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
 import { pinProcess, procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round } from './lib/report.js';
-import { getJson, lastLines, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { getJson, ingestFile, leaderEnv, replicaEnv, startTracked } from './lib/roles.js';
 import { onCleanup, runBench, tempDir } from './lib/run.js';
 import { ensureTool, runTool } from './lib/tools.js';
 import { wrkRandomIdsScript } from './lib/wrk-script.js';
@@ -136,9 +135,7 @@ async function main(): Promise<void> {
   const csv = await ensureCsv(rows, seed);
   const dir = await tempDir('shard-proxy');
   const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
-  const up = await uploadFile(leader.url, TOKENS.leader, csv);
-  if (up.status !== 201)
-    throw new Error(`the leader refused the file (${up.status})${lastLines(leader.lines)}`);
+  const up = await ingestFile(leader, csv);
   const start = async (name: string, shard?: string) => {
     const extra: Record<string, string> = { SERVE_MODE: 'memory', ...(shard ? { SHARD: shard } : {}) };
     const r = await startTracked('replica', { env: replicaEnv(join(dir, name), leader.url, extra) });

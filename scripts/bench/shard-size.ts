@@ -15,12 +15,11 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCommandLine } from '../lib/cli.js';
 import { type RoleProcess, waitFor } from '../lib/processes.js';
-import { uploadFile } from '../upload.js';
 import { dataFlags, parseDataFlags, parsePositive } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
-import { getJson, lastLines, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import { getJson, ingestFile, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 
 const GOAL_FACTOR = 1.1;
@@ -114,9 +113,7 @@ async function main(): Promise<void> {
   const dir = await tempDir('shard-size');
   const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
   log(`ingesting ${rows} rows`);
-  const up = await uploadFile(leader.url, TOKENS.leader, csv);
-  if (up.status !== 201)
-    throw new Error(`the leader refused the file (${up.status})${lastLines(leader.lines)}`);
+  const up = await ingestFile(leader, csv);
   const version = up.body.version as number;
   const fileBytes = up.body.bytes as number | undefined;
   const manifest = await getJson(`${leader.url}/snapshots/${version}`, TOKENS.leader);

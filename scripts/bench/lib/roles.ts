@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { ROOT, type RoleProcess, type StartOptions, startRole, waitFor } from '../../lib/processes.js';
+import { type UploadResult, uploadFile } from '../../upload.js';
 import { killChild, onCleanup, track } from './run.js';
 
 /** Tokens for the leader and replicas a benchmark starts (config wants at least 16 characters). */
@@ -138,6 +139,19 @@ export async function getJson(
     body = { raw: text };
   }
   return { status: res.status, body };
+}
+
+/**
+ * Uploads `csv` to the benchmark's leader (with `?force=true` when `force`); throws unless it answers 201, with
+ * the leader's answer and its last log lines.
+ */
+export async function ingestFile(leader: RoleProcess, csv: string, force = false): Promise<UploadResult> {
+  const up = await uploadFile(leader.url, TOKENS.leader, csv, force);
+  if (up.status !== 201)
+    throw new Error(
+      `the leader refused the file (${up.status}): ${JSON.stringify(up.body)}${lastLines(leader.lines)}`,
+    );
+  return up;
 }
 
 /** Waits (up to 5 minutes) until the replica at `replicaUrl` is ready with `version`; returns its /readyz body. */
