@@ -65,6 +65,15 @@ export interface ReplicaRegistryOptions {
   readonly now?: () => number;
   /** Runs `fn` after `ms` (a notice's backoff) and returns what cancels it; a fake in tests. */
   readonly setTimer?: (fn: () => void, ms: number) => () => void;
+  /** Runs `fn` every `ms` (the DNS refresh) and returns what stops it; a fake in tests. */
+  readonly setRepeat?: (fn: () => void, ms: number) => () => void;
+}
+
+/** setInterval that does not keep the process alive, and what stops it. */
+function realRepeat(fn: () => void, ms: number): () => void {
+  const timer = setInterval(fn, ms);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 type Source = 'config' | 'dns' | 'registered';
@@ -104,7 +113,7 @@ export class ReplicaRegistry {
   private readonly entries = new Map<string, Entry>();
   private readonly notices: NoticeCampaigns;
   private readonly resolve: Resolve4 | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private stopDnsRefresh: (() => void) | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly now: () => number;
@@ -147,18 +156,20 @@ export class ReplicaRegistry {
       );
       this.expiryTimer.unref();
     }
-    if (this.options.dns == null || this.timer !== undefined) return;
+    if (this.options.dns == null || this.stopDnsRefresh !== undefined) return;
     void this.refreshDns();
-    this.timer = setInterval(() => void this.refreshDns(), this.options.dnsRefreshMs ?? DNS_REFRESH_MS);
-    this.timer.unref();
+    this.stopDnsRefresh = (this.options.setRepeat ?? realRepeat)(
+      () => void this.refreshDns(),
+      this.options.dnsRefreshMs ?? DNS_REFRESH_MS,
+    );
   }
 
   /** Stops the DNS refresh, the expiry sweep and every pending retry (at shutdown). */
   close(): void {
     this.closed = true;
-    if (this.timer !== undefined) clearInterval(this.timer);
+    this.stopDnsRefresh?.();
     if (this.expiryTimer !== undefined) clearInterval(this.expiryTimer);
-    this.timer = undefined;
+    this.stopDnsRefresh = undefined;
     this.expiryTimer = undefined;
     for (const e of this.entries.values()) stopCampaign(e.campaign, 'superseded');
   }

@@ -200,25 +200,40 @@ describe('leader/replica-registry', () => {
       expect(view()).to.deep.equal(['config http://10.9.9.9:8081']);
     });
 
-    it('looks the name up again periodically once started', async () => {
+    it('looks the name up again periodically once started, and no more once closed', async () => {
       const dns = fakeDns([]);
+      // The refresh fires when the test says; `running` is whether it has been stopped.
+      const refresh: { fire: () => void; ms: number; running: boolean } = {
+        fire: () => {},
+        ms: 0,
+        running: false,
+      };
       const r = registry([], {
         dns: { host: 'replicas', port: 8081 },
         resolve: dns.resolve,
         dnsRefreshMs: 30,
+        setRepeat: (fn, ms) => {
+          Object.assign(refresh, { fire: fn, ms, running: true });
+          return () => {
+            refresh.running = false;
+          };
+        },
       });
       r.start();
-      await waitFor(() => (dns.state.lookups.length >= 3 ? true : undefined), 5000, 'three lookups');
+      expect(refresh).to.include({ ms: 30, running: true });
+      refresh.fire();
+      refresh.fire();
+      await waitFor(() => (dns.state.lookups.length === 3 ? true : undefined), 5000, 'three lookups');
       dns.state.answer = ['10.1.2.3'];
+      refresh.fire();
       await waitFor(
         () => (r.list(undefined).some((s) => s.url === 'http://10.1.2.3:8081') ? true : undefined),
         5000,
         'the new address',
       );
       r.close();
-      const seen = dns.state.lookups.length;
-      await new Promise((res) => setTimeout(res, 100));
-      expect(dns.state.lookups.length).to.equal(seen);
+      expect(refresh.running).to.equal(false);
+      expect(dns.state.lookups).to.have.length(4);
     });
   });
 });
