@@ -22,11 +22,11 @@ import { pinProcess, procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round } from './lib/report.js';
 import { getJson, ingestFile, leaderEnv, replicaEnv, startTracked } from './lib/roles.js';
 import { onCleanup, runBench, tempDir } from './lib/run.js';
-import { ensureTool, runTool } from './lib/tools.js';
+import { ensureTool } from './lib/tools.js';
 import { wrkRandomIdsScript } from './lib/wrk-script.js';
+import { runWrkJson, WRK_CPU } from './wrk.js';
 
 const REPLICA_CPU = 0;
-const WRK_CPU = 1;
 const NGINX_CPU = 1;
 
 const HELP = `Usage: node --import tsx scripts/bench/shard-proxy.ts [options]
@@ -71,28 +71,9 @@ async function cpuOf(pids: readonly number[]): Promise<number> {
 async function wrk(t: Target, script: string, seconds: number, connections: number): Promise<Run> {
   const replica0 = await cpuOf(t.replicaPids);
   const proxy0 = await cpuOf(t.proxyPids);
-  const r = await runTool(
-    'taskset',
-    [
-      '-c',
-      String(WRK_CPU),
-      'wrk',
-      '-t1',
-      `-c${connections}`,
-      `-d${seconds}s`,
-      '--timeout',
-      '5s',
-      '-s',
-      script,
-      t.url,
-    ],
-    { timeoutMs: (seconds + 60) * 1000 },
-  );
+  const j = await runWrkJson(WRK_CPU, { threads: 1, connections }, seconds, script, t.url);
   const replicaS = (await cpuOf(t.replicaPids)) - replica0;
   const proxyS = (await cpuOf(t.proxyPids)) - proxy0;
-  const line = r.stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
-  if (r.code !== 0 || line === undefined) throw new Error(`wrk failed (${r.code}): ${r.stderr}\n${r.stdout}`);
-  const j = JSON.parse(line.slice('WRK_JSON '.length)) as Record<string, number>;
   return {
     target: t.name,
     requestsPerS: round(j.requests / (j.duration_us / 1e6)),

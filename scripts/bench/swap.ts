@@ -54,8 +54,9 @@ import {
   TOKENS,
 } from './lib/roles.js';
 import { runBench, sleep, tempDir } from './lib/run.js';
-import { ensureTool, runTool } from './lib/tools.js';
+import { ensureTool } from './lib/tools.js';
 import { wrkRandomIdsScript } from './lib/wrk-script.js';
+import { runWrkJson } from './wrk.js';
 
 const REPLICA_CPU = 0;
 const OTHERS_CPU = 1;
@@ -73,20 +74,7 @@ interface WrkRun {
 }
 
 async function wrk(url: string, script: string, seconds: number, connections: number): Promise<WrkRun> {
-  const args = [
-    '-c',
-    String(OTHERS_CPU),
-    'wrk',
-    '-t1',
-    `-c${connections}`,
-    `-d${seconds}s`,
-    '--timeout',
-    '5s',
-  ];
-  const r = await runTool('taskset', [...args, '-s', script, url], { timeoutMs: (seconds + 60) * 1000 });
-  const line = r.stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
-  if (r.code !== 0 || line === undefined) throw new Error(`wrk failed (${r.code}): ${r.stderr}\n${r.stdout}`);
-  const j = JSON.parse(line.slice('WRK_JSON '.length)) as Record<string, number>;
+  const j = await runWrkJson(OTHERS_CPU, { threads: 1, connections }, seconds, script, url);
   const durationS = j.duration_us / 1e6;
   return {
     requests: j.requests,

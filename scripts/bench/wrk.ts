@@ -33,6 +33,36 @@ export interface LoadSettings {
 }
 
 /**
+ * Runs `taskset -c CPU wrk` with the Lua `script` (which prints a `WRK_JSON {...}` line, lib/wrk-script.ts) against
+ * `url` for `seconds`; returns that line's figures. Throws with wrk's output when it fails or prints none.
+ */
+export async function runWrkJson(
+  cpu: number,
+  load: LoadSettings,
+  seconds: number,
+  script: string,
+  url: string,
+): Promise<Record<string, number>> {
+  const args = [
+    '-c',
+    String(cpu),
+    'wrk',
+    `-t${load.threads}`,
+    `-c${load.connections}`,
+    `-d${seconds}s`,
+    '--timeout',
+    '5s',
+    '-s',
+    script,
+    url,
+  ];
+  const r = await runTool('taskset', args, { timeoutMs: (seconds + 60) * 1000 });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
+  if (r.code !== 0 || line === undefined) throw new Error(`wrk failed (${r.code}): ${r.stderr}\n${r.stdout}`);
+  return JSON.parse(line.slice('WRK_JSON '.length)) as Record<string, number>;
+}
+
+/**
  * Runs wrk pinned to WRK_CPU against `server` for `seconds`. Also reads the server's CPU time around the run: CPU
  * per request is steadier than requests/s on a shared machine, and CPU time over wall time says how much of its
  * core the server actually got.
@@ -44,25 +74,9 @@ export async function wrk(
   seconds: number,
   load: LoadSettings,
 ): Promise<WrkRun> {
-  const args = [
-    '-c',
-    String(WRK_CPU),
-    'wrk',
-    `-t${load.threads}`,
-    `-c${load.connections}`,
-    `-d${seconds}s`,
-    '--timeout',
-    '5s',
-    '-s',
-    script,
-    server.url,
-  ];
   const cpu0 = await procCpuSeconds(server.pid);
-  const r = await runTool('taskset', args, { timeoutMs: (seconds + 60) * 1000 });
+  const j = await runWrkJson(WRK_CPU, load, seconds, script, server.url);
   const cpuS = (await procCpuSeconds(server.pid)) - cpu0;
-  const line = r.stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
-  if (r.code !== 0 || line === undefined) throw new Error(`wrk failed (${r.code}): ${r.stderr}\n${r.stdout}`);
-  const j = JSON.parse(line.slice('WRK_JSON '.length)) as Record<string, number>;
   const durationS = j.duration_us / 1e6;
   return {
     target,
