@@ -62,12 +62,14 @@ describe('the repo stands alone', () => {
     .filter((f) => /\.(ts|js|md|ya?ml|json)$|^Dockerfile$/.test(f) && !f.startsWith('test/fixtures/'));
 
   it('cites no document outside it (the team briefs are written up in docs/design.md)', async () => {
-    const outside = /\bDESIGN(\.md)? §|\bDESIGN\.md\b|\bTOOLCHAIN\.md\b|\.\.\/shared\//;
+    // The team's briefs live beside the repo, not in it; the pattern is built from their names so that this file
+    // does not cite them itself and is checked like every other.
+    const briefs = ['DESIGN', 'TOOLCHAIN'].join('|');
+    const folder = ['\\.\\.', 'shared', ''].join('/');
+    const outside = new RegExp(`\\b(${briefs})(\\.md\\b|(\\.md)? §)|${folder}`);
     const citing: string[] = [];
     for (const f of tracked) {
       const text = await readFile(new URL(f, root), 'utf8').catch(() => '');
-      // This test names the patterns it looks for.
-      if (f === 'test/unit/common/docs.test.ts') continue;
       text.split('\n').forEach((line, i) => {
         if (outside.test(line)) citing.push(`${f}:${i + 1}`);
       });
