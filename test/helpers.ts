@@ -110,18 +110,22 @@ export async function fakeServer(
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-/** Opens a raw connection, writes `data`, and resolves with what came back once the server closed it. */
+/**
+ * Opens a raw connection, writes `data` (then ends the client's side, FIN, when `endInput`), and resolves with what
+ * came back once the server closed it; rejects if it is still open after `boundMs`.
+ */
 export function rawExchange(
   port: number,
   data: string | Buffer,
   boundMs = 10_000,
+  endInput = false,
 ): Promise<{ text: string }> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     let text = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`the server kept the connection open for ${boundMs} ms`));
+      reject(new Error(`the server kept the connection open for ${boundMs} ms, after ${JSON.stringify(text)}`));
     }, boundMs);
     socket.setEncoding('latin1');
     socket.on('data', (c: string) => {
@@ -132,7 +136,8 @@ export function rawExchange(
       clearTimeout(timer);
       resolve({ text });
     });
-    socket.write(data);
+    if (endInput) socket.end(data);
+    else socket.write(data);
   });
 }
 

@@ -63,29 +63,9 @@ function stoppedReading(socket: Socket): true | undefined {
  * Sends `data`, then ends the client's side (FIN), and collects what comes back until the server closes the
  * connection; rejects if it is still open after `boundMs`. Without the Date header (it differs between runs).
  */
-function halfClosedExchange(port: number, data: string, boundMs = 3000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let text = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(
-        new Error(
-          `the server kept a half-closed connection open for ${boundMs} ms, after ${JSON.stringify(text)}`,
-        ),
-      );
-    }, boundMs);
-    socket.setEncoding('latin1');
-    socket.on('data', (c: string) => {
-      text += c;
-    });
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(text.replace(/^date: .*\r\n/gim, ''));
-    });
-    socket.end(Buffer.from(data, 'latin1'));
-  });
+async function halfClosedExchange(port: number, data: string, boundMs = 3000): Promise<string> {
+  const { text } = await rawExchange(port, Buffer.from(data, 'latin1'), boundMs, true);
+  return text.replace(/^date: .*\r\n/gim, '');
 }
 
 /** Sends `data` on a new connection and reads answers until the server closes it (at most `max`): their statuses, and whether it closed. */
