@@ -125,7 +125,9 @@ export function rawExchange(
     let text = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`the server kept the connection open for ${boundMs} ms, after ${JSON.stringify(text)}`));
+      reject(
+        new Error(`the server kept the connection open for ${boundMs} ms, after ${JSON.stringify(text)}`),
+      );
     }, boundMs);
     socket.setEncoding('latin1');
     socket.on('data', (c: string) => {

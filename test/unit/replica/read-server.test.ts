@@ -1,4 +1,4 @@
-import { connect, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { bodyTag } from '../../../replica/etag.js';
