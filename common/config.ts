@@ -128,8 +128,7 @@ export interface ReplicaConfig extends CommonConfig {
   /** SERVE_MODE: memory (whole file in RAM), disk (positional reads), or auto (memory when it fits MEMORY_BUDGET_BYTES). */
   readonly serveMode: ServeMode;
   /**
-   * MEMORY_BUDGET_BYTES: largest snapshot served in memory mode when SERVE_MODE is auto. In disk mode, the slot
-   * tables (packed, about 5 bytes a row) are kept in memory when they fit it, so that a lookup reads only its record.
+   * MEMORY_BUDGET_BYTES: largest snapshot (or, sharded, shard of one) served in memory mode when SERVE_MODE is auto.
    */
   readonly memoryBudgetBytes: number;
   /**
@@ -137,6 +136,12 @@ export interface ReplicaConfig extends CommonConfig {
    * every version swap); 0 turns it off.
    */
   readonly diskCacheBytes: number;
+  /**
+   * DISK_SLOT_TABLE_BYTES: disk mode's slot tables held in memory, packed (about 5 bytes a row), whole partitions,
+   * as many as fit: a lookup in a partition whose table is held reads only its record (an absent id nothing), one
+   * elsewhere reads the probe window first. Bounds memory whatever the row count; 0: none.
+   */
+  readonly diskSlotTableBytes: number;
   /**
    * DISK_READ_WORKERS: worker threads that do disk mode's positional reads (off the event loop, in batches); more
    * help when reads wait for a real disk (a cold page cache).
@@ -197,6 +202,7 @@ export const DEFAULTS = Object.freeze({
   serveMode: 'auto' as ServeMode,
   memoryBudgetBytes: 4096 * MiB,
   diskCacheBytes: 64 * MiB,
+  diskSlotTableBytes: 64 * MiB,
   diskReadWorkers: 2,
   maxInFlight: 1024,
   maxQueue: 256,
@@ -421,6 +427,7 @@ export function loadReplicaConfig(env: Env = process.env): ReplicaConfig {
     serveMode,
     memoryBudgetBytes: bytes(env, 'MEMORY_BUDGET_BYTES', DEFAULTS.memoryBudgetBytes, 0),
     diskCacheBytes: bytes(env, 'DISK_CACHE_BYTES', DEFAULTS.diskCacheBytes, 0),
+    diskSlotTableBytes: bytes(env, 'DISK_SLOT_TABLE_BYTES', DEFAULTS.diskSlotTableBytes, 0),
     diskReadWorkers: int(env, 'DISK_READ_WORKERS', DEFAULTS.diskReadWorkers, 1, 64),
     maxInFlight: int(env, 'MAX_IN_FLIGHT', DEFAULTS.maxInFlight, 1),
     maxQueue: int(env, 'MAX_QUEUE', DEFAULTS.maxQueue, 0),

@@ -20,6 +20,29 @@ export function scrapedGauge(registry: Registry, name: string, help: string, rea
   });
 }
 
+/**
+ * A gauge with one label whose series are `read()` at each scrape: pairs of a label value and its number (a value
+ * not returned disappears).
+ */
+export function scrapedGauges(
+  registry: Registry,
+  name: string,
+  help: string,
+  label: string,
+  read: () => Iterable<readonly [string, number]>,
+): Gauge {
+  return new Gauge({
+    name: `${METRIC_PREFIX}${name}`,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [value, n] of read()) this.set({ [label]: value }, n);
+    },
+  });
+}
+
 /** A counter that follows `total()`, a count that only grows, read at each scrape. */
 export function scrapedCounter(registry: Registry, name: string, help: string, total: () => number): Counter {
   let reported = 0;

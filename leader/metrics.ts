@@ -2,8 +2,15 @@
  * The leader's own metrics: ingest outcomes, rows and durations (recorded by the ingest), and the current version
  * and each replica's lag (read from the store and the registry when Prometheus scrapes).
  */
-import { Counter, Gauge, type Histogram, type Registry } from 'prom-client';
-import { counter, gauge, histogram, scrapedCounter, scrapedGauge } from '../common/metric-declarations.js';
+import { Counter, type Gauge, type Histogram, type Registry } from 'prom-client';
+import {
+  counter,
+  gauge,
+  histogram,
+  scrapedCounter,
+  scrapedGauge,
+  scrapedGauges,
+} from '../common/metric-declarations.js';
 import { METRIC_PREFIX } from '../common/metrics.js';
 import type { ReplicaRegistry } from './replica-registry.js';
 import type { SnapshotChecks } from './snapshot-checks.js';
@@ -64,16 +71,13 @@ export function registerLeaderMetrics(
     'The current version (0 before the first ingest)',
     () => store.current()?.version ?? 0,
   );
-  new Gauge({
-    name: `${METRIC_PREFIX}replica_lag_versions`,
-    help: 'Versions each known replica is behind the current one (-1 while unknown)',
-    labelNames: ['replica'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const r of replicas.list(store.current()?.version)) this.set({ replica: r.url }, r.lag ?? -1);
-    },
-  });
+  scrapedGauges(
+    registry,
+    'replica_lag_versions',
+    'Versions each known replica is behind the current one (-1 while unknown)',
+    'replica',
+    () => replicas.list(store.current()?.version).map((r) => [r.url, r.lag ?? -1]),
+  );
   return {
     ingests: counter(
       registry,

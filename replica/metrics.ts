@@ -2,9 +2,8 @@
  * The replica's own metrics: the version and rows it serves and in which mode (read from the live index when
  * Prometheus scrapes: nothing to update on the hot path), how long versions took to load, and bytes pulled.
  */
-import { Gauge, type Registry } from 'prom-client';
-import { histogram, scrapedCounter, scrapedGauge } from '../common/metric-declarations.js';
-import { METRIC_PREFIX } from '../common/metrics.js';
+import type { Registry } from 'prom-client';
+import { histogram, scrapedCounter, scrapedGauge, scrapedGauges } from '../common/metric-declarations.js';
 import { DiskSnapshot, diskStats } from '../common/snapshot/disk-snapshot.js';
 import { readPoolStats } from '../common/snapshot/read-pool.js';
 import type { LiveIndex } from './live-index.js';
@@ -48,18 +47,36 @@ function registerDiskMetrics(registry: Registry, index: LiveIndex): void {
     'Disk read workers that died and were replaced (their lookups answered 500)',
     () => readPoolStats.restarts,
   );
-  new Gauge({
-    name: `${METRIC_PREFIX}disk_cache_entries`,
-    help: "Records in the served version's hot-record cache",
-    labelNames: ['state'],
-    registers: [registry],
-    collect() {
-      const s = index.current?.snapshot;
-      const c = s instanceof DiskSnapshot ? s.cacheSize : undefined;
-      this.set({ state: 'used' }, c?.used ?? 0);
-      this.set({ state: 'capacity' }, c?.capacity ?? 0);
+  const disk = () => {
+    const s = index.current?.snapshot;
+    return s instanceof DiskSnapshot ? s : undefined;
+  };
+  scrapedGauges(
+    registry,
+    'disk_cache_entries',
+    "Records in the served version's hot-record cache",
+    'state',
+    () => {
+      const c = disk()?.cacheSize;
+      return [
+        ['used', c?.used ?? 0],
+        ['capacity', c?.capacity ?? 0],
+      ];
     },
-  });
+  );
+  scrapedGauges(
+    registry,
+    'disk_slot_table_partitions',
+    'Partitions of the served version whose slot table is in memory (held) or not (file): one read or two',
+    'state',
+    () => {
+      const t = disk()?.slotTables;
+      return [
+        ['held', t?.held ?? 0],
+        ['file', t === undefined ? 0 : t.partitions - t.held],
+      ];
+    },
+  );
 }
 
 export function registerReplicaMetrics(registry: Registry, index: LiveIndex, syncer: Syncer): void {
@@ -101,15 +118,14 @@ export function registerReplicaMetrics(registry: Registry, index: LiveIndex, syn
     'Rows in the version this replica serves',
     () => index.current?.manifest.rows ?? 0,
   );
-  new Gauge({
-    name: `${METRIC_PREFIX}snapshot_serve_mode`,
-    help: 'How the served version is held: 1 for the mode in use (memory or disk)',
-    labelNames: ['mode'],
-    registers: [registry],
-    collect() {
+  scrapedGauges(
+    registry,
+    'snapshot_serve_mode',
+    'How the served version is held: 1 for the mode in use (memory or disk)',
+    'mode',
+    () => {
       const mode = index.current?.snapshot.mode;
-      this.set({ mode: 'memory' }, mode === 'memory' ? 1 : 0);
-      this.set({ mode: 'disk' }, mode === 'disk' ? 1 : 0);
+      return (['memory', 'disk'] as const).map((m) => [m, mode === m ? 1 : 0]);
     },
-  });
+  );
 }

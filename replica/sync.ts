@@ -87,6 +87,7 @@ export type SyncSettings = Pick<
   | 'serveMode'
   | 'memoryBudgetBytes'
   | 'diskCacheBytes'
+  | 'diskSlotTableBytes'
   | 'diskReadWorkers'
 > &
   Partial<Pick<ReplicaConfig, 'shard'>>;
@@ -348,11 +349,11 @@ export class Syncer {
     return bytes / (this.shard?.count ?? 1) <= this.settings.memoryBudgetBytes ? 'memory' : 'disk';
   }
 
-  /** How disk-mode versions serve: the process's read pool, slot tables within the memory budget, the cache. */
+  /** How disk-mode versions serve: the process's read pool, the slot tables and the cache within their budgets. */
   private get disk(): DiskOptions {
     return {
       pool: sharedReadPool(this.settings.diskReadWorkers),
-      slotBudgetBytes: this.settings.memoryBudgetBytes,
+      slotBudgetBytes: this.settings.diskSlotTableBytes,
       cacheBytes: this.settings.diskCacheBytes,
     };
   }

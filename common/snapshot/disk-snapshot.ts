@@ -1,11 +1,12 @@
 /**
- * Disk mode, for data larger than memory: the directory lives in memory, and so, when they fit the memory budget,
- * the slot tables, packed (slot-index.ts, about 5 bytes a row); records stay in the file. A lookup:
+ * Disk mode, for data larger than memory: the directory lives in memory, and so do as many partitions' slot tables,
+ * packed (slot-index.ts, about 5 bytes a row), as their budget allows; records stay in the file. A lookup:
  * 1. the hot-record cache (record-cache.ts), if the id is there: answered at once, as in memory mode;
- * 2. with the slot tables in memory, an absent id is answered at once, and a present one costs one positional
- *    read, of its record; without them, one read of the probe window and one of the record;
+ * 2. in a partition whose slot table is in memory, an absent id is answered at once, and a present one costs one
+ *    positional read, of its record; elsewhere, one read of the probe window and one of the record;
  * 3. the reads are done by the disk read pool's worker threads (read-pool.ts), in batches, never on the event loop.
- * Memory does not grow with the row count beyond the slot tables the budget allows, and the cache's fixed arena.
+ * Memory does not grow with the row count: the directory (64 bytes a partition), the slot tables within their
+ * budget, and the cache's fixed arena.
  *
  * Concurrency: any number of lookups at once, on the main thread. `close` waits for the lookups in progress, then
  * closes the file and frees the slot tables and the cache; the owner calls it once, after the version stopped
@@ -19,13 +20,13 @@ import { RESULT_MISS } from './read-channel.js';
 import type { DiskReadPool } from './read-pool.js';
 import { RecordCache } from './record-cache.js';
 import { MAX_RECORD_BYTES, recordHasId, recordLength, renderRecord } from './record-codec.js';
-import { SlotIndex, slotIndexBytes } from './slot-index.js';
+import { SlotIndex } from './slot-index.js';
 import type { PartitionSpan } from './verifier.js';
 
 /** How a disk-mode version serves: the pool that reads for it, and the memory it may hold. */
 export interface DiskOptions {
   readonly pool: DiskReadPool;
-  /** The slot tables are held in memory when their packed size is at most this (0: never). */
+  /** Bytes for slot tables held in memory, whole partitions, as many as fit (0: none). */
   readonly slotBudgetBytes: number;
   /** Bytes for the hot-record cache (0: no cache). */
   readonly cacheBytes: number;
@@ -72,7 +73,7 @@ export class DiskSnapshot implements LoadedSnapshot {
   }
 
   /**
-   * Serves the verified file open in `handle` (which the snapshot then owns), loading its slot tables when they fit
+   * Serves the verified file open in `handle` (which the snapshot then owns), loading as many slot tables as fit
    * `options.slotBudgetBytes`. `span`: the partitions the file holds (a shard replica's file has only its shard's).
    */
   static async open(
@@ -83,17 +84,18 @@ export class DiskSnapshot implements LoadedSnapshot {
     span: PartitionSpan = { first: 0, end: partitions.length },
   ): Promise<DiskSnapshot> {
     const started = options.pool.start();
-    const fits = options.slotBudgetBytes > 0 && slotIndexBytes(partitions, span) <= options.slotBudgetBytes;
-    const slots = fits ? await SlotIndex.load(handle, partitions, span) : undefined;
+    const slots = await SlotIndex.load(handle, partitions, options.slotBudgetBytes, span);
     const cache = options.cacheBytes > 0 ? new RecordCache(options.cacheBytes) : undefined;
     // Served only once the workers run: the first reads do not wait for threads to boot.
     await started;
     return new DiskSnapshot(header, partitions, handle, options.pool, slots, cache, span);
   }
 
-  /** Whether the slot tables are in memory (a present id costs one read). */
-  get slotsInMemory(): boolean {
-    return this.slots !== undefined;
+  /** Of the partitions this file holds, how many have their slot table in memory (their ids cost one read). */
+  get slotTables(): { held: number; partitions: number } {
+    let held = 0;
+    for (let p = this.span.first; p < this.span.end; p++) if (this.slots?.holds(p)) held++;
+    return { held, partitions: this.span.end - this.span.first };
   }
 
   /** The hot-record cache's entries in use and capacity (tests, metrics). */
@@ -117,8 +119,9 @@ export class DiskSnapshot implements LoadedSnapshot {
       }
     }
     let first = -1;
-    if (this.slots !== undefined) {
-      first = this.slots.find(partition, h1, home, end);
+    const slots = this.slots;
+    if (slots?.holds(partition)) {
+      first = slots.find(partition, h1, home, end);
       // The packed fingerprint rules the id out without a read.
       if (first === -1) return undefined;
     }
@@ -146,7 +149,7 @@ export class DiskSnapshot implements LoadedSnapshot {
     const start = d.offsets[partition];
     const recordsAt = start + d.slotCount[partition] * SLOT_BYTES;
     const partitionEnd = d.ends[partition];
-    const slots = this.slots;
+    const slots = this.slots?.holds(partition) ? this.slots : undefined;
     let position: number;
     let length: number;
     let probeH1: number;

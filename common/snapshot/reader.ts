@@ -70,19 +70,19 @@ export async function verifyFromFile(
   }
 }
 
-/** Disk mode as configured by default: the default read pool, slot tables within the default memory budget. */
+/** Disk mode as configured by default: the default read pool, slot tables and cache within their default budgets. */
 export function defaultDiskOptions(): DiskOptions {
   return {
     pool: sharedReadPool(DEFAULTS.diskReadWorkers),
-    slotBudgetBytes: DEFAULTS.memoryBudgetBytes,
+    slotBudgetBytes: DEFAULTS.diskSlotTableBytes,
     cacheBytes: DEFAULTS.diskCacheBytes,
   };
 }
 
 /**
  * Verifies a snapshot file completely (header, layout, every checksum, identity against `expect`) and opens it for
- * lookups: `memory` holds every partition in memory; `disk` keeps the directory (and the slot tables, when they
- * fit `disk`'s budget) and reads records at lookup time. With `shard`, only that shard's partitions are verified
+ * lookups: `memory` holds every partition in memory; `disk` keeps the directory (and as many slot tables as fit
+ * `disk`'s budget) and reads records at lookup time. With `shard`, only that shard's partitions are verified
  * and served (a shard replica's file holds only their bytes, shard.ts). Throws a SnapshotError (and holds nothing)
  * when the file is not exactly what it claims.
  */

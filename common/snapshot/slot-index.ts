@@ -6,8 +6,11 @@
  * often (1 in 2^bits per slot passed, about 1 in 1000 with 10 bits), and the caller, which compares the ids,
  * goes on to the next candidate: answers stay exact, a rare lookup costs one more read.
  *
- * Built from the file's own slot tables (verified bytes: the file was checked before it opened), one partition at a
- * time, with asynchronous reads, so the event loop is held for one partition's packing at a time.
+ * Held for as many partitions as a budget allows (whole partitions, in order: ids hash evenly over them, so which
+ * ones does not matter), so memory stays bounded however many rows the file has; a lookup in a partition without
+ * its table reads the file's (one read more). Built from the file's own slot tables (verified bytes: the file was
+ * checked before it opened), one partition at a time, with asynchronous reads, so the event loop is held for one
+ * partition's packing at a time.
  *
  * Concurrency: immutable once built; main thread only. `release` frees the memory once no lookup uses it.
  */
@@ -26,14 +29,16 @@ interface Span {
   readonly end: number;
 }
 
-/** Bytes of memory the packed tables of `partitions` in `span` take. */
-export function slotIndexBytes(
-  partitions: readonly PartitionEntry[],
-  span: Span = { first: 0, end: partitions.length },
-): number {
-  let slots = 0;
-  for (let p = span.first; p < span.end; p++) slots += partitions[p].slotCount;
-  return slots * 4;
+/** Bytes of memory partition `e`'s packed table takes. */
+function packedBytes(e: PartitionEntry): number {
+  return e.slotCount * 4;
+}
+
+/** Bits of record offset partition `e` needs, or 0 when too many for a fingerprint worth keeping. */
+function offsetBitsOf(e: PartitionEntry): number {
+  // Offsets are below recordsBytes < 2^bits, so an offset of all ones (PACKED_EMPTY's low bits) never occurs.
+  const bits = Math.max(1, 32 - Math.clz32(e.bytes - e.slotCount * SLOT_BYTES));
+  return bits > MAX_OFFSET_BITS ? 0 : bits;
 }
 
 export class SlotIndex {
@@ -44,32 +49,37 @@ export class SlotIndex {
   ) {}
 
   /**
-   * Reads and packs every partition's slot table from `h` (the file whose layout `partitions` is). Undefined when a
-   * partition's records need more than MAX_OFFSET_BITS bits of offset (a partition of hundreds of MB): its
-   * fingerprints would be too short, and probes read the file's tables instead.
+   * Reads and packs the slot tables of the partitions in `span` from `h` (the file whose layout `partitions` is),
+   * as many as fit `budgetBytes`, in order. A partition whose records need more than MAX_OFFSET_BITS bits of offset
+   * (hundreds of MB) is left out: its fingerprints would be too short. Undefined when no table is held.
    */
   static async load(
     h: FileHandle,
     partitions: readonly PartitionEntry[],
+    budgetBytes: number,
     span: Span = { first: 0, end: partitions.length },
   ): Promise<SlotIndex | undefined> {
+    // offsetBits[p] > 0: partition p's table is held. Partitions outside the span (a hole in a shard's file) and
+    // past the budget are not: their lookups read the file's table.
     const offsetBits = new Uint8Array(partitions.length);
+    let total = 0;
     for (let p = span.first; p < span.end; p++) {
       const e = partitions[p];
-      // Offsets are below recordsBytes < 2^bits, so an offset of all ones (PACKED_EMPTY's low bits) never occurs.
-      const bits = Math.max(1, 32 - Math.clz32(e.bytes - e.slotCount * SLOT_BYTES));
-      if (bits > MAX_OFFSET_BITS) return undefined;
+      const bits = offsetBitsOf(e);
+      if (bits === 0 || total + packedBytes(e) > budgetBytes) continue;
       offsetBits[p] = bits;
+      total += packedBytes(e);
     }
-    const arena = new ArrayBuffer(slotIndexBytes(partitions, span));
-    // Partitions outside the span (a hole in a shard's file) get empty tables: lookups never reach them.
+    if (total === 0) return undefined;
+    const arena = new ArrayBuffer(total);
     const tables: Uint32Array[] = partitions.map(() => new Uint32Array(0));
     let scratch = Buffer.alloc(0);
     let at = 0;
     for (let p = span.first; p < span.end; p++) {
+      if (offsetBits[p] === 0) continue;
       const e = partitions[p];
       const table = new Uint32Array(arena, at, e.slotCount);
-      at += e.slotCount * 4;
+      at += packedBytes(e);
       tables[p] = table;
       const n = e.slotCount * SLOT_BYTES;
       if (scratch.length < n) scratch = Buffer.allocUnsafe(n);
@@ -97,8 +107,13 @@ export class SlotIndex {
     return this.arena.byteLength;
   }
 
+  /** Whether `partition`'s table is held (else its lookups read the file's). */
+  holds(partition: number): boolean {
+    return this.offsetBits[partition] !== 0;
+  }
+
   /**
-   * The first slot in [from, end) of `partition` whose packed fingerprint matches `h1`, or -1 when an empty slot
+   * The first slot in [from, end) of held `partition` whose packed fingerprint matches `h1`, or -1 when an empty slot
    * or `end` comes first (the id is absent).
    */
   find(partition: number, h1: number, from: number, end: number): number {
@@ -113,7 +128,7 @@ export class SlotIndex {
     return -1;
   }
 
-  /** The record offset (relative to the end of the slot table) that slot `s` of `partition` holds. */
+  /** The record offset (relative to the end of the slot table) that slot `s` of held `partition` holds. */
   recordOffset(partition: number, s: number): number {
     return this.tables[partition][s] & ((1 << this.offsetBits[partition]) - 1);
   }

@@ -15,6 +15,7 @@
  * Disk mode is reported only when the replica says it serves `mode: "disk"`; otherwise "not implemented".
  */
 import { join } from 'node:path';
+import { DEFAULTS } from '../../common/config.js';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import type { RoleProcess } from '../lib/processes.js';
 import { waitFor } from '../lib/processes.js';
@@ -26,7 +27,8 @@ import { getJson, ingestFile, leaderEnv, replicaEnv, startTracked, TOKENS } from
 import { runBench, sleep, tempDir } from './lib/run.js';
 
 const GOAL_BYTES_PER_ROW = 64;
-const GOAL_DISK_RSS_BYTES = 200 * 1024 * 1024;
+/** Disk mode: flat in rows, 200 MB plus what its settings let it hold (slot tables, hot records; defaults here). */
+const GOAL_DISK_RSS_BYTES = 200 * 1024 * 1024 + DEFAULTS.diskSlotTableBytes + DEFAULTS.diskCacheBytes;
 const LOAD_TIMEOUT_MS = 15 * 60_000;
 
 type Mode = 'memory' | 'disk';
@@ -252,7 +254,15 @@ async function main(): Promise<void> {
       process.stdout.write(`disk mode: not implemented (${missing.disk.notImplemented})\n`);
     } else {
       printTable(
-        ['rows', 'RSS before MB', 'RSS after MB', 'peak RSS MB', 'bytes/row', 'load s', 'RSS < 200 MB'],
+        [
+          'rows',
+          'RSS before MB',
+          'RSS after MB',
+          'peak RSS MB',
+          'bytes/row',
+          'load s',
+          `RSS < ${mb(GOAL_DISK_RSS_BYTES)} MB`,
+        ],
         disk.map((r) => {
           const d = r.disk as ReplicaResult;
           return [

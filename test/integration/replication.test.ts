@@ -400,6 +400,11 @@ describe('replication (issue 5)', function () {
       );
       expect(await replicaView(leader, r.url)).to.deep.include({ lag: 0, lastError: null });
     }
+    // Prometheus sees the same: one series per replica.
+    const metrics = (await http(`${leader.url}/metrics`)).text;
+    for (const r of replicas) {
+      expect(metrics).to.include(`promotions_replica_lag_versions{replica="${r.url}",role="leader"} 0`);
+    }
 
     expect((await activate(leader, 2)).status).to.equal(200);
     for (const r of replicas) {

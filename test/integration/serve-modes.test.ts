@@ -36,7 +36,7 @@ describe('serving modes: every id answers its last row through HTTP (property)',
     {
       name: 'disk mode, cache off, slot tables on disk',
       mode: 'disk',
-      env: { SERVE_MODE: 'disk', DISK_CACHE_BYTES: '0', MEMORY_BUDGET_BYTES: '0' },
+      env: { SERVE_MODE: 'disk', DISK_CACHE_BYTES: '0' },
     },
   ] as const;
   for (const { name, mode, env } of variants) {
@@ -96,6 +96,38 @@ describe('serving modes: every id answers its last row through HTTP (property)',
       );
     });
   }
+
+  it('disk mode holds slot tables only within DISK_SLOT_TABLE_BYTES, says how many in /metrics, and answers every id', async () => {
+    const ids = Array.from({ length: 2000 }, (_, i) => `id-${i}`);
+    const leader = await startLeader();
+    expect(
+      (await putCsv(leader.url, csvOf(ids.map((id, i) => [id, String(i), '2020-01-01 00:00:00'])))).status,
+    ).to.equal(201);
+    const partitions = async (url: string) => {
+      const text = (await http(`${url}/metrics`)).text;
+      const of = (state: string) =>
+        Number(
+          new RegExp(
+            `^promotions_disk_slot_table_partitions\\{[^}]*state="${state}"[^}]*\\} (\\d+)`,
+            'm',
+          ).exec(text)?.[1],
+        );
+      return { held: of('held'), file: of('file') };
+    };
+    // 2000 ids take ~10 KB of packed tables: 2 KiB holds some partitions' only.
+    const small = await startReplica(leader.url, { SERVE_MODE: 'disk', DISK_SLOT_TABLE_BYTES: '2048' });
+    const roomy = await startReplica(leader.url, { SERVE_MODE: 'disk' });
+    await waitFor(() => small.index.current && roomy.index.current, 10_000, 'version 1');
+    const few = await partitions(small.url);
+    const all = await partitions(roomy.url);
+    expect(few.held, 'held within 2 KiB').to.be.greaterThan(0);
+    expect(few.file, 'read from the file within 2 KiB').to.be.greaterThan(0);
+    expect(all).to.deep.equal({ held: few.held + few.file, file: 0 });
+    for (const [i, id] of ids.entries()) {
+      expect((await http(`${small.url}/promotions/${id}`)).json.price, id).to.equal(i);
+    }
+    expect((await http(`${small.url}/promotions/id-absent`)).status).to.equal(404);
+  });
 
   it('disk mode: after a swap, no answer comes from the cache of the version served before', async () => {
     const ids = Array.from({ length: 200 }, (_, i) => `id-${i}`);
