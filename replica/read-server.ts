@@ -20,8 +20,8 @@
  * them (pipelined ones in one write); a read that waits (disk mode, the overload queue) stops the connection from
  * reading until it is answered. A client that does not read its answers stops being read once the socket buffers
  * fill. Timeouts follow node:http's: an unfinished head is answered 408 after HEADERS_TIMEOUT_MS (counted from its
- * first byte, also when node:http takes it over midway), a connection idle between requests is closed after
- * KEEP_ALIVE_TIMEOUT_MS, and one stuck mid-answer after IDLE_TIMEOUT_MS. The end of the client's input (FIN) is
+ * first byte, also when node:http takes it over midway), a connection idle between requests is closed a second after
+ * KEEP_ALIVE_TIMEOUT_MS (node:http's margin), and one stuck mid-answer after IDLE_TIMEOUT_MS. The end of the client's input (FIN) is
  * handled as node:http handles it: the connection closes once the answers are sent, and a head cut short by it is
  * answered node:http's 400 at once. Where this differs from node:http alone, decision 004 says exactly how.
  *
@@ -33,6 +33,7 @@ import type { FrontConnections, ServerLimits } from '../common/http.js';
 import { HEAD_NOT_READ, HeadScanner, scanWork } from './head-scanner.js';
 import type { LiveVersion } from './live-index.js';
 import { READ_PREFIX, type ReadMethod, type ReadPath, type ReadReply } from './read-path.js';
+import { type ClockTimer, type ServerClock, systemClock } from './server-clock.js';
 
 const GET_START = `GET ${READ_PREFIX}`;
 const HEAD_START = `HEAD ${READ_PREFIX}`;
@@ -50,6 +51,13 @@ const EOF_ANSWER = 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n';
  * The bytes scanned so far are not scanned again (HeadScanner), so a head costs linear work either way.
  */
 const HEAD_PIECES = 4;
+
+/**
+ * How long past KEEP_ALIVE_TIMEOUT_MS an idle connection stays open: node:http (Node 20.19 on) closes it one second
+ * after the timeout its answers advertise, so that a client that reuses it right at the advertised limit does not
+ * meet a reset; the fast path keeps the same margin.
+ */
+const KEEP_ALIVE_MARGIN_MS = 1000;
 
 type NodeConnectionListener = (this: Server, socket: Socket) => void;
 
@@ -219,8 +227,8 @@ class FastConnection {
   private readonly scanner = new HeadScanner([GET_START, HEAD_START]);
   /** When the unfinished head started arriving (ms), or 0. */
   private headSince = 0;
-  /** When the connection last made progress (ms): bytes in, a write drained, an answer out. */
-  private lastActive = Date.now();
+  /** When the connection last made progress (ms, the owner's clock): bytes in, a write drained, an answer out. */
+  private lastActive: number;
   /** A read of this connection is waiting for its answer (disk mode, or queued). */
   private busy = false;
   /** The socket's buffer is full: reading stops until it drains. */
@@ -241,6 +249,7 @@ class FastConnection {
     readonly socket: Socket,
     private readonly owner: FastReads,
   ) {
+    this.lastActive = owner.now();
     socket.setNoDelay(true);
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
@@ -255,7 +264,7 @@ class FastConnection {
       if (!this.inAdvance) {
         // An answer that arrived later (disk mode, the queue): send it; the socket resumes and delivers what
         // `advance` put back while the read waited.
-        this.lastActive = Date.now();
+        this.lastActive = this.owner.now();
         this.settle();
       }
     };
@@ -274,7 +283,7 @@ class FastConnection {
       this.socket.unshift(chunk);
       return;
     }
-    this.lastActive = Date.now();
+    this.lastActive = this.owner.now();
     const text = chunk.toString('latin1');
     if (this.headLength === 0) {
       this.advance(text);
@@ -306,7 +315,7 @@ class FastConnection {
 
   private readonly onDrain = () => {
     this.waitingDrain = false;
-    this.lastActive = Date.now();
+    this.lastActive = this.owner.now();
     this.settle();
   };
 
@@ -369,7 +378,7 @@ class FastConnection {
         }
         this.head.push(rest);
         this.headLength = rest.length;
-        this.headSince = Date.now();
+        this.headSince = this.owner.now();
       }
     }
     this.settle();
@@ -449,7 +458,8 @@ class FastConnection {
       this.headSince = 0;
       this.socket.end(TIMEOUT_ANSWER, () => this.socket.destroy());
     } else if (this.idle) {
-      if (now - this.lastActive > this.owner.limits.keepAliveTimeoutMs) this.socket.destroy();
+      if (now - this.lastActive > this.owner.limits.keepAliveTimeoutMs + KEEP_ALIVE_MARGIN_MS)
+        this.socket.destroy();
     } else if (now - this.lastActive > idleTimeoutMs) {
       this.socket.destroy();
     }
@@ -466,9 +476,11 @@ class FastReads implements FrontConnections {
   /** The header lines after the ETag of a 200 answer (Cache-Control, X-Snapshot-Version), for one version. */
   private okOf: LiveVersion | undefined;
   private okTail = '';
-  private readonly sweep: NodeJS.Timeout;
+  private readonly sweep: ClockTimer;
   /** Connections handed to node:http in the middle of a head, and the timer of that head's deadline. */
-  private readonly headDeadlines = new Map<Socket, NodeJS.Timeout>();
+  private readonly headDeadlines = new Map<Socket, ClockTimer>();
+  /** The timeouts' clock (ms): `clock.now`, held here so that a connection reads it in one step. */
+  readonly now: () => number;
   /** As node:http says it: the timeout in whole seconds. */
   private readonly keepAliveLines: string;
 
@@ -477,17 +489,18 @@ class FastReads implements FrontConnections {
     private readonly nodeListener: NodeConnectionListener,
     readonly reads: ReadPath,
     readonly limits: ServerLimits,
+    private readonly clock: ServerClock,
   ) {
+    this.now = clock.now;
     const seconds = Math.floor(limits.keepAliveTimeoutMs / 1000);
     this.keepAliveLines = `connection: keep-alive\r\n${seconds > 0 ? `keep-alive: timeout=${seconds}\r\n` : ''}`;
     const shortest = Math.min(limits.headersTimeoutMs, limits.keepAliveTimeoutMs);
     const every = Math.max(10, Math.min(1000, Math.floor(shortest / 2)));
-    this.sweep = setInterval(() => {
-      const now = Date.now();
+    this.sweep = clock.every(every, () => {
+      const now = this.now();
       for (const c of this.connections) c.checkTimeouts(now);
-    }, every);
-    this.sweep.unref();
-    server.once('close', () => clearInterval(this.sweep));
+    });
+    server.once('close', () => this.sweep.cancel());
     // node:http has a handed-over head complete: from now on its own timers apply.
     server.on('request', (req: IncomingMessage) => this.clearHeadDeadline(req.socket));
   }
@@ -509,27 +522,30 @@ class FastReads implements FrontConnections {
    * node:http starts its headers timer for a connection when it gets it, so a head that began arriving on the
    * fast path would get HEADERS_TIMEOUT_MS again from the hand-over (nearly twice the limit in all). This keeps
    * the deadline of the head's first byte: unless node:http has the complete head by then (its 'request'), the
-   * connection gets node:http's own 408 and is closed.
+   * connection gets node:http's own 408 and is closed once more than HEADERS_TIMEOUT_MS has passed since that
+   * byte, as the fast path's own sweep and node:http count it. A timer that fires early by the clock (the event
+   * loop's cached time lags) waits for the rest.
    */
   private keepHeadDeadline(socket: Socket, headSince: number): void {
-    const left = headSince + this.limits.headersTimeoutMs - Date.now();
-    const timer = setTimeout(
-      () => {
-        this.headDeadlines.delete(socket);
-        if (socket.destroyed) return;
-        socket.end(TIMEOUT_ANSWER, () => socket.destroy());
-      },
-      Math.max(0, left),
-    );
-    timer.unref();
-    this.headDeadlines.set(socket, timer);
+    const due = headSince + this.limits.headersTimeoutMs + 1;
+    const check = () => {
+      const left = due - this.now();
+      if (left > 0) {
+        this.headDeadlines.set(socket, this.clock.after(left, check));
+        return;
+      }
+      this.headDeadlines.delete(socket);
+      if (socket.destroyed) return;
+      socket.end(TIMEOUT_ANSWER, () => socket.destroy());
+    };
+    this.headDeadlines.set(socket, this.clock.after(Math.max(0, due - this.now()), check));
     socket.once('close', () => this.clearHeadDeadline(socket));
   }
 
   private clearHeadDeadline(socket: Socket): void {
     const timer = this.headDeadlines.get(socket);
     if (timer === undefined) return;
-    clearTimeout(timer);
+    timer.cancel();
     this.headDeadlines.delete(socket);
   }
 
@@ -594,16 +610,22 @@ class FastReads implements FrontConnections {
 /**
  * Puts the fast path in front of `server` (a node:http server not yet listening): every new connection starts on
  * it, and node's own connection listener takes a connection over when a request does not fit. Returns the handle
- * that `listen`'s close() uses to end these connections too.
+ * that `listen`'s close() uses to end these connections too. `clock`: what the timeouts are timed with (tests move
+ * their own).
  */
-export function installFastReads(server: Server, reads: ReadPath, limits: ServerLimits): FrontConnections {
+export function installFastReads(
+  server: Server,
+  reads: ReadPath,
+  limits: ServerLimits,
+  clock: ServerClock = systemClock,
+): FrontConnections {
   const listeners = server.listeners('connection');
   if (listeners.length !== 1) {
     throw new Error(`expected node:http's one connection listener, found ${listeners.length}`);
   }
   const nodeListener = listeners[0] as NodeConnectionListener;
   server.off('connection', nodeListener);
-  const fast = new FastReads(server, nodeListener, reads, limits);
+  const fast = new FastReads(server, nodeListener, reads, limits, clock);
   server.on('connection', (socket: Socket) => fast.accept(socket));
   return fast;
 }

@@ -12,6 +12,7 @@ import { LiveIndex } from '../../../replica/live-index.js';
 import { createReadHandler } from '../../../replica/read-handler.js';
 import { ReadPath } from '../../../replica/read-path.js';
 import { installFastReads } from '../../../replica/read-server.js';
+import type { ClockTimer, ServerClock } from '../../../replica/server-clock.js';
 import { onCleanup, quietLogger } from '../../helpers.js';
 
 export const MANIFEST: SnapshotManifest = {
@@ -69,6 +70,48 @@ export function heldSnapshot(): { snapshot: LoadedSnapshot; release: () => void;
   };
 }
 
+/**
+ * A clock for the fast path's timeouts that only the test moves: a timeout happens at the millisecond `advance` reaches,
+ * on any machine. Timers run within `advance`, one-shot ones in the order they are due; the periodic
+ * ones (the fast path's sweep) run once at the time reached, as if their period had just come round.
+ */
+export class ManualClock implements ServerClock {
+  /** Far from 0, which the fast path reads as "not set". */
+  private t = 1_000_000;
+  private readonly oneShots = new Set<{ due: number; fn: () => void }>();
+  private readonly periodic = new Set<() => void>();
+
+  readonly now = (): number => this.t;
+
+  every(_ms: number, fn: () => void): ClockTimer {
+    const entry = () => fn();
+    this.periodic.add(entry);
+    return { cancel: () => this.periodic.delete(entry) };
+  }
+
+  after(ms: number, fn: () => void): ClockTimer {
+    const entry = { due: this.t + ms, fn };
+    this.oneShots.add(entry);
+    return { cancel: () => this.oneShots.delete(entry) };
+  }
+
+  /** Moves the clock `ms` on, running the timers due by then. */
+  advance(ms: number): void {
+    if (!(ms >= 0)) throw new Error('a clock does not go back');
+    const to = this.t + ms;
+    for (;;) {
+      let next: { due: number; fn: () => void } | undefined;
+      for (const e of this.oneShots) if (e.due <= to && (next === undefined || e.due < next.due)) next = e;
+      if (next === undefined) break;
+      this.oneShots.delete(next);
+      this.t = Math.max(this.t, next.due);
+      next.fn();
+    }
+    this.t = to;
+    for (const fn of [...this.periodic]) fn();
+  }
+}
+
 /** Everything else, as Koa would: an answer that names the request, so tests see who answered. */
 function fallback(req: IncomingMessage, res: ServerResponse): void {
   req.resume();
@@ -94,6 +137,8 @@ export interface ReadServerOptions {
   readonly maxBatchIds?: number;
   readonly maxAgeS?: number | null;
   readonly logger?: Logger;
+  /** The fast path's clock for its timeouts (the process's own when not given). */
+  readonly clock?: ServerClock;
 }
 
 /** A read server for `snapshot` on an ephemeral loopback port, stopped by cleanup(). */
@@ -118,7 +163,7 @@ export async function readServer(
     '127.0.0.1',
     0,
     limits,
-    options.transport === 'fast' ? (s) => installFastReads(s, reads, limits) : undefined,
+    options.transport === 'fast' ? (s) => installFastReads(s, reads, limits, options.clock) : undefined,
   );
   onCleanup(() => server.close(100));
   return { server, metrics, index };

@@ -12,7 +12,7 @@ import {
   rawHeader,
   waitFor,
 } from '../../helpers.js';
-import { bodyOf, heldSnapshot, memorySnapshot, readServer } from './fakes.js';
+import { bodyOf, heldSnapshot, ManualClock, memorySnapshot, readServer } from './fakes.js';
 
 const IDS = ['a', 'b', 'c', 'd018ef0b-dbd9-48f1-ac1a-eb4d90e57118', 'odd id/with?chars%'];
 const ETAG = bodyTag(bodyOf('a'));
@@ -52,6 +52,16 @@ async function firstAnswer(port: number, data: string): Promise<{ status: string
 /** The server's side of the next connection `server` accepts (to see when the server stops reading it). */
 function nextServerSocket(server: Server): Promise<Socket> {
   return new Promise((resolve) => server.once('connection', resolve));
+}
+
+/** The server's `socket` has read `bytes` bytes in all (its data events for them have run). */
+function received(socket: Socket, bytes: number): true | undefined {
+  return socket.bytesRead === bytes ? true : undefined;
+}
+
+/** Every answer written to the server's `socket` is handed to the kernel: nothing in progress on it. */
+function handedToKernel(socket: Socket): true | undefined {
+  return socket.writableLength === 0 ? true : undefined;
 }
 
 /** The server has stopped reading `socket` (a waiting read, or answers the client does not take). */
@@ -432,26 +442,71 @@ describe('replica/read-server: the raw fast path for reads', () => {
     expect(text).to.match(/^HTTP\/1.1 408/);
   });
 
-  it('keeps HEADERS_TIMEOUT_MS from the first byte of a head that node:http takes over midway, as node:http alone does', async () => {
-    const limits = { headersTimeoutMs: 1000 };
-    const fast = await readServer(memorySnapshot(IDS), { transport: 'fast', limits });
-    const node = await readServer(memorySnapshot(IDS), { transport: 'node', limits });
-    /** A head that starts as a read, then (at 0.7 of the limit) takes a byte the fast path leaves to node:http. */
-    const slowHead = async (port: number) => {
+  it('keeps HEADERS_TIMEOUT_MS from the first byte of a head that node:http takes over midway', async () => {
+    // The fast path's timeouts run on the test's clock; node:http's own headers timer (a minute here, in real
+    // time) cannot come first however slow the machine.
+    const clock = new ManualClock();
+    const limit = 60_000;
+    const { server } = await readServer(memorySnapshot(IDS), {
+      transport: 'fast',
+      limits: { headersTimeoutMs: limit },
+      clock,
+    });
+    const accepted = nextServerSocket(server.server);
+    const c = await RawConnection.open(server.port);
+    const socket = await accepted;
+    const start = 'GET /promotions/a HTTP/1.1\r\nHost: x\r\n';
+    c.send(start);
+    await waitFor(() => received(socket, start.length), 5000, "the head's first bytes");
+    // 0.7 of the limit later, a byte the fast path leaves to node:http (obs-text in a value, which llhttp takes).
+    clock.advance(limit * 0.7);
+    const more = 'X-A: caf\xe9\r\n';
+    c.send(more);
+    await waitFor(() => received(socket, start.length + more.length), 5000, 'the hand-over');
+    // node:http restarts its headers timer at the hand-over; the head's deadline stays its first byte's.
+    clock.advance(limit * 0.3);
+    expect(socket.writableEnded, 'HEADERS_TIMEOUT_MS after the first byte').to.equal(false);
+    clock.advance(1);
+    expect(socket.writableEnded, 'past HEADERS_TIMEOUT_MS after the first byte').to.equal(true);
+    const answer = await c.next(5000);
+    expect(answer.status).to.equal(408);
+    expect(rawHeader(answer, 'connection')).to.equal('close');
+    await c.waitClosed(5000);
+  });
+
+  it('answers 408 to a head still arriving HEADERS_TIMEOUT_MS after its first byte, not before, as node:http alone does', async () => {
+    const limit = 1000;
+    const fast = await readServer(memorySnapshot(IDS), {
+      transport: 'fast',
+      limits: { headersTimeoutMs: limit },
+    });
+    const node = await readServer(memorySnapshot(IDS), {
+      transport: 'node',
+      limits: { headersTimeoutMs: limit },
+    });
+    /**
+     * A read's head that never ends: one more byte of a header value every tenth of the limit until the answer,
+     * so that a deadline counted from the last byte would never come. On the fast path the head trickles in
+     * pieces, so node:http takes it over after a few. Only the lower bound is checked: a busy machine answers
+     * later, never earlier.
+     */
+    const endlessHead = async (port: number) => {
       const c = await RawConnection.open(port);
-      const start = Date.now();
-      c.send('GET /promotions/a HTTP/1.1\r\nHost: x\r\n');
-      await new Promise((r) => setTimeout(r, 700));
-      c.send('X-A: caf\xe9\r\n');
-      const answer = await c.next(5000);
-      return { status: answer.status, ms: Date.now() - start };
+      const start = performance.now();
+      c.send('GET /promotions/a HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+      const drip = setInterval(() => c.send('a'), limit / 10);
+      try {
+        const answer = await c.next(30_000);
+        return { status: answer.status, ms: performance.now() - start };
+      } finally {
+        clearInterval(drip);
+      }
     };
-    const [f, n] = await Promise.all([slowHead(fast.server.port), slowHead(node.server.port)]);
+    const [f, n] = await Promise.all([endlessHead(fast.server.port), endlessHead(node.server.port)]);
     expect([f.status, n.status]).to.deep.equal([408, 408]);
-    // node:http alone checks every HEADERS_TIMEOUT_MS / 2: between 1000 and 1500 ms. Restarted at the hand-over,
-    // the fast path's would come after 1700 ms.
-    expect(f.ms, 'fast path').to.be.within(900, 1600);
-    expect(n.ms, 'node:http alone').to.be.within(900, 1600);
+    // node:http's timers count whole milliseconds of the event loop's time: at most one early by this clock.
+    expect(f.ms, 'fast path').to.be.at.least(limit - 1);
+    expect(n.ms, 'node:http alone').to.be.at.least(limit - 1);
   });
 
   it('after a hand-over, answers a request followed by data after Connection: close as decision 004 says', async () => {
@@ -472,19 +527,58 @@ describe('replica/read-server: the raw fast path for reads', () => {
     expect(f.text).to.include('fallback GET /healthz').and.not.to.include(bodyOf('b'));
   });
 
-  it('closes a connection idle for KEEP_ALIVE_TIMEOUT_MS, and keeps a busy one open', async () => {
+  it('closes a connection idle a second past KEEP_ALIVE_TIMEOUT_MS, and keeps a busy one open', async () => {
+    const clock = new ManualClock();
+    const timeout = 300;
+    // node:http closes an idle connection one second after the timeout its answers advertise.
+    const closesAfter = timeout + 1000;
     const { server } = await readServer(memorySnapshot(IDS), {
       transport: 'fast',
-      limits: { keepAliveTimeoutMs: 300 },
+      limits: { keepAliveTimeoutMs: timeout },
+      clock,
     });
+    const accepted = nextServerSocket(server.server);
     const c = await RawConnection.open(server.port);
-    for (let i = 0; i < 5; i++) {
+    const socket = await accepted;
+    // A request every 0.8 of that, four times its length in all: each request starts the count again.
+    for (let i = 1; i <= 5; i++) {
       c.send(get('/promotions/a'));
       expect((await c.next()).status).to.equal(200);
-      await new Promise((r) => setTimeout(r, 100));
+      await waitFor(() => handedToKernel(socket), 5000, 'the answer to leave');
+      clock.advance(closesAfter * 0.8);
+      expect(socket.destroyed, `0.8 of the time after request ${i}`).to.equal(false);
     }
-    expect(c.closed).to.equal(false);
+    clock.advance(closesAfter * 0.2);
+    expect(socket.destroyed, 'KEEP_ALIVE_TIMEOUT_MS + 1 s after the last request').to.equal(false);
+    clock.advance(1);
+    expect(socket.destroyed, 'past KEEP_ALIVE_TIMEOUT_MS + 1 s after the last request').to.equal(true);
     await c.waitClosed(5000);
+  });
+
+  it('closes an idle connection a second past KEEP_ALIVE_TIMEOUT_MS after its last request, not before, as node:http alone does', async () => {
+    const timeout = 300;
+    const fast = await readServer(memorySnapshot(IDS), {
+      transport: 'fast',
+      limits: { keepAliveTimeoutMs: timeout },
+    });
+    const node = await readServer(memorySnapshot(IDS), {
+      transport: 'node',
+      limits: { keepAliveTimeoutMs: timeout },
+    });
+    /** One read, then nothing: how long until the server closes the connection (only the lower bound is checked). */
+    const idleAfterRead = async (port: number) => {
+      const c = await RawConnection.open(port);
+      const start = performance.now();
+      c.send(get('/promotions/a'));
+      const answer = await c.next();
+      await c.waitClosed(30_000);
+      return { status: answer.status, ms: performance.now() - start };
+    };
+    const [f, n] = await Promise.all([idleAfterRead(fast.server.port), idleAfterRead(node.server.port)]);
+    expect([f.status, n.status]).to.deep.equal([200, 200]);
+    // node:http's timers count whole milliseconds of the event loop's time: at most one early by this clock.
+    expect(f.ms, 'fast path').to.be.at.least(timeout + 1000 - 1);
+    expect(n.ms, 'node:http alone').to.be.at.least(timeout + 1000 - 1);
   });
 
   it('waits for a lookup that takes time (disk mode) before the next pipelined read, answering in order', async () => {
