@@ -1,6 +1,7 @@
 import type { Server, Socket } from 'node:net';
 import { expect } from 'chai';
 import fc from 'fast-check';
+import type { ServerLimits } from '../../../common/http.js';
 import { bodyTag } from '../../../replica/etag.js';
 import { scanWork } from '../../../replica/head-scanner.js';
 import {
@@ -52,6 +53,40 @@ async function firstAnswer(port: number, data: string): Promise<{ status: string
 /** The server's side of the next connection `server` accepts (to see when the server stops reading it). */
 function nextServerSocket(server: Server): Promise<Socket> {
   return new Promise((resolve) => server.once('connection', resolve));
+}
+
+/**
+ * Runs `client` at once on a connection to a server with the fast path and on one to node:http alone, both with
+ * `limits`: the status it returned for each, and the real time it took from its first byte (ms). Only lower bounds
+ * may be asserted on that time: a busy machine answers later, never earlier.
+ */
+async function timedOnBoth(
+  limits: Partial<ServerLimits>,
+  client: (c: RawConnection) => Promise<number>,
+): Promise<{ fast: { status: number; ms: number }; node: { status: number; ms: number } }> {
+  const run = async (transport: 'fast' | 'node') => {
+    const { server } = await readServer(memorySnapshot(IDS), { transport, limits });
+    const c = await RawConnection.open(server.port);
+    const start = performance.now();
+    const status = await client(c);
+    return { status, ms: performance.now() - start };
+  };
+  const [fast, node] = await Promise.all([run('fast'), run('node')]);
+  return { fast, node };
+}
+
+/**
+ * A connection to a fast-path server with `limits` whose timeouts run on a clock the test moves: the clock, the
+ * client's side and the server's side.
+ */
+async function onManualClock(
+  limits: Partial<ServerLimits>,
+): Promise<{ clock: ManualClock; c: RawConnection; socket: Socket }> {
+  const clock = new ManualClock();
+  const { server } = await readServer(memorySnapshot(IDS), { transport: 'fast', limits, clock });
+  const accepted = nextServerSocket(server.server);
+  const c = await RawConnection.open(server.port);
+  return { clock, c, socket: await accepted };
 }
 
 /** The server's `socket` has read `bytes` bytes in all (its data events for them have run). */
@@ -445,16 +480,8 @@ describe('replica/read-server: the raw fast path for reads', () => {
   it('keeps HEADERS_TIMEOUT_MS from the first byte of a head that node:http takes over midway', async () => {
     // The fast path's timeouts run on the test's clock; node:http's own headers timer (a minute here, in real
     // time) cannot come first however slow the machine.
-    const clock = new ManualClock();
     const limit = 60_000;
-    const { server } = await readServer(memorySnapshot(IDS), {
-      transport: 'fast',
-      limits: { headersTimeoutMs: limit },
-      clock,
-    });
-    const accepted = nextServerSocket(server.server);
-    const c = await RawConnection.open(server.port);
-    const socket = await accepted;
+    const { clock, c, socket } = await onManualClock({ headersTimeoutMs: limit });
     const start = 'GET /promotions/a HTTP/1.1\r\nHost: x\r\n';
     c.send(start);
     await waitFor(() => received(socket, start.length), 5000, "the head's first bytes");
@@ -476,37 +503,22 @@ describe('replica/read-server: the raw fast path for reads', () => {
 
   it('answers 408 to a head still arriving HEADERS_TIMEOUT_MS after its first byte, not before, as node:http alone does', async () => {
     const limit = 1000;
-    const fast = await readServer(memorySnapshot(IDS), {
-      transport: 'fast',
-      limits: { headersTimeoutMs: limit },
-    });
-    const node = await readServer(memorySnapshot(IDS), {
-      transport: 'node',
-      limits: { headersTimeoutMs: limit },
-    });
-    /**
-     * A read's head that never ends: one more byte of a header value every tenth of the limit until the answer,
-     * so that a deadline counted from the last byte would never come. On the fast path the head trickles in
-     * pieces, so node:http takes it over after a few. Only the lower bound is checked: a busy machine answers
-     * later, never earlier.
-     */
-    const endlessHead = async (port: number) => {
-      const c = await RawConnection.open(port);
-      const start = performance.now();
+    // A read's head that never ends: one more byte of a header value every tenth of the limit until the answer,
+    // so that a deadline counted from the last byte would never come. On the fast path the head trickles in
+    // pieces, so node:http takes it over after a few.
+    const { fast, node } = await timedOnBoth({ headersTimeoutMs: limit }, async (c) => {
       c.send('GET /promotions/a HTTP/1.1\r\nHost: x\r\nX-Slow: ');
       const drip = setInterval(() => c.send('a'), limit / 10);
       try {
-        const answer = await c.next(30_000);
-        return { status: answer.status, ms: performance.now() - start };
+        return (await c.next(30_000)).status;
       } finally {
         clearInterval(drip);
       }
-    };
-    const [f, n] = await Promise.all([endlessHead(fast.server.port), endlessHead(node.server.port)]);
-    expect([f.status, n.status]).to.deep.equal([408, 408]);
+    });
+    expect([fast.status, node.status]).to.deep.equal([408, 408]);
     // node:http's timers count whole milliseconds of the event loop's time: at most one early by this clock.
-    expect(f.ms, 'fast path').to.be.at.least(limit - 1);
-    expect(n.ms, 'node:http alone').to.be.at.least(limit - 1);
+    expect(fast.ms, 'fast path').to.be.at.least(limit - 1);
+    expect(node.ms, 'node:http alone').to.be.at.least(limit - 1);
   });
 
   it('after a hand-over, answers a request followed by data after Connection: close as decision 004 says', async () => {
@@ -528,18 +540,10 @@ describe('replica/read-server: the raw fast path for reads', () => {
   });
 
   it('closes a connection idle a second past KEEP_ALIVE_TIMEOUT_MS, and keeps a busy one open', async () => {
-    const clock = new ManualClock();
     const timeout = 300;
     // node:http closes an idle connection one second after the timeout its answers advertise.
     const closesAfter = timeout + 1000;
-    const { server } = await readServer(memorySnapshot(IDS), {
-      transport: 'fast',
-      limits: { keepAliveTimeoutMs: timeout },
-      clock,
-    });
-    const accepted = nextServerSocket(server.server);
-    const c = await RawConnection.open(server.port);
-    const socket = await accepted;
+    const { clock, c, socket } = await onManualClock({ keepAliveTimeoutMs: timeout });
     // A request every 0.8 of that, four times its length in all: each request starts the count again.
     for (let i = 1; i <= 5; i++) {
       c.send(get('/promotions/a'));
@@ -557,28 +561,17 @@ describe('replica/read-server: the raw fast path for reads', () => {
 
   it('closes an idle connection a second past KEEP_ALIVE_TIMEOUT_MS after its last request, not before, as node:http alone does', async () => {
     const timeout = 300;
-    const fast = await readServer(memorySnapshot(IDS), {
-      transport: 'fast',
-      limits: { keepAliveTimeoutMs: timeout },
-    });
-    const node = await readServer(memorySnapshot(IDS), {
-      transport: 'node',
-      limits: { keepAliveTimeoutMs: timeout },
-    });
-    /** One read, then nothing: how long until the server closes the connection (only the lower bound is checked). */
-    const idleAfterRead = async (port: number) => {
-      const c = await RawConnection.open(port);
-      const start = performance.now();
+    // One read, then nothing until the server closes the connection.
+    const { fast, node } = await timedOnBoth({ keepAliveTimeoutMs: timeout }, async (c) => {
       c.send(get('/promotions/a'));
       const answer = await c.next();
       await c.waitClosed(30_000);
-      return { status: answer.status, ms: performance.now() - start };
-    };
-    const [f, n] = await Promise.all([idleAfterRead(fast.server.port), idleAfterRead(node.server.port)]);
-    expect([f.status, n.status]).to.deep.equal([200, 200]);
+      return answer.status;
+    });
+    expect([fast.status, node.status]).to.deep.equal([200, 200]);
     // node:http's timers count whole milliseconds of the event loop's time: at most one early by this clock.
-    expect(f.ms, 'fast path').to.be.at.least(timeout + 1000 - 1);
-    expect(n.ms, 'node:http alone').to.be.at.least(timeout + 1000 - 1);
+    expect(fast.ms, 'fast path').to.be.at.least(timeout + 1000 - 1);
+    expect(node.ms, 'node:http alone').to.be.at.least(timeout + 1000 - 1);
   });
 
   it('waits for a lookup that takes time (disk mode) before the next pipelined read, answering in order', async () => {
