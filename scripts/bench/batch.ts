@@ -10,8 +10,8 @@
  * random id of a sample of existing ids; a batch is `POST /promotions:batchGet` with `--sizes` random ids of that
  * sample (256 precomputed bodies per size, picked at random), `Accept: application/json` or
  * `application/msgpack`; the GET form (`/promotions?id=..`) is measured where its URL fits the head limit. The
- * kinds of load alternate, `--rounds` times each, and the best run of each (by requests/s) is reported; CPU per
- * request is the median over the rounds. The MessagePack/JSON body size ratio is the mean over 50 batches of 100.
+ * kinds of load alternate, `--rounds` times each, and the median run of each is reported (every figure, CPU per
+ * request too, the median over the rounds). The MessagePack/JSON body size ratio is the mean over 50 batches of 100.
  * HEAD, 304 (If-None-Match with the id's current ETag) and GET 200 of the same 2000 ids go through raw-load.ts
  * (wrk hangs on HEAD answers), from this process pinned to wrk's core; their replica CPU per request is compared.
  */
@@ -27,7 +27,16 @@ import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
 import { WRK_DONE, wrkRandomIdsScript } from './lib/wrk-script.js';
 import { rawLoad } from './raw-load.js';
-import { best, type LoadSettings, median, pinnedNode, SERVER_CPU, WRK_CPU, type WrkRun, wrk } from './wrk.js';
+import {
+  type LoadSettings,
+  median,
+  medianRun,
+  pinnedNode,
+  SERVER_CPU,
+  WRK_CPU,
+  type WrkRun,
+  wrk,
+} from './wrk.js';
 
 const GOAL_BATCH_100 = 5;
 /** Connections of the raw-load client (HEAD, 304, GET 200). */
@@ -237,13 +246,13 @@ async function main(): Promise<void> {
   }
   await replica.stop();
 
-  const single = best(runs.get('single GET') as WrkRun[]);
+  const single = medianRun(runs.get('single GET') as WrkRun[]);
   const singleIdsPerS = single.requestsPerS;
   const cpuOf = (name: string) =>
     round(median((runs.get(name) as WrkRun[]).map((x) => x.serverCpuUsPerRequest)), 2);
   const rowsOut = scripts.map((k) => {
     const all = runs.get(k.name) as WrkRun[];
-    const b = best(all);
+    const b = medianRun(all);
     const idsPerS = round(b.requestsPerS * k.ids);
     return {
       kind: k.name,
@@ -268,7 +277,7 @@ async function main(): Promise<void> {
   process.stdout.write(
     `\nBatch benchmark, ${new Date().toISOString()}, ${machineNote()}\n` +
       `wrk -t1 -c${load.connections} -d${seconds}s on core ${WRK_CPU}, replica (memory mode) on core ${SERVER_CPU}, ` +
-      `${ids.length} random existing ids of ${rows} rows; best of ${rounds} alternating runs (CPU: median)\n\n`,
+      `${ids.length} random existing ids of ${rows} rows; median of ${rounds} alternating runs (every figure the median over its runs)\n\n`,
   );
   printTable(
     [

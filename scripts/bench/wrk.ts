@@ -105,13 +105,28 @@ export function pinnedNode(
   );
 }
 
-/** The median of `values`: a second view of a few noisy runs beside the best one (goals use the best runs). */
+/** The median of `values`. */
 export function median(values: number[]): number {
   const v = [...values].sort((a, b) => a - b);
   const m = v.length >> 1;
   return v.length % 2 === 1 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
-export function best(runs: WrkRun[]): WrkRun {
-  return runs.reduce((a, b) => (b.requestsPerS > a.requestsPerS ? b : a));
+/**
+ * The median run of `runs`: each figure (requests/s, every latency percentile, CPU per request, ...) the median of
+ * that figure over the runs. What a benchmark judges, since on a shared machine a best run is luck, not a result.
+ */
+export function medianRun<T extends WrkRun>(runs: readonly T[]): T {
+  const out: Record<string, unknown> = { ...(runs[0] as object) };
+  for (const [key, value] of Object.entries(runs[0] as object)) {
+    const of = (r: T) => (r as unknown as Record<string, unknown>)[key];
+    if (typeof value === 'number') out[key] = median(runs.map((r) => of(r) as number));
+    else if (typeof value === 'object' && value !== null) {
+      const inner: Record<string, number> = {};
+      for (const k of Object.keys(value))
+        inner[k] = median(runs.map((r) => (of(r) as Record<string, number>)[k]));
+      out[key] = inner;
+    }
+  }
+  return out as unknown as T;
 }
