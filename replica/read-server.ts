@@ -13,7 +13,8 @@
  * route, another method, HTTP/1.0, a body, a malformed, oversized or trickling head, leading blank lines ...) is
  * handed to node:http with every byte not yet answered, through node's own connection listener, and node:http
  * (Koa, and the node:http read handler) keeps that connection from then on. So a malformed request always meets
- * node's parser, never a lenient one of ours. An unfinished head is scanned incrementally (`head-scanner.ts`):
+ * node's parser, never a lenient one of ours. Which heads fit is `request-head.ts`; an unfinished head is scanned
+ * incrementally (`head-scanner.ts`):
  * each byte once, however many pieces it comes in.
  *
  * A connection answers its requests in order: memory-mode reads are answered within the data event that brought
@@ -32,12 +33,10 @@ import type { Socket } from 'node:net';
 import type { FrontConnections, ServerLimits } from '../common/http.js';
 import { HEAD_NOT_READ, HeadScanner, scanWork } from './head-scanner.js';
 import type { LiveVersion } from './live-index.js';
-import { READ_PREFIX, type ReadMethod, type ReadPath, type ReadReply } from './read-path.js';
+import type { ReadPath, ReadReply } from './read-path.js';
+import { GET_START, HEAD_START, parseReadHead, readHead } from './request-head.js';
 import { type ClockTimer, type ServerClock, systemClock } from './server-clock.js';
 
-const GET_START = `GET ${READ_PREFIX}`;
-const HEAD_START = `HEAD ${READ_PREFIX}`;
-const REQUEST_END = ' HTTP/1.1';
 const CLOSE_LINE = 'connection: close\r\n';
 /** What node:http answers to a head not received within HEADERS_TIMEOUT_MS, byte for byte. */
 const TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
@@ -60,143 +59,6 @@ const HEAD_PIECES = 4;
 const KEEP_ALIVE_MARGIN_MS = 1000;
 
 type NodeConnectionListener = (this: Server, socket: Socket) => void;
-
-/** What `parseHead` found in the request it accepted (module fields: set and read synchronously). */
-let headMethod: ReadMethod = 'GET';
-let headUrl = '';
-let headIfNoneMatch: string | undefined;
-let headRequestId: string | undefined;
-let headClose = false;
-
-/** tchar of RFC 9110 §5.6.2: the characters of a header name. */
-const TOKEN = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
-  TOKEN[c.charCodeAt(0)] = 1;
-}
-
-const CONNECTION_KEEP = 0;
-const CONNECTION_CLOSE = 1;
-const CONNECTION_OTHER = 2;
-
-/**
- * What the `Connection` value in s[from, to) asks for, read as the token list it is (RFC 9110 §7.6.1: tokens
- * separated by commas, optional whitespace around them, case-insensitive): CONNECTION_CLOSE when one of the
- * options is `close`, CONNECTION_KEEP otherwise. CONNECTION_OTHER, which hands the request to node:http, for
- * `upgrade` and for any value that is not a clean list of tokens (an empty element, a character outside tchar),
- * so that the fast path never has to guess how llhttp reads an odd one.
- */
-export function connectionOptions(s: string, from: number, to: number): number {
-  let result = CONNECTION_KEEP;
-  let i = from;
-  for (;;) {
-    while (i < to && (s.charCodeAt(i) === 0x20 || s.charCodeAt(i) === 0x09)) i++;
-    const start = i;
-    while (i < to) {
-      const c = s.charCodeAt(i);
-      if (c >= 0x80 || TOKEN[c] === 0) break;
-      i++;
-    }
-    if (i === start) return CONNECTION_OTHER;
-    const option = s.slice(start, i).toLowerCase();
-    if (option === 'close') result = CONNECTION_CLOSE;
-    else if (option === 'upgrade') return CONNECTION_OTHER;
-    while (i < to && (s.charCodeAt(i) === 0x20 || s.charCodeAt(i) === 0x09)) i++;
-    if (i === to) return result;
-    if (s.charCodeAt(i) !== 0x2c) return CONNECTION_OTHER;
-    i++;
-  }
-}
-
-/** Optional whitespace around a header value (RFC 9110 §5.5). */
-function trimOws(s: string, from: number, to: number): string {
-  while (from < to && (s.charCodeAt(from) === 0x20 || s.charCodeAt(from) === 0x09)) from++;
-  while (to > from && (s.charCodeAt(to - 1) === 0x20 || s.charCodeAt(to - 1) === 0x09)) to--;
-  return s.slice(from, to);
-}
-
-/**
- * Whether the head in s[from, end) (`end` is where its closing CRLF CRLF starts) is a read the fast path takes;
- * when it is, its URL and the headers the read needs are left in the module fields above.
- */
-export function parseHead(s: string, from: number, end: number): boolean {
-  const lineEnd = s.indexOf('\r\n', from);
-  const urlEnd = lineEnd - REQUEST_END.length;
-  let urlStart: number;
-  if (s.startsWith(GET_START, from)) {
-    headMethod = 'GET';
-    urlStart = from + 4;
-  } else if (s.startsWith(HEAD_START, from)) {
-    headMethod = 'HEAD';
-    urlStart = from + 5;
-  } else {
-    return false;
-  }
-  if (urlEnd < urlStart + READ_PREFIX.length || !s.startsWith(REQUEST_END, urlEnd)) return false;
-  for (let i = urlStart; i < urlEnd; i++) {
-    const c = s.charCodeAt(i);
-    if (c <= 0x20 || c >= 0x7f) return false;
-  }
-  headUrl = s.slice(urlStart, urlEnd);
-  headIfNoneMatch = undefined;
-  headRequestId = undefined;
-  headClose = false;
-  let host = false;
-  for (let pos = lineEnd + 2; pos < end + 2; ) {
-    const e = s.indexOf('\r\n', pos);
-    let colon = -1;
-    for (let i = pos; i < e; i++) {
-      const c = s.charCodeAt(i);
-      if (colon === -1) {
-        if (c === 0x3a) colon = i;
-        else if (c >= 0x80 || TOKEN[c] === 0) return false;
-      } else if ((c < 0x20 && c !== 0x09) || c >= 0x7f) {
-        return false;
-      }
-    }
-    if (colon <= pos) return false;
-    switch (colon - pos) {
-      case 4:
-        if (s.slice(pos, colon).toLowerCase() === 'host') host = true;
-        break;
-      case 6: // expect
-      case 7: // upgrade
-      case 14: // content-length
-      case 17: {
-        // transfer-encoding
-        const name = s.slice(pos, colon).toLowerCase();
-        if (
-          name === 'expect' ||
-          name === 'upgrade' ||
-          name === 'content-length' ||
-          name === 'transfer-encoding'
-        )
-          return false;
-        break;
-      }
-      case 10:
-        if (s.slice(pos, colon).toLowerCase() === 'connection') {
-          const c = connectionOptions(s, colon + 1, e);
-          if (c === CONNECTION_OTHER) return false;
-          if (c === CONNECTION_CLOSE) headClose = true;
-        }
-        break;
-      case 16: // llhttp reads Proxy-Connection as it reads Connection: leave both the header and the request to it.
-        if (s.slice(pos, colon).toLowerCase() === 'proxy-connection') return false;
-        break;
-      // The first of repeated headers counts, as in the node:http read handler.
-      case 12:
-        if (headRequestId === undefined && s.slice(pos, colon).toLowerCase() === 'x-request-id')
-          headRequestId = trimOws(s, colon + 1, e).slice(0, 128);
-        break;
-      case 13:
-        if (headIfNoneMatch === undefined && s.slice(pos, colon).toLowerCase() === 'if-none-match')
-          headIfNoneMatch = trimOws(s, colon + 1, e);
-        break;
-    }
-    pos = e + 2;
-  }
-  return host;
-}
 
 const statusLines = new Map<number, string>();
 function statusLine(status: number): string {
@@ -349,16 +211,22 @@ class FastConnection {
       const end = s.indexOf('\r\n\r\n', from);
       scanWork.chars += (end === -1 ? s.length : end + 4) - from;
       if (end === -1) break;
-      if (end + 4 - from > limit || !parseHead(s, from, end)) {
+      if (end + 4 - from > limit || !parseReadHead(s, from, end)) {
         this.inAdvance = false;
         this.handOff(s.slice(from));
         return;
       }
       from = end + 4;
-      this.closeAfterReply = headClose;
-      this.replyHead = headMethod === 'HEAD';
+      this.closeAfterReply = readHead.close;
+      this.replyHead = readHead.method === 'HEAD';
       this.busy = true;
-      this.owner.reads.read(headMethod, headUrl, headIfNoneMatch, headRequestId, this.reply);
+      this.owner.reads.read(
+        readHead.method,
+        readHead.url,
+        readHead.ifNoneMatch,
+        readHead.requestId,
+        this.reply,
+      );
     }
     this.inAdvance = false;
     if (from < s.length && !this.closing) {
