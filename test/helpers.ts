@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, connect, type Socket } from 'node:net';
+import { expect } from 'chai';
 import {
   type LeaderConfig,
   loadLeaderConfig,
@@ -12,11 +14,12 @@ import { createLeader, type Leader } from '../leader/leader.js';
 import type { ReplicaRegistryOptions } from '../leader/replica-registry.js';
 import { createReplicaApp, listenReplica } from '../replica/app.js';
 import { LiveIndex } from '../replica/live-index.js';
-import { Syncer } from '../replica/sync.js';
+import { Syncer, type SyncerOptions } from '../replica/sync.js';
 
 import { Cleanup } from '../scripts/lib/cleanup.js';
+import { waitFor } from '../scripts/lib/processes.js';
 
-export { waitFor } from '../scripts/lib/processes.js';
+export { waitFor };
 
 export const LEADER_TOKEN = 'leader-token-for-tests-0123456789';
 export const REPLICA_TOKEN = 'replica-token-for-tests-0123456789';
@@ -93,12 +96,14 @@ export function rawGet(baseUrl: string, path: string): Promise<{ status: number;
 
 /**
  * A plain node:http server on an ephemeral loopback port answering with `handle` (a fake leader, a file server);
- * its base URL, `http://127.0.0.1:PORT`. Closed, connections and all, by cleanup().
+ * its base URL, `http://127.0.0.1:PORT`. With `tls` (a key and certificate in PEM), a node:https server and an
+ * `https://` URL. Closed, connections and all, by cleanup().
  */
 export async function fakeServer(
   handle: (req: IncomingMessage, res: ServerResponse) => void,
+  tls?: { key: Buffer; cert: Buffer },
 ): Promise<string> {
-  const server = createServer(handle);
+  const server = tls === undefined ? createServer(handle) : createHttpsServer(tls, handle);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   onCleanup(
     () =>
@@ -107,7 +112,8 @@ export async function fakeServer(
         server.close(() => r());
       }),
   );
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const scheme = tls === undefined ? 'http' : 'https';
+  return `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 /**
@@ -251,6 +257,33 @@ export function putCsv(leaderUrl: string, csv: string, query = ''): Promise<Http
   });
 }
 
+/**
+ * PUTs a CSV body to a leader and expects it to become a new version (201); returns that version's number.
+ * `query` as for putCsv (`?force=true`).
+ */
+export async function ingest(leaderUrl: string, csv: string, query = ''): Promise<number> {
+  const res = await putCsv(leaderUrl, csv, query);
+  expect(res.status, res.text).to.equal(201);
+  return res.json.version as number;
+}
+
+/** PUTs a file's bytes as they are (no content type) to a leader with the leader token. */
+export function putBytes(leaderUrl: string, body: Uint8Array<ArrayBuffer>): Promise<HttpAnswer> {
+  return http(`${leaderUrl}/promotions`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${LEADER_TOKEN}` },
+    body,
+  });
+}
+
+/** Asks a leader to make kept `version` current (POST /snapshots/{version}/activate) with `token`. */
+export function activate(leaderUrl: string, version: number, token = LEADER_TOKEN): Promise<HttpAnswer> {
+  return http(`${leaderUrl}/snapshots/${version}/activate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+  });
+}
+
 export interface TestLeader extends Leader {
   readonly server: RunningServer;
   readonly url: string;
@@ -325,6 +358,44 @@ export async function startReplica(
   });
   await syncer.start();
   return { server, url: server.url, index, syncer, config, lifecycle };
+}
+
+/**
+ * A replica's Syncer and LiveIndex, without its HTTP server, following `leaderUrl` from a fresh data directory;
+ * not started, so that the test drives its polls (or starts it). `options` reach the Syncer (a fake clock).
+ * Stopped, and its served snapshot closed, by cleanup().
+ */
+export async function bareSyncer(
+  leaderUrl: string,
+  env: Record<string, string> = {},
+  options: SyncerOptions = {},
+): Promise<{ config: ReplicaConfig; index: LiveIndex; syncer: Syncer }> {
+  const config = loadReplicaConfig({
+    DATA_DIR: await tempDir(),
+    LEADER_URL: leaderUrl,
+    REPLICA_TOKEN,
+    ...env,
+  });
+  const index = new LiveIndex();
+  const syncer = new Syncer(config, index, quietLogger(), options);
+  onCleanup(async () => {
+    syncer.stop();
+    await index.current?.snapshot.close();
+  });
+  return { config, index, syncer };
+}
+
+/** Waits until `replica` (a TestReplica, or a bareSyncer's parts) serves `version`. */
+export function waitForVersion(
+  replica: { readonly index: LiveIndex; readonly url?: string },
+  version: number,
+  timeoutMs = 10_000,
+): Promise<true> {
+  return waitFor(
+    () => (replica.index.current?.manifest.version === version ? true : undefined),
+    timeoutMs,
+    `${replica.url ?? 'the replica'} to serve version ${version}`,
+  );
 }
 
 /**

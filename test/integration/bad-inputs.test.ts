@@ -9,11 +9,12 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { ROOT } from '../../scripts/lib/processes.js';
 import {
+  activate,
   cleanup,
   csvOf,
   http,
-  LEADER_TOKEN,
-  putCsv,
+  ingest,
+  putBytes,
   startLeader,
   startReplica,
   type TestLeader,
@@ -45,7 +46,6 @@ interface BadRow {
 
 const DIR = join(ROOT, 'test', 'fixtures', 'bad');
 const BASE = [1, 2, 3, 4].map((i) => [`base-${i}`, `${i}.25`, '2018-01-04 06:01:20 +0100 CET']);
-const AUTH = { authorization: `Bearer ${LEADER_TOKEN}` };
 
 describe('bad-input corpus', () => {
   let leader: TestLeader;
@@ -57,7 +57,7 @@ describe('bad-input corpus', () => {
     expected = JSON.parse(await readFile(join(ROOT, 'test', 'fixtures', 'bad-expected.json'), 'utf8'));
     // Every accepted file makes a version; the base must stay kept so that it can be activated again.
     leader = await startLeader({ INGEST_WORKERS: '1', KEEP_VERSIONS: '50' });
-    expect((await putCsv(leader.url, csvOf(BASE))).status).to.equal(201);
+    await ingest(leader.url, csvOf(BASE));
     replica = await startReplica(leader.url);
     baseAnswer = await waitFor(
       async () => {
@@ -96,7 +96,7 @@ describe('bad-input corpus', () => {
   it('refuses each bad file with its status, code, line, column and reason; the live version stays', async () => {
     for (const [file, e] of Object.entries(expected).filter(([, x]) => x.status !== 201)) {
       const body = new Uint8Array(await readFile(join(DIR, file)));
-      const res = await http(`${leader.url}/promotions`, { method: 'PUT', headers: AUTH, body });
+      const res = await putBytes(leader.url, body);
       const about = `${file} (${e.what}): ${res.text.slice(0, 300)}`;
       expect(res.status, about).to.equal(e.status);
       expect(res.json.error, about).to.equal(e.error);
@@ -121,11 +121,7 @@ describe('bad-input corpus', () => {
   it('refuses a single 10 MB line, naming line 1, with its value cut to 80 characters', async () => {
     const body = Buffer.alloc(10 * 1024 * 1024 + 1, 'x');
     body[body.length - 1] = 0x0a;
-    const res = await http(`${leader.url}/promotions`, {
-      method: 'PUT',
-      headers: AUTH,
-      body: new Uint8Array(body),
-    });
+    const res = await putBytes(leader.url, new Uint8Array(body));
     expect(res.status).to.equal(422);
     expect(res.json.error).to.equal('INGEST_BAD_ROWS');
     expect(res.json.message).to.match(/^line 1: /);
@@ -136,7 +132,7 @@ describe('bad-input corpus', () => {
   it('accepts the files that are valid despite their shape', async () => {
     for (const [file, e] of Object.entries(expected).filter(([, x]) => x.status === 201)) {
       const body = new Uint8Array(await readFile(join(DIR, file)));
-      const res = await http(`${leader.url}/promotions`, { method: 'PUT', headers: AUTH, body });
+      const res = await putBytes(leader.url, body);
       expect(res.status, `${file} (${e.what}): ${res.text.slice(0, 300)}`).to.equal(201);
       expect(res.json.rows, file).to.equal(e.rows);
       const version = res.json.version as number;
@@ -156,7 +152,7 @@ describe('bad-input corpus', () => {
         expect(got.json, `${file} ${id}`).to.deep.equal(answer);
       }
       // Back to the base version for the next file (activate, the replicas follow).
-      const back = await http(`${leader.url}/snapshots/1/activate`, { method: 'POST', headers: AUTH });
+      const back = await activate(leader.url, 1);
       expect(back.status, `${file}: ${back.text}`).to.equal(200);
       await waitFor(
         async () => ((await http(`${replica.url}/promotions/id-3`)).status === 404 ? true : undefined),

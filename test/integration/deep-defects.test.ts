@@ -12,7 +12,7 @@ import { generateLines } from '../../scripts/generate.js';
 import {
   cleanup,
   http,
-  LEADER_TOKEN,
+  putBytes,
   putCsv,
   startLeader,
   startReplica,
@@ -227,11 +227,7 @@ describe('defects and odd shapes deep in large files, across the parse workers b
   after(cleanup);
 
   async function refused(bytes: Buffer) {
-    const res = await http(`${leader.url}/promotions`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${LEADER_TOKEN}` },
-      body: new Uint8Array(bytes),
-    });
+    const res = await putBytes(leader.url, new Uint8Array(bytes));
     expect([res.status, res.json.error], res.text.slice(0, 300)).to.deep.equal([422, 'INGEST_BAD_ROWS']);
     return res.json as { badRowCount: number; badRows: { line: number; column: string; reason: string }[] };
   }

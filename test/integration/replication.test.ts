@@ -8,29 +8,25 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { loadReplicaConfig } from '../../common/config.js';
 import { type SnapshotManifest, snapshotFileName } from '../../common/protocol.js';
 import { H, HEADER_BYTES, readU64 } from '../../common/snapshot/format.js';
-import { LiveIndex } from '../../replica/live-index.js';
-import { Syncer } from '../../replica/sync.js';
 import {
+  activate,
+  bareSyncer,
   cleanup,
   csvOf,
   fakeServer,
   http,
+  ingest,
   LEADER_AUTH,
-  LEADER_TOKEN,
-  onCleanup,
-  putCsv,
-  quietLogger,
   REPLICA_TOKEN,
   startLeader,
   startReplica,
   stopReplica,
   type TestLeader,
-  type TestReplica,
   tempDir,
   waitFor,
+  waitForVersion,
 } from '../helpers.js';
 
 /** Retries quick enough for tests, many enough to outlast a fault the test turns off. */
@@ -49,26 +45,8 @@ function dataSet(rows: number, priceBase: number) {
   return { ids, csv: csvOf(lines), answers };
 }
 
-async function ingest(leader: TestLeader, csv: string): Promise<number> {
-  const res = await putCsv(leader.url, csv, '?force=true');
-  expect(res.status, res.text).to.equal(201);
-  return res.json.version as number;
-}
-
-function activate(leader: TestLeader, version: number, token = LEADER_TOKEN) {
-  return http(`${leader.url}/snapshots/${version}/activate`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}` },
-  });
-}
-
-function serving(replica: TestReplica, version: number): Promise<true> {
-  return waitFor(
-    () => (replica.index.current?.manifest.version === version ? true : undefined),
-    10_000,
-    `${replica.url} to serve version ${version}`,
-  );
-}
+/** Every version here goes past the shrink guard: the data sets differ in size from test to test. */
+const FORCE = '?force=true';
 
 interface ReplicaView {
   url: string;
@@ -175,11 +153,11 @@ describe('replication (issue 5)', function () {
     const leader = await startLeader({}, {}, FAST_RETRY);
     const a = dataSet(50, 1);
     const b = dataSet(50, 2);
-    await ingest(leader, a.csv);
+    await ingest(leader.url, a.csv, FORCE);
     const r1 = await startReplica(leader.url);
     const r2 = await startReplica(leader.url);
-    await serving(r1, 1);
-    await serving(r2, 1);
+    await waitForVersion(r1, 1);
+    await waitForVersion(r2, 1);
     await waitFor(
       async () => (await replicaView(leader, r2.url))?.version ?? undefined,
       5000,
@@ -187,8 +165,8 @@ describe('replication (issue 5)', function () {
     );
 
     await stopReplica(r2);
-    expect(await ingest(leader, b.csv)).to.equal(2);
-    await serving(r1, 2);
+    expect(await ingest(leader.url, b.csv, FORCE)).to.equal(2);
+    await waitForVersion(r1, 2);
     const down = await waitFor(
       async () => {
         const v = await replicaView(leader, r2.url);
@@ -206,7 +184,7 @@ describe('replication (issue 5)', function () {
       DATA_DIR: r2.config.dataDir,
     });
     expect(back.index.current?.manifest.version).to.equal(1);
-    await serving(back, 2);
+    await waitForVersion(back, 2);
     expect((await http(`${back.url}/promotions/promo-00007`)).text).to.equal(b.answers.get('promo-00007'));
     await waitFor(
       async () => ((await replicaView(leader, r2.url))?.lag === 0 ? true : undefined),
@@ -218,32 +196,20 @@ describe('replication (issue 5)', function () {
 
   it('a replica the leader cannot notify catches up by its periodic check', async () => {
     const leader = await startLeader();
-    await ingest(leader, dataSet(20, 1).csv);
+    await ingest(leader.url, dataSet(20, 1).csv, FORCE);
     // No advertised address: the leader never learns of it, so every notice misses it.
-    const dataDir = await tempDir();
-    const config = loadReplicaConfig({
-      DATA_DIR: dataDir,
-      LEADER_URL: leader.url,
-      REPLICA_TOKEN,
-      SYNC_INTERVAL_MS: '100',
-    });
-    const index = new LiveIndex();
-    const syncer = new Syncer(config, index, quietLogger());
-    onCleanup(async () => {
-      syncer.stop();
-      await index.current?.snapshot.close();
-    });
-    await syncer.start();
-    await waitFor(() => (index.current?.manifest.version === 1 ? true : undefined), 5000, 'version 1');
-    await ingest(leader, dataSet(20, 2).csv);
-    await waitFor(() => (index.current?.manifest.version === 2 ? true : undefined), 5000, 'version 2');
+    const bare = await bareSyncer(leader.url, { SYNC_INTERVAL_MS: '100' });
+    await bare.syncer.start();
+    await waitForVersion(bare, 1);
+    await ingest(leader.url, dataSet(20, 2).csv, FORCE);
+    await waitForVersion(bare, 2);
     expect((await http(`${leader.url}/replicas`, { headers: LEADER_AUTH })).json.replicas).to.deep.equal([]);
   });
 
   it('a transfer cut mid-file resumes with Range from the bytes already written', async () => {
     const leader = await startLeader();
     const a = dataSet(3000, 1);
-    await ingest(leader, a.csv);
+    await ingest(leader.url, a.csv, FORCE);
     const manifest = (await http(`${leader.url}/snapshots/current`)).json as {
       bytes: number;
       checksum: string;
@@ -262,7 +228,7 @@ describe('replication (issue 5)', function () {
       );
 
     const replica = await startReplica(fake.url, { DATA_DIR: dataDir });
-    await serving(replica, 1);
+    await waitForVersion(replica, 1);
     // Header, directory, body; then the rest of the body after the cut.
     expect(fake.fileRequests).to.deep.equal([
       { range: `bytes=0-${HEADER_BYTES - 1}`, status: 206 },
@@ -281,7 +247,7 @@ describe('replication (issue 5)', function () {
     // Small partitions, so that the bytes on disk hold whole partitions and end inside one.
     const leader = await startLeader({}, { targetPartitionRows: 100 });
     const a = dataSet(3000, 1);
-    await ingest(leader, a.csv);
+    await ingest(leader.url, a.csv, FORCE);
     const manifest = (await http(`${leader.url}/snapshots/current`)).json as unknown as SnapshotManifest;
     const dirAt = await directoryOffset(leader, 1);
     const file = await readFile(leader.store.filePath(1));
@@ -305,7 +271,7 @@ describe('replication (issue 5)', function () {
       await writeFile(join(dataDir, 'tmp', partName), prefix);
       const fake = await fakeLeader(leader.url);
       const replica = await startReplica(fake.url, { DATA_DIR: dataDir });
-      await serving(replica, 1);
+      await waitForVersion(replica, 1);
       // After the header and the directory: the body, as much of it as the bytes on disk did not cover.
       expect(fake.fileRequests.slice(2), c.name).to.deep.equal(c.body);
       expect((await http(`${replica.url}/promotions/promo-02999`)).text).to.equal(
@@ -320,11 +286,11 @@ describe('replication (issue 5)', function () {
     const leader = await startLeader({}, {}, FAST_RETRY);
     const a = dataSet(500, 1);
     const b = dataSet(500, 2);
-    await ingest(leader, a.csv);
+    await ingest(leader.url, a.csv, FORCE);
     const fake = await fakeLeader(leader.url);
     const dataDir = await tempDir();
     const replica = await startReplica(fake.url, { DATA_DIR: dataDir });
-    await serving(replica, 1);
+    await waitForVersion(replica, 1);
     await waitFor(
       async () => (await replicaView(leader, replica.url))?.version ?? undefined,
       5000,
@@ -332,7 +298,7 @@ describe('replication (issue 5)', function () {
     );
 
     fake.flip = true;
-    await ingest(leader, b.csv);
+    await ingest(leader.url, b.csv, FORCE);
     const view = await waitFor(
       async () => {
         const v = await replicaView(leader, replica.url);
@@ -354,7 +320,7 @@ describe('replication (issue 5)', function () {
 
     // Once the transfers are honest again, the leader's retries bring version 2 and the error clears.
     fake.flip = false;
-    await serving(replica, 2);
+    await waitForVersion(replica, 2);
     expect((await http(`${replica.url}/promotions/promo-00042`)).text).to.equal(b.answers.get('promo-00042'));
     await waitFor(
       async () => ((await replicaView(leader, replica.url))?.lastError === null ? true : undefined),
@@ -367,21 +333,21 @@ describe('replication (issue 5)', function () {
     const leader = await startLeader({ KEEP_VERSIONS: '3' }, {}, FAST_RETRY);
     const a = dataSet(100, 1);
     const b = dataSet(100, 2);
-    await ingest(leader, a.csv);
-    await ingest(leader, b.csv);
+    await ingest(leader.url, a.csv, FORCE);
+    await ingest(leader.url, b.csv, FORCE);
     const replicas = [await startReplica(leader.url), await startReplica(leader.url)];
-    for (const r of replicas) await serving(r, 2);
+    for (const r of replicas) await waitForVersion(r, 2);
     const id = 'promo-00033';
     const v2 = await http(`${replicas[0].url}/promotions/${id}`);
     const v2Etag = v2.headers.get('etag') as string;
 
-    expect((await activate(leader, 1, 'wrong-token-0123456789')).status).to.equal(401);
-    expect((await activate(leader, 9)).json.error).to.equal('SNAPSHOT_NOT_FOUND');
-    const back = await activate(leader, 1);
+    expect((await activate(leader.url, 1, 'wrong-token-0123456789')).status).to.equal(401);
+    expect((await activate(leader.url, 9)).json.error).to.equal('SNAPSHOT_NOT_FOUND');
+    const back = await activate(leader.url, 1);
     expect(back.status).to.equal(200);
     expect(back.json).to.deep.include({ version: 1, current: true });
     for (const r of replicas) {
-      await serving(r, 1);
+      await waitForVersion(r, 1);
       const res = await http(`${r.url}/promotions/${id}`, { headers: { 'if-none-match': v2Etag } });
       expect(res.status).to.equal(200);
       expect(res.text).to.equal(a.answers.get(id));
@@ -406,18 +372,18 @@ describe('replication (issue 5)', function () {
       expect(metrics).to.include(`promotions_replica_lag_versions{replica="${r.url}",role="leader"} 0`);
     }
 
-    expect((await activate(leader, 2)).status).to.equal(200);
+    expect((await activate(leader.url, 2)).status).to.equal(200);
     for (const r of replicas) {
-      await serving(r, 2);
+      await waitForVersion(r, 2);
       expect((await http(`${r.url}/promotions/${id}`)).text).to.equal(b.answers.get(id));
     }
   });
 
   it('deletes a version past KEEP_VERSIONS only once no replica serves it', async () => {
     const leader = await startLeader({ KEEP_VERSIONS: '2' }, {}, FAST_RETRY);
-    await ingest(leader, dataSet(30, 1).csv);
+    await ingest(leader.url, dataSet(30, 1).csv, FORCE);
     const replica = await startReplica(leader.url);
-    await serving(replica, 1);
+    await waitForVersion(replica, 1);
     await waitFor(
       async () => (await replicaView(leader, replica.url))?.version ?? undefined,
       5000,
@@ -425,8 +391,8 @@ describe('replication (issue 5)', function () {
     );
     await stopReplica(replica);
 
-    await ingest(leader, dataSet(30, 2).csv);
-    await ingest(leader, dataSet(30, 3).csv);
+    await ingest(leader.url, dataSet(30, 2).csv, FORCE);
+    await ingest(leader.url, dataSet(30, 3).csv, FORCE);
     // Version 1 is past KEEP_VERSIONS, but the leader last heard the replica serve it.
     expect(await keptVersions(leader)).to.deep.equal([3, 2, 1]);
 
@@ -434,7 +400,7 @@ describe('replication (issue 5)', function () {
       PORT: String(replica.server.port),
       DATA_DIR: replica.config.dataDir,
     });
-    await serving(back, 3);
+    await waitForVersion(back, 3);
     await waitFor(
       async () => ((await keptVersions(leader)).length === 2 ? true : undefined),
       5000,
@@ -448,10 +414,10 @@ describe('replication (issue 5)', function () {
       const leader = await startLeader({}, {}, FAST_RETRY);
       const v1 = dataSet(400, 1);
       const v2 = dataSet(400, 2);
-      await ingest(leader, v1.csv);
-      await ingest(leader, v2.csv);
+      await ingest(leader.url, v1.csv, FORCE);
+      await ingest(leader.url, v2.csv, FORCE);
       const replica = await startReplica(leader.url, { SERVE_MODE: mode });
-      await serving(replica, 2);
+      await waitForVersion(replica, 2);
       const expected = [undefined, v1.answers, v2.answers];
 
       const SWAPS = 52;
@@ -485,8 +451,8 @@ describe('replication (issue 5)', function () {
       try {
         for (let i = 1; i <= SWAPS; i++) {
           const target = i % 2 === 1 ? 1 : 2;
-          expect((await activate(leader, target)).status).to.equal(200);
-          await serving(replica, target);
+          expect((await activate(leader.url, target)).status).to.equal(200);
+          await waitForVersion(replica, target);
           swaps++;
         }
       } finally {

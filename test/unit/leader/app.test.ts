@@ -4,16 +4,19 @@ import { expect } from 'chai';
 import { loadSnapshot } from '../../../common/snapshot/reader.js';
 import { SnapshotStore } from '../../../leader/snapshot-store.js';
 import {
+  activate,
   capturingLogger,
   cleanup,
   csvOf,
   http,
+  ingest,
   LEADER_AUTH,
   LEADER_TOKEN,
   putCsv,
   quietLogger,
   REPLICA_TOKEN,
   startLeader,
+  type TestLeader,
   waitFor,
 } from '../../helpers.js';
 
@@ -25,6 +28,33 @@ const A = [
 
 async function currentVersion(url: string): Promise<unknown> {
   return (await http(`${url}/snapshots`, { headers: LEADER_AUTH })).json.current;
+}
+
+/**
+ * Starts a streamed PUT of one row of A and keeps its body open, so that the leader's ingest runs until `finish`
+ * ends the body; `finish` resolves with the PUT's answer.
+ */
+async function ingestHeldOpen(leader: TestLeader): Promise<{ finish(): Promise<Response> }> {
+  let push: ((s: string | null) => void) | undefined;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      push = (s) => (s === null ? controller.close() : controller.enqueue(new TextEncoder().encode(s)));
+    },
+  });
+  const answer = fetch(`${leader.url}/promotions`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${LEADER_TOKEN}` },
+    body,
+    duplex: 'half',
+  } as RequestInit);
+  push?.(`${A[0].join(',')}\n`);
+  await waitFor(async () => (leader.ingestor.busy ? true : undefined), 5000, 'the first ingest to start');
+  return {
+    finish: () => {
+      push?.(null);
+      return answer;
+    },
+  };
 }
 
 describe('leader app', () => {
@@ -55,7 +85,7 @@ describe('leader app', () => {
 
   it('rejects a file with a bad row (422 naming the line) and keeps the current version', async () => {
     const leader = await startLeader();
-    expect((await putCsv(leader.url, csvOf(A))).status).to.equal(201);
+    await ingest(leader.url, csvOf(A));
     const bad = csvOf([A[0], A[1], ['x', 'abc', '2018-08-04 05:32:31'], A[1]]);
     const res = await putCsv(leader.url, bad);
     expect(res.status).to.equal(422);
@@ -107,7 +137,7 @@ describe('leader app', () => {
   it('refuses a file under half the current rows unless forced', async () => {
     const leader = await startLeader();
     const many = Array.from({ length: 10 }, (_, i) => [`id${i}`, '1', '2018-08-04 05:32:31']);
-    expect((await putCsv(leader.url, csvOf(many))).status).to.equal(201);
+    await ingest(leader.url, csvOf(many));
     const small = await putCsv(leader.url, csvOf(many.slice(0, 4)));
     expect(small.status).to.equal(422);
     expect(small.json.error).to.equal('INGEST_SHRINK');
@@ -120,7 +150,7 @@ describe('leader app', () => {
 
   it('refuses a PUT over MAX_UPLOAD_BYTES with 413, declared or streamed, and keeps the current version', async () => {
     const leader = await startLeader({ MAX_UPLOAD_BYTES: '1KiB' });
-    expect((await putCsv(leader.url, csvOf(A))).status).to.equal(201);
+    await ingest(leader.url, csvOf(A));
     const big = csvOf(Array.from({ length: 50 }, (_, i) => [`id-${i}`, '1.5', '2018-01-04 06:01:20']));
     const declared = await putCsv(leader.url, big);
     expect([declared.status, declared.json.error]).to.deep.equal([413, 'REQUEST_TOO_LARGE']);
@@ -138,31 +168,14 @@ describe('leader app', () => {
 
   it('answers 409 to a second ingest, or an activation, while one runs', async () => {
     const leader = await startLeader();
-    let push: ((s: string | null) => void) | undefined;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        push = (s) => (s === null ? controller.close() : controller.enqueue(new TextEncoder().encode(s)));
-      },
-    });
-    const first = fetch(`${leader.url}/promotions`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${LEADER_TOKEN}` },
-      body,
-      duplex: 'half',
-    } as RequestInit);
-    push?.(`${A[0].join(',')}\n`);
-    await waitFor(async () => (leader.ingestor.busy ? true : undefined), 5000, 'the first ingest to start');
+    const first = await ingestHeldOpen(leader);
     const second = await putCsv(leader.url, csvOf(A));
     expect(second.status).to.equal(409);
     expect(second.json.error).to.equal('INGEST_BUSY');
     // An activation would race the running ingest's commit of the current version: refused as well.
-    const activate = await http(`${leader.url}/snapshots/1/activate`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${LEADER_TOKEN}` },
-    });
-    expect([activate.status, activate.json.error]).to.deep.equal([409, 'INGEST_BUSY']);
-    push?.(null);
-    expect((await first).status).to.equal(201);
+    const activation = await activate(leader.url, 1);
+    expect([activation.status, activation.json.error]).to.deep.equal([409, 'INGEST_BUSY']);
+    expect((await first.finish()).status).to.equal(201);
   });
 
   it('refuses every write route without the leader token, compared exactly, and never logs the token', async () => {
@@ -217,20 +230,7 @@ describe('leader app', () => {
 
   it('lets a file on disk wait for a running ingest instead of refusing it', async () => {
     const leader = await startLeader();
-    let push: ((s: string | null) => void) | undefined;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        push = (s) => (s === null ? controller.close() : controller.enqueue(new TextEncoder().encode(s)));
-      },
-    });
-    const first = fetch(`${leader.url}/promotions`, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${LEADER_TOKEN}` },
-      body,
-      duplex: 'half',
-    } as RequestInit);
-    push?.(`${A[0].join(',')}\n`);
-    await waitFor(async () => (leader.ingestor.busy ? true : undefined), 5000, 'the first ingest to start');
+    const first = await ingestHeldOpen(leader);
     const form = new FormData();
     form.append('file', new Blob([csvOf(A)]), 'a.csv');
     const second = http(`${leader.url}/promotions`, {
@@ -244,8 +244,7 @@ describe('leader app', () => {
       5000,
       'the form to wait',
     );
-    push?.(null);
-    expect((await first).status).to.equal(201);
+    expect((await first.finish()).status).to.equal(201);
     const queued = await second;
     expect(queued.status, queued.text).to.equal(201);
     expect(queued.json).to.include({ version: 2, rows: 2 });
@@ -273,15 +272,12 @@ describe('leader app', () => {
     const leader = await startLeader();
     await putCsv(leader.url, csvOf(A));
     await putCsv(leader.url, csvOf([...A, ['third', '3', '2018-08-04 05:32:31']]));
-    const auth = { authorization: `Bearer ${LEADER_TOKEN}` };
-    const back = await http(`${leader.url}/snapshots/1/activate`, { method: 'POST', headers: auth });
+    const back = await activate(leader.url, 1);
     expect(back.status).to.equal(200);
     expect(await currentVersion(leader.url)).to.equal(1);
-    expect(
-      (await http(`${leader.url}/snapshots/2/activate`, { method: 'POST', headers: auth })).status,
-    ).to.equal(200);
+    expect((await activate(leader.url, 2)).status).to.equal(200);
     expect(await currentVersion(leader.url)).to.equal(2);
-    const missing = await http(`${leader.url}/snapshots/9/activate`, { method: 'POST', headers: auth });
+    const missing = await activate(leader.url, 9);
     expect(missing.status).to.equal(404);
     expect(missing.json.error).to.equal('SNAPSHOT_NOT_FOUND');
   });

@@ -8,6 +8,7 @@ import {
   cleanup,
   csvOf,
   http,
+  ingest,
   LEADER_AUTH,
   onCleanup,
   putCsv,
@@ -134,7 +135,7 @@ describe('leader/parse-pool: a worker that dies', function () {
     // No warm-up (the test helpers' default): the next job sent is the ingest's.
     const leader = await startLeader({ INGEST_WORKERS: '2' });
     const v1 = csvOf(rows(50).map(([id, price, date]) => [`${id}-v1`, price, date]));
-    expect((await putCsv(leader.url, v1)).status).to.equal(201);
+    await ingest(leader.url, v1);
     leader.pool.exitOnNextJob = true;
     const res = await putCsv(leader.url, csvOf(rows(5000)));
     expect(res.status, res.text).to.equal(500);

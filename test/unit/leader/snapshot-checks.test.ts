@@ -1,14 +1,14 @@
 import { expect } from 'chai';
 import { SnapshotChecks } from '../../../leader/snapshot-checks.js';
 import {
+  activate,
   capturingLogger,
   cleanup,
   csvOf,
   fakeServer,
   http,
+  ingest,
   LEADER_AUTH,
-  LEADER_TOKEN,
-  putCsv,
   quietLogger,
   REPLICA_TOKEN,
   startLeader,
@@ -30,20 +30,13 @@ async function listed(url: string): Promise<Listed[]> {
   return (await http(`${url}/snapshots`, { headers: LEADER_AUTH })).json.versions as Listed[];
 }
 
-function activate(url: string, version: number) {
-  return http(`${url}/snapshots/${version}/activate`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${LEADER_TOKEN}` },
-  });
-}
-
 describe('leader/snapshot-checks: the leader verifies its own files', () => {
   afterEach(cleanup);
 
   it('refuses to activate a version whose file rotted (409 SNAPSHOT_CORRUPT), keeps the current one, and stops offering the file', async () => {
     const leader = await startLeader({ SCRUB_BYTES_PER_SECOND: '0' });
-    expect((await putCsv(leader.url, csvOf(rows('a')))).status).to.equal(201);
-    expect((await putCsv(leader.url, csvOf(rows('b')))).status).to.equal(201);
+    await ingest(leader.url, csvOf(rows('a')));
+    await ingest(leader.url, csvOf(rows('b')));
     await rot(leader.store.filePath(1));
     const res = await activate(leader.url, 1);
     expect(res.status, res.text).to.equal(409);
@@ -66,8 +59,7 @@ describe('leader/snapshot-checks: the leader verifies its own files', () => {
 
   it('at start, replaces a current version whose file rotted with the newest kept version that verifies, and says so', async () => {
     const first = await startLeader({ SCRUB_BYTES_PER_SECOND: '0' });
-    for (const tag of ['a', 'b', 'c'])
-      expect((await putCsv(first.url, csvOf(rows(tag)))).status).to.equal(201);
+    for (const tag of ['a', 'b', 'c']) await ingest(first.url, csvOf(rows(tag)));
     await first.close();
     await first.server.close(0);
     await rot(first.store.filePath(3));
@@ -96,8 +88,8 @@ describe('leader/snapshot-checks: the leader verifies its own files', () => {
 
   it('finds a kept version that rotted in the background scrub, and shows it in /snapshots and /metrics', async () => {
     const leader = await startLeader({ SCRUB_BYTES_PER_SECOND: '1GiB', SCRUB_INTERVAL_MS: '20' });
-    expect((await putCsv(leader.url, csvOf(rows('a')))).status).to.equal(201);
-    expect((await putCsv(leader.url, csvOf(rows('b')))).status).to.equal(201);
+    await ingest(leader.url, csvOf(rows('a')));
+    await ingest(leader.url, csvOf(rows('b')));
     await rot(leader.store.filePath(1));
     await waitFor(
       async () => (await listed(leader.url))[1].verification.state === 'corrupt' || undefined,
@@ -133,8 +125,8 @@ describe('leader/snapshot-checks: the leader verifies its own files', () => {
       SCRUB_INTERVAL_MS: '20',
       REPLICAS: replica,
     });
-    expect((await putCsv(leader.url, csvOf(rows('a')))).status).to.equal(201);
-    expect((await putCsv(leader.url, csvOf(rows('b')))).status).to.equal(201);
+    await ingest(leader.url, csvOf(rows('a')));
+    await ingest(leader.url, csvOf(rows('b')));
     await waitFor(() => (notices.at(-1) === 2 ? true : undefined), 10_000, 'the notice of version 2');
     await rot(leader.store.filePath(2));
     await waitFor(
@@ -149,7 +141,7 @@ describe('leader/snapshot-checks: the leader verifies its own files', () => {
 
   it('keeps the scrub to SCRUB_BYTES_PER_SECOND (a fake clock that its waits move)', async () => {
     const leader = await startLeader({ SCRUB_BYTES_PER_SECOND: '0' });
-    expect((await putCsv(leader.url, csvOf(rows('a', 40_000)))).status).to.equal(201);
+    await ingest(leader.url, csvOf(rows('a', 40_000)));
     const bodyBytes = leader.store.get(1)?.bytes as number;
     expect(bodyBytes).to.be.above(1024 * 1024);
     let clock = 0;

@@ -6,8 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer, globalAgent } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { globalAgent } from 'node:https';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { SnapshotError } from '../../../common/errors.js';
@@ -129,21 +128,12 @@ describe('replica/pull', () => {
       { stdio: 'ignore' },
     );
     const ca = await readFile(cert);
-    const server = createServer({ key: await readFile(key), cert: ca }, fileRoute(file, manifest.version));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    onCleanup(
-      () =>
-        new Promise<void>((r) => {
-          server.closeAllConnections();
-          server.close(() => r());
-        }),
-    );
+    const url = await fakeServer(fileRoute(file, manifest.version), { key: await readFile(key), cert: ca });
     const before = globalAgent.options.ca;
     globalAgent.options.ca = ca;
     onCleanup(async () => {
       globalAgent.options.ca = before;
     });
-    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const part = join(dir, 'tls.part');
     const verifier = await pullSnapshot(context(url), manifest, expected(), part, false);
     expect(verifier).to.not.equal('unverified');

@@ -5,23 +5,20 @@
  */
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { loadReplicaConfig } from '../../../common/config.js';
-import { LiveIndex } from '../../../replica/live-index.js';
-import { PULL_BACKOFF_MAX_MS, Syncer } from '../../../replica/sync.js';
+import { PULL_BACKOFF_MAX_MS } from '../../../replica/sync.js';
 import {
+  bareSyncer,
   cleanup,
   csvOf,
   http,
+  ingest,
   LEADER_AUTH,
-  onCleanup,
   putCsv,
-  quietLogger,
-  REPLICA_TOKEN,
   startLeader,
   startReplica,
   stopReplica,
-  tempDir,
   waitFor,
+  waitForVersion,
 } from '../../helpers.js';
 import { rot } from '../common/snapshot/rot.js';
 
@@ -59,19 +56,15 @@ describe('replica/sync: versions that fail to load', () => {
   it('backs off from a version that fails to verify (doubling, capped) instead of pulling it at every poll, and reports it to the leader', async () => {
     // The leader's file rotted after it was built; without a scrub the leader does not know.
     const leader = await startLeader({ SCRUB_BYTES_PER_SECOND: '0' });
-    expect((await putCsv(leader.url, rows('1'))).status).to.equal(201);
+    await ingest(leader.url, rows('1'));
     await rot(leader.store.filePath(1));
     let clock = 1_000_000;
-    const config = loadReplicaConfig({
-      DATA_DIR: await tempDir(),
-      LEADER_URL: leader.url,
-      REPLICA_TOKEN,
-      SYNC_INTERVAL_MS: '1000',
-    });
-    const index = new LiveIndex();
-    const syncer = new Syncer(config, index, quietLogger(), { now: () => clock });
+    const { index, syncer } = await bareSyncer(
+      leader.url,
+      { SYNC_INTERVAL_MS: '1000' },
+      { now: () => clock },
+    );
     syncer.advertiseUrl = 'http://127.0.0.1:1';
-    onCleanup(async () => index.current?.snapshot.close());
 
     await syncer.poll();
     expect(await filePulls(leader.url)).to.be.at.least(1);
@@ -108,9 +101,9 @@ describe('replica/sync: versions that fail to load', () => {
     const leader = await startLeader({ SCRUB_BYTES_PER_SECOND: '0' });
     await putCsv(leader.url, rows('1'));
     const first = await startReplica(leader.url);
-    await waitFor(() => (first.index.current?.manifest.version === 1 ? true : undefined), 5000, 'v1');
+    await waitForVersion(first, 1);
     await putCsv(leader.url, rows('2'));
-    await waitFor(() => (first.index.current?.manifest.version === 2 ? true : undefined), 5000, 'v2');
+    await waitForVersion(first, 2);
     await stopReplica(first);
     await rot(join(first.config.dataDir, 'v000002.snap'));
 

@@ -1,27 +1,22 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { loadReplicaConfig } from '../../../common/config.js';
 import type { SnapshotManifest } from '../../../common/protocol.js';
 import { shardOfId } from '../../../common/snapshot/shard.js';
-import { LiveIndex } from '../../../replica/live-index.js';
-import { Syncer } from '../../../replica/sync.js';
 import {
+  activate,
+  bareSyncer,
   cleanup,
   csvOf,
   fakeServer,
   http,
   LEADER_AUTH,
-  LEADER_TOKEN,
-  onCleanup,
   putCsv,
-  quietLogger,
-  REPLICA_TOKEN,
   startLeader,
   startReplica,
   stopReplica,
-  tempDir,
   waitFor,
+  waitForVersion,
 } from '../../helpers.js';
 
 const rows = (price: string) =>
@@ -39,16 +34,13 @@ describe('replica/sync', () => {
     const leader = await startLeader();
     for (const price of ['1', '2', '3']) await putCsv(leader.url, rows(price), '?force=true');
     const [m1, m2, m3] = await Promise.all([1, 2, 3].map((v) => manifestOf(leader.url, v)));
-    const config = loadReplicaConfig({ DATA_DIR: await tempDir(), LEADER_URL: leader.url, REPLICA_TOKEN });
-    const index = new LiveIndex();
+    const { config, index, syncer } = await bareSyncer(leader.url);
     const swapped: number[] = [];
     const swap = index.swap.bind(index);
     index.swap = (snapshot, manifest) => {
       swapped.push(manifest.version);
       return swap(snapshot, manifest);
     };
-    const syncer = new Syncer(config, index, quietLogger());
-    onCleanup(async () => index.current?.snapshot.close());
 
     // Not started: no poll, only these three requests, made while the first load runs.
     const all = [syncer.follow(m1), syncer.follow(m2), syncer.follow(m3)];
@@ -69,13 +61,10 @@ describe('replica/sync', () => {
     await putCsv(leader.url, rows('1'));
     await putCsv(leader.url, rows('2'));
     const replica = await startReplica(leader.url);
-    await waitFor(() => (replica.index.current?.manifest.version === 2 ? true : undefined), 5000, 'v2');
-    const rollback = await http(`${leader.url}/snapshots/1/activate`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${LEADER_TOKEN}` },
-    });
+    await waitForVersion(replica, 2);
+    const rollback = await activate(leader.url, 1);
     expect(rollback.status).to.equal(200);
-    await waitFor(() => (replica.index.current?.manifest.version === 1 ? true : undefined), 5000, 'v1');
+    await waitForVersion(replica, 1);
     // SERVING is written just after the swap: stop once it records the rollback.
     const serving = join(replica.config.dataDir, 'SERVING');
     await waitFor(
