@@ -10,8 +10,8 @@ import { ROOT } from '../../scripts/lib/processes.js';
 import {
   cleanup,
   csvOf,
+  ingest,
   onCleanup,
-  putCsv,
   REPLICA_TOKEN,
   startLeader,
   startReplica,
@@ -49,7 +49,7 @@ describe('replica restart: the local version answers from the first request', fu
   it('answers 200 to the first request once its port is open (a process with a local version and no leader)', async () => {
     const leader = await startLeader();
     const rows = Array.from({ length: 20_000 }, (_, i) => [`id-${i}`, `${i}.5`, '2018-01-01 00:00:00']);
-    expect((await putCsv(leader.url, csvOf(rows))).status).to.equal(201);
+    await ingest(leader.url, csvOf(rows));
     const first = await startReplica(leader.url);
     await waitFor(() => first.index.current?.manifest.version, 10_000, 'the first version');
     await stopReplica(first);

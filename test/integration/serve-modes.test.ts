@@ -6,7 +6,18 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { cleanup, csvOf, http, putCsv, rawGet, startLeader, startReplica, waitFor } from '../helpers.js';
+import {
+  cleanup,
+  csvOf,
+  http,
+  ingest,
+  putCsv,
+  rawGet,
+  startLeader,
+  startReplica,
+  waitFor,
+  waitForVersion,
+} from '../helpers.js';
 
 const idArb = fc.oneof(
   fc.uuid(),
@@ -133,7 +144,7 @@ describe('serving modes: every id answers its last row through HTTP (property)',
     const ids = Array.from({ length: 200 }, (_, i) => `id-${i}`);
     const version = (price: string) => csvOf(ids.map((id) => [id, price, '2020-01-01 00:00:00']));
     const leader = await startLeader();
-    expect((await putCsv(leader.url, version('1'))).status).to.equal(201);
+    await ingest(leader.url, version('1'));
     const replica = await startReplica(leader.url, { SERVE_MODE: 'disk' });
     await waitFor(() => replica.index.current, 10_000, 'version 1');
     const hits = async () => {
@@ -146,12 +157,8 @@ describe('serving modes: every id answers its last row through HTTP (property)',
     }
     expect((await hits()) - before).to.equal(ids.length);
     for (const [i, price] of ['2', '3', '1'].entries()) {
-      expect((await putCsv(leader.url, version(price), '?force=true')).status).to.equal(201);
-      await waitFor(
-        () => (replica.index.current?.manifest.version === i + 2 ? true : undefined),
-        10_000,
-        `version ${i + 2}`,
-      );
+      await ingest(leader.url, version(price), '?force=true');
+      await waitForVersion(replica, i + 2);
       for (const id of ids) {
         const res = await http(`${replica.url}/promotions/${id}`);
         expect(res.json.price, id).to.equal(Number(price));

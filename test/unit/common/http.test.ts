@@ -8,9 +8,9 @@ import {
   cleanup,
   csvOf,
   http,
+  ingest,
   LEADER_TOKEN,
   onCleanup,
-  putCsv,
   rawExchange,
   startLeader,
   startReplica,
@@ -43,7 +43,7 @@ describe('common/http server limits', () => {
 
   it('disconnects a client whose body stalls, and the live version stays', async () => {
     const leader = await startLeader({ IDLE_TIMEOUT_MS: '300', HEADERS_TIMEOUT_MS: '1000' });
-    expect((await putCsv(leader.url, csvOf([['a', '1', '2018-01-04 06:01:20']]))).status).to.equal(201);
+    await ingest(leader.url, csvOf([['a', '1', '2018-01-04 06:01:20']]));
     const head =
       'PUT /promotions HTTP/1.1\r\nHost: x\r\n' +
       `Authorization: Bearer ${LEADER_TOKEN}\r\nContent-Type: text/csv\r\nContent-Length: 1000\r\n\r\n`;

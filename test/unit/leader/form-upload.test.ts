@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { cleanup, csvOf, http, LEADER_TOKEN, putCsv, startLeader } from '../../helpers.js';
+import { cleanup, csvOf, http, ingest, LEADER_TOKEN, startLeader } from '../../helpers.js';
 
 const AUTH = { authorization: `Bearer ${LEADER_TOKEN}` };
 const ROWS = [
@@ -33,7 +33,7 @@ describe('leader form uploads (multipart)', () => {
 
   it('refuses a form over MAX_UPLOAD_BYTES with 413, keeps the live version, removes the partial file', async () => {
     const leader = await startLeader({ MAX_UPLOAD_BYTES: '2KiB' });
-    expect((await putCsv(leader.url, csvOf(ROWS))).status).to.equal(201);
+    await ingest(leader.url, csvOf(ROWS));
     const big = csvOf(Array.from({ length: 100 }, (_, i) => [`id-${i}`, '1.5', '2018-01-04 06:01:20']));
     const res = await http(`${leader.url}/promotions`, {
       method: 'POST',
@@ -49,9 +49,7 @@ describe('leader form uploads (multipart)', () => {
 
   it('answers a bad file with 422 naming the line, and honours the force field', async () => {
     const leader = await startLeader();
-    expect((await putCsv(leader.url, csvOf([...ROWS, ['c', '3', '2018-01-04 06:01:20']]))).status).to.equal(
-      201,
-    );
+    await ingest(leader.url, csvOf([...ROWS, ['c', '3', '2018-01-04 06:01:20']]));
     const bad = await http(`${leader.url}/promotions`, {
       method: 'POST',
       headers: AUTH,

@@ -7,8 +7,8 @@ import { generateLines } from '../../../scripts/generate.js';
 import {
   cleanup,
   csvOf,
+  ingest,
   onCleanup,
-  putCsv,
   quietLogger,
   startLeader,
   tempDir,
@@ -88,7 +88,7 @@ describe('leader inbox', () => {
 
   it('moves a bad file to rejected/ with a report of its bad rows; the live version stays', async () => {
     const leader = await startLeader(STABLE);
-    expect((await putCsv(leader.url, csvOf([['a', '1', '2018-01-04 06:01:20']]))).status).to.equal(201);
+    await ingest(leader.url, csvOf([['a', '1', '2018-01-04 06:01:20']]));
     const bad = csvOf([
       ['b', '2', '2018-01-04 06:01:20'],
       ['c', '1,5', '2018-01-04 06:01:20'],
@@ -109,7 +109,7 @@ describe('leader inbox', () => {
 
   it('refuses a dropped file much smaller than the current version (no force from the inbox)', async () => {
     const leader = await startLeader(STABLE);
-    expect((await putCsv(leader.url, rowsCsv(10, 4))).status).to.equal(201);
+    await ingest(leader.url, rowsCsv(10, 4));
     await writeFile(join(leader.config.inboxDir, 'small.csv'), rowsCsv(2, 5));
     const report = await reportIn(join(leader.config.inboxDir, 'rejected'));
     expect(report).to.include({ file: 'small.csv', accepted: false, error: 'INGEST_SHRINK' });

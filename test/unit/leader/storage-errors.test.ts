@@ -11,6 +11,7 @@ import { generateLines } from '../../../scripts/generate.js';
 import {
   cleanup,
   http,
+  ingest,
   LEADER_AUTH,
   LEADER_TOKEN,
   onCleanup,
@@ -36,7 +37,7 @@ describe('leader/storage errors: a full or read-only disk', function () {
   it('answers 507 STORAGE_FULL naming DATA_DIR when the disk fills during a build; the live version stays', async () => {
     const dataDir = await smallDisk('1m');
     const leader = await startLeader({ DATA_DIR: dataDir, UPLOAD_DIR: await tempDir(), INBOX_DIR: '' });
-    expect((await putCsv(leader.url, rows(100, 1))).status).to.equal(201);
+    await ingest(leader.url, rows(100, 1));
     const full = await putCsv(leader.url, rows(40_000, 2));
     expect([full.status, full.json.error], full.text).to.deep.equal([507, 'STORAGE_FULL']);
     expect(full.json.message).to.include(`DATA_DIR (${dataDir})`).and.include('ENOSPC');
@@ -50,7 +51,7 @@ describe('leader/storage errors: a full or read-only disk', function () {
       .to.match(/status="507"/)
       .and.not.to.match(/status="500"/);
     // The space came back with the failed build's files: a file that fits goes in.
-    expect((await putCsv(leader.url, rows(120, 3), '?force=true')).status).to.equal(201);
+    await ingest(leader.url, rows(120, 3), '?force=true');
   });
 
   it('answers 507 STORAGE_FULL naming UPLOAD_DIR to a tus PATCH that does not fit; what fits stays to resume', async () => {
@@ -78,7 +79,7 @@ describe('leader/storage errors: a full or read-only disk', function () {
   it('answers 507 STORAGE_READ_ONLY when DATA_DIR turns read-only; the live version stays', async () => {
     const dataDir = await smallDisk('4m');
     const leader = await startLeader({ DATA_DIR: dataDir, UPLOAD_DIR: await tempDir(), INBOX_DIR: '' });
-    expect((await putCsv(leader.url, rows(100, 5))).status).to.equal(201);
+    await ingest(leader.url, rows(100, 5));
     execFileSync('mount', ['-o', 'remount,ro', dataDir]);
     const res = await putCsv(leader.url, rows(100, 6));
     expect([res.status, res.json.error], res.text).to.deep.equal([507, 'STORAGE_READ_ONLY']);

@@ -9,8 +9,8 @@ import {
   cleanup,
   csvOf,
   http,
+  ingest,
   LEADER_TOKEN,
-  putCsv,
   startLeader,
   type TestLeader,
   tempDir,
@@ -151,7 +151,7 @@ describe('leader resumable uploads (tus 1.0)', () => {
     expect((await http(url, { method: 'HEAD', headers: TUS })).status).to.equal(404);
 
     const single = await startLeader();
-    expect((await putCsv(single.url, csv)).status).to.equal(201);
+    await ingest(single.url, csv);
     await expectSameSnapshot(leader, single, csv);
   });
 
@@ -197,7 +197,7 @@ describe('leader resumable uploads (tus 1.0)', () => {
   it('answers a refused file on the last PATCH with its bad rows, keeps the live version, drops the bytes', async () => {
     const leader = await startLeader();
     const good = csvOf([['a', '1', '2018-01-04 06:01:20']]);
-    expect((await putCsv(leader.url, good)).status).to.equal(201);
+    await ingest(leader.url, good);
     const bad = Buffer.from(
       csvOf([
         ['b', '2', '2018-01-04 06:01:20'],
@@ -216,7 +216,7 @@ describe('leader resumable uploads (tus 1.0)', () => {
   it('passes the shrink guard only with metadata force=true', async () => {
     const leader = await startLeader();
     const big = csvOf([...generateLines({ rows: 10, seed: 1 })].map((l) => l.split(',')));
-    expect((await putCsv(leader.url, big)).status).to.equal(201);
+    await ingest(leader.url, big);
     const small = Buffer.from(csvOf([['x', '1', '2018-01-04 06:01:20']]));
     const refused = await patch(await create(leader, small.length), 0, small);
     expect(refused.json.error).to.equal('INGEST_SHRINK');

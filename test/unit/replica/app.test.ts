@@ -14,6 +14,7 @@ import {
   startLeader,
   startReplica,
   waitFor,
+  waitForVersion,
 } from '../../helpers.js';
 import { MANIFEST, memorySnapshot } from './fakes.js';
 
@@ -109,11 +110,7 @@ describe('replica app', () => {
     // Version 2: one price changed (7.10 becomes 7.11), every other row as it was.
     const next = rows.map((r) => (r[0] === 'row-7' ? ['row-7', '7.11', r[2]] : r));
     await putCsv(leader.url, csvOf(next));
-    await waitFor(
-      () => (replica.index.current?.manifest.version === 2 ? true : undefined),
-      5000,
-      'version 2',
-    );
+    await waitForVersion(replica, 2);
     for (const [id] of rows) {
       for (const method of ['GET', 'HEAD']) {
         const res = await http(`${replica.url}/promotions/${id}`, {
@@ -229,11 +226,7 @@ describe('replica app', () => {
     expect(notice.status).to.equal(502);
     expect(notice.json.error).to.equal('SNAPSHOT_ID_MISMATCH');
     // The replica registered itself with its poll, so the leader's notice brings it version 2.
-    await waitFor(
-      () => (replica.index.current?.manifest.version === 2 ? true : undefined),
-      5000,
-      'version 2',
-    );
+    await waitForVersion(replica, 2);
     expect((await http(`${replica.url}/promotions/new`)).status).to.equal(200);
   });
 
