@@ -14,6 +14,8 @@
  * descriptor it passes open until the callback of its last read has run. Reads waiting for a worker are bounded by
  * the callers (the read path's MAX_IN_FLIGHT).
  */
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import {
@@ -78,17 +80,10 @@ const waitAsync = (
 const BATCH_CAPACITY = 512;
 
 /**
- * The worker. Built, it is read-worker.js beside this module; run from source under tsx, a worker does not inherit
- * tsx's loader on Node 20, so a small bootstrap registers it first (as leader/parse-pool.ts does).
+ * The worker script: read-worker beside this module, with this module's own extension (.js when built), loaded
+ * by whatever loads this module (a loader for the sources must then apply to worker threads too).
  */
-function startWorker(workerData: unknown): Worker {
-  if (!import.meta.url.endsWith('.ts')) {
-    return new Worker(new URL('./read-worker.js', import.meta.url), { workerData });
-  }
-  const url = new URL('./read-worker.ts', import.meta.url).href;
-  const boot = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(url)}); });`;
-  return new Worker(boot, { eval: true, workerData });
-}
+const WORKER_URL = new URL(`./read-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
 
 /** Counters over every pool of this process (the replica's metrics read them). */
 export const readPoolStats = {
@@ -176,7 +171,7 @@ export class DiskReadPool {
 
   private startLane(): Lane {
     const ch = newChannel(BATCH_CAPACITY);
-    const worker = startWorker({ shared: ch.shared, capacity: ch.capacity });
+    const worker = new Worker(WORKER_URL, { workerData: { shared: ch.shared, capacity: ch.capacity } });
     const online = new Promise<void>((resolve) => {
       worker.once('message', () => {
         // Ready and idle, it waits in Atomics.wait and keeps nothing alive: the process may exit around it.

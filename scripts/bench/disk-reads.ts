@@ -15,7 +15,7 @@ import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sharedReadPool } from '../../common/snapshot/read-pool.js';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
-import { ROOT } from '../lib/processes.js';
+import { ROOT, TS_NODE_ARGS } from '../lib/processes.js';
 import { warmFile } from './lib/data.js';
 import { log, machineNote, printJson, printTable, round } from './lib/report.js';
 import { runBench, tempDir } from './lib/run.js';
@@ -143,8 +143,7 @@ async function main(): Promise<void> {
       'env',
       ...Object.entries(c.env).map(([k, v]) => `${k}=${v}`),
       process.execPath,
-      '--import',
-      'tsx',
+      ...TS_NODE_ARGS,
       join(ROOT, 'scripts', 'bench', 'disk-reads.ts'),
       '--child',
       c.mode,

@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
-import { ROOT, waitFor } from '../lib/processes.js';
+import { ROOT, TS_NODE_ARGS, waitFor } from '../lib/processes.js';
 import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags } from './lib/args.js';
 import { ensureCsv, sampleIds } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
@@ -212,8 +212,7 @@ async function main(): Promise<void> {
         '-c',
         String(SERVER_CPU),
         process.execPath,
-        '--import',
-        'tsx',
+        ...TS_NODE_ARGS,
         '--import',
         probe,
         join(ROOT, 'replica', 'main.ts'),

@@ -17,13 +17,13 @@ import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { parseCommandLine } from '../lib/cli.js';
-import { ROOT } from '../lib/processes.js';
 import { parsePositive } from './lib/args.js';
 import { procCpuSeconds } from './lib/proc.js';
 import { log, printJson, printTable, round, verdict } from './lib/report.js';
-import { type ListeningProcess, replicaEnv, spawnListening } from './lib/roles.js';
+import { replicaEnv } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
+import { pinnedNode } from './wrk.js';
 
 const HELP = `Usage: node --import tsx scripts/bench/drip.ts [options]
   --connections N    connections dripping at once (default 30)
@@ -32,16 +32,7 @@ const HELP = `Usage: node --import tsx scripts/bench/drip.ts [options]
   --rounds N         rounds per server, alternating (default 3)
   --help, -h         this text`;
 
-const SERVER_CPU = 0;
 const DRIP_CPU = 1;
-
-function pinnedNode(script: string, args: string[], env: Record<string, string>): Promise<ListeningProcess> {
-  return spawnListening(
-    'taskset',
-    ['-c', String(SERVER_CPU), process.execPath, '--import', 'tsx', join(ROOT, script), ...args],
-    env,
-  );
-}
 
 /** A request head of exactly `bytes` bytes. */
 function headOf(bytes: number, n: number): string {

@@ -37,7 +37,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
-import { ROOT, waitFor } from '../lib/processes.js';
+import { ROOT, TS_NODE_ARGS, waitFor } from '../lib/processes.js';
 import { uploadFile } from '../upload.js';
 import { dataFlags, parseDataFlags, parsePositive } from './lib/args.js';
 import { ensureCsv, sampleIds } from './lib/data.js';
@@ -248,8 +248,7 @@ async function main(): Promise<void> {
       '-c',
       String(REPLICA_CPU),
       process.execPath,
-      '--import',
-      'tsx',
+      ...TS_NODE_ARGS,
       '--import',
       probe,
       join(ROOT, 'replica', 'main.ts'),

@@ -3,7 +3,7 @@
  * server's CPU time read around each run, and the best and median of several runs.
  */
 import { join } from 'node:path';
-import { ROOT } from '../lib/processes.js';
+import { ROOT, TS_NODE_ARGS } from '../lib/processes.js';
 import { procCpuSeconds } from './lib/proc.js';
 import { round } from './lib/report.js';
 import { type ListeningProcess, spawnListening } from './lib/roles.js';
@@ -91,7 +91,7 @@ export async function wrk(
   };
 }
 
-/** Spawns `node [nodeArgs] --import tsx <script> [args]` pinned to SERVER_CPU. */
+/** Spawns `node [nodeArgs] TS_NODE_ARGS <script> [args]` pinned to SERVER_CPU (TS_NODE_ARGS: the sources, workers too). */
 export function pinnedNode(
   script: string,
   args: string[],
@@ -100,7 +100,7 @@ export function pinnedNode(
 ): Promise<ListeningProcess> {
   return spawnListening(
     'taskset',
-    ['-c', String(SERVER_CPU), process.execPath, ...nodeArgs, '--import', 'tsx', join(ROOT, script), ...args],
+    ['-c', String(SERVER_CPU), process.execPath, ...nodeArgs, ...TS_NODE_ARGS, join(ROOT, script), ...args],
     env,
   );
 }

@@ -13,7 +13,7 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /**
  * Node options that run the TypeScript sources: tsx in the main thread, and in worker threads (the leader's parse
- * workers) through ts-workers.cjs, since Node 20 applies `--import` loaders to the main thread only.
+ * workers, the replica's disk read workers) through ts-workers.cjs, since Node 20 applies `--import` loaders to the main thread only.
  */
 export const TS_NODE_ARGS: readonly string[] = Object.freeze([
   '--import',

@@ -5,7 +5,8 @@
  * Node 20 does not apply `--import` loaders to worker threads, and tsx registers itself in the main thread only,
  * so a worker started from a .ts file fails with ERR_UNKNOWN_FILE_EXTENSION. Node does run `--require` preloads in
  * every worker: this one registers tsx's ESM loader there, synchronously, before the worker's own script loads.
- * The production code knows nothing of it: leader/parse-pool.ts starts parse-worker with its own extension.
+ * The production code knows nothing of it: leader/parse-pool.ts and common/snapshot/read-pool.ts start their
+ * workers from the file beside them with their own extension.
  */
 const { isMainThread, parentPort } = require('node:worker_threads');
 const { dirname, join } = require('node:path');

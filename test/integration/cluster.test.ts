@@ -52,6 +52,12 @@ async function servedVersion(replica: RoleProcess): Promise<number | undefined> 
   return r.status === 200 ? (r.json.version as number) : undefined;
 }
 
+/** The mode the replica holds its version in, as its metrics say. */
+async function serveModeOf(replica: RoleProcess): Promise<string | undefined> {
+  const metrics = (await http(`${replica.url}/metrics`)).text;
+  return /^promotions_snapshot_serve_mode\{mode="(\w+)",role="replica"\} 1$/m.exec(metrics)?.[1];
+}
+
 async function expectServes(replica: RoleProcess, set: DataSet, version: number): Promise<void> {
   for (const [id, body] of set.answers) {
     const res = await http(`${replica.url}/promotions/${id}`);
@@ -89,12 +95,15 @@ describe('cluster: a CSV goes from the leader to every replica (real processes)'
     const leaderPort = await freePort();
     const leaderUrl = `http://127.0.0.1:${leaderPort}`;
     const common = { HOST: '127.0.0.1', REPLICA_TOKEN, LOG_LEVEL: 'info' };
+    // Replica 2 serves from disk: its reads go through worker threads, which run the sources only with the
+    // preload that startRole passes (scripts/lib/ts-workers.cjs).
     const replicaEnv = (n: number) => ({
       ...common,
       PORT: '0',
       DATA_DIR: join(dir, `replica-${n}`),
       LEADER_URL: leaderUrl,
       SYNC_INTERVAL_MS: '60000',
+      SERVE_MODE: n === 2 ? 'disk' : 'memory',
     });
     const r1 = await startRole('replica', { env: replicaEnv(1) });
     started.push(r1);
@@ -125,6 +134,9 @@ describe('cluster: a CSV goes from the leader to every replica (real processes)'
       await expectServes(r, a, 1);
       await expectAbsent(r, b);
     }
+    // Each in the mode it was given: replica 2's answers came from its disk read workers.
+    expect(await serveModeOf(r1)).to.equal('memory');
+    expect(await serveModeOf(r2)).to.equal('disk');
 
     // File B replaces A entirely.
     const upB = await uploadFile(leader.url, LEADER_TOKEN, b.path);

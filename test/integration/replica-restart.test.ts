@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { ROOT } from '../../scripts/lib/processes.js';
+import { ROOT, TS_NODE_ARGS } from '../../scripts/lib/processes.js';
 import {
   cleanup,
   csvOf,
@@ -55,7 +55,7 @@ describe('replica restart: the local version answers from the first request', fu
     await stopReplica(first);
 
     const port = await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'replica', 'main.ts')], {
+    const child = spawn(process.execPath, [...TS_NODE_ARGS, join(ROOT, 'replica', 'main.ts')], {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH ?? '',
