@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
+import { waitFor } from '../helpers.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ENTRY_SCRIPT = 'scripts/docker-entrypoint.sh';
@@ -42,6 +43,30 @@ describe('Dockerfile', () => {
     .map((i) => i.args)
     .join(' ');
   let dir = '';
+
+  /** Runs dist/ROLE/main.js from the built layout, with no loader: its URL once it listens, and a kill. */
+  function builtRole(role: (typeof ROLES)[number], env: Record<string, string>) {
+    const child: ChildProcess = spawn(process.execPath, [join(dir, 'dist', role, 'main.js')], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '', PORT: '0', ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise((r) => child.once('exit', r));
+    const url = new Promise<string>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`the built ${role} exited with ${code}`)));
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.includes('"msg":"listening"')) resolve((JSON.parse(line) as { url: string }).url);
+      });
+    });
+    url.catch(() => undefined);
+    return {
+      url,
+      kill: async () => {
+        child.kill('SIGKILL');
+        await exited;
+      },
+    };
+  }
 
   before(function () {
     this.timeout(120_000);
@@ -93,42 +118,57 @@ describe('Dockerfile', () => {
     expect(none.stderr).to.include('usage');
   });
 
-  it('runs the built leader with its parse workers loaded from dist, with no TypeScript loader', async function () {
+  it('runs the built leader and a disk-mode replica with their workers loaded from dist, with no TypeScript loader', async function () {
     this.timeout(60_000);
-    const leader: ChildProcess = spawn(process.execPath, [join(dir, 'dist', 'leader', 'main.js')], {
-      cwd: dir,
-      env: {
-        PATH: process.env.PATH ?? '',
-        LEADER_TOKEN: 'leader-token-for-docker-test',
-        REPLICA_TOKEN: 'replica-token-for-docker-test',
-        DATA_DIR: join(dir, 'data'),
-        INBOX_DIR: '',
-        PORT: '0',
-        INGEST_WORKERS: '2',
-        INGEST_WARM_UP_ROWS: '0',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
+    const tokens = {
+      LEADER_TOKEN: 'leader-token-for-docker-test',
+      REPLICA_TOKEN: 'replica-token-for-docker-test',
+    };
+    const leader = builtRole('leader', {
+      ...tokens,
+      DATA_DIR: join(dir, 'data'),
+      INBOX_DIR: '',
+      INGEST_WORKERS: '2',
+      INGEST_WARM_UP_ROWS: '0',
     });
-    const exited = new Promise((r) => leader.once('exit', r));
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        leader.once('exit', (code) => reject(new Error(`the built leader exited with ${code}`)));
-        createInterface({ input: leader.stdout! }).on('line', (line) => {
-          if (line.includes('"msg":"listening"')) resolve((JSON.parse(line) as { url: string }).url);
-        });
-      });
+      const leaderUrl = await leader.url;
       const rows = Array.from({ length: 3000 }, (_, i) => `id-${i},${i}.5,2018-08-04 05:32:31`).join('\n');
-      const res = await fetch(`${url}/promotions`, {
+      const res = await fetch(`${leaderUrl}/promotions`, {
         method: 'PUT',
-        headers: { authorization: 'Bearer leader-token-for-docker-test' },
+        headers: { authorization: `Bearer ${tokens.LEADER_TOKEN}` },
         body: `${rows}\n`,
       });
       // A worker that cannot load would fail the ingest with INGEST_WORKER_FAILED.
       expect(res.status, await res.clone().text()).to.equal(201);
       expect(((await res.json()) as { rows: number }).rows).to.equal(3000);
+      // The replica pulls that version at start and serves it from disk: each read goes through a read worker,
+      // and one that cannot load answers 500.
+      const replica = builtRole('replica', {
+        REPLICA_TOKEN: tokens.REPLICA_TOKEN,
+        LEADER_URL: leaderUrl,
+        DATA_DIR: join(dir, 'replica-data'),
+        SERVE_MODE: 'disk',
+      });
+      try {
+        const replicaUrl = await replica.url;
+        await waitFor(
+          async () => ((await fetch(`${replicaUrl}/readyz`)).status === 200 ? true : undefined),
+          30_000,
+          'the built replica to be ready',
+        );
+        const read = await fetch(`${replicaUrl}/promotions/id-42`);
+        expect(read.status).to.equal(200);
+        expect(await read.json()).to.deep.equal({
+          id: 'id-42',
+          price: 42.5,
+          expiration_date: '2018-08-04 05:32:31',
+        });
+      } finally {
+        await replica.kill();
+      }
     } finally {
-      leader.kill('SIGKILL');
-      await exited;
+      await leader.kill();
     }
   });
 
