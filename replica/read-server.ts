@@ -18,8 +18,8 @@
  * each byte once, however many pieces it comes in.
  *
  * A connection answers its requests in order: memory-mode reads are answered within the data event that brought
- * them (pipelined ones in one write); a read that waits (disk mode, the overload queue) stops the connection from
- * reading until it is answered. A client that does not read its answers stops being read once the socket buffers
+ * them (pipelined ones in one write); a read that waits (disk mode, the overload queue) holds what arrives after
+ * it: the connection stops reading at the first such bytes (a pipelining client) until the answer is out. A client that does not read its answers stops being read once the socket buffers
  * fill. Timeouts follow node:http's: an unfinished head is answered 408 after HEADERS_TIMEOUT_MS (counted from its
  * first byte, also when node:http takes it over midway), a connection idle between requests is closed a second after
  * KEEP_ALIVE_TIMEOUT_MS (node:http's margin), and one stuck mid-answer after IDLE_TIMEOUT_MS. The end of the client's input (FIN) is
@@ -140,7 +140,8 @@ class FastConnection {
   private readonly onData = (chunk: Buffer) => {
     if (this.closing) return;
     if (this.busy) {
-      // Not expected (the socket is paused while a read waits): keep the bytes for when it resumes.
+      // Bytes that came while a read waits (a pipelining client): stop reading now and keep them for when the
+      // answer is out. A client that waits for each answer never gets here, so its reads cost no pause and resume.
       this.pauseReading();
       this.socket.unshift(chunk);
       return;
@@ -271,8 +272,9 @@ class FastConnection {
       this.socket.end();
       return;
     }
-    // A waiting read, or answers the client does not take, stop the reading: requests cannot pile up.
-    const stop = this.busy || this.waitingDrain;
+    // Answers the client does not take stop the reading: requests cannot pile up. (A waiting read stops it only
+    // once more bytes come: onData.)
+    const stop = this.waitingDrain || (this.busy && this.stopped);
     if (stop !== this.stopped) {
       this.stopped = stop;
       if (stop) this.socket.pause();

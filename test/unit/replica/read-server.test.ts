@@ -591,6 +591,26 @@ describe('replica/read-server: the raw fast path for reads', () => {
     expect(answers.map((a) => JSON.parse(a.body).id)).to.deep.equal(['x', 'y', 'z']);
   });
 
+  it('keeps reading while a lookup waits for a client that waits for each answer, and holds what comes early', async () => {
+    const held = heldSnapshot();
+    const { server } = await readServer(held.snapshot, { transport: 'fast' });
+    const accepted = nextServerSocket(server.server);
+    const c = await RawConnection.open(server.port);
+    const socket = await accepted;
+    c.send(get('/promotions/x'));
+    await waitFor(() => (held.started() === 1 ? true : undefined), 5000, 'the first lookup');
+    // Nothing else came: the socket was not paused for the wait (a pause and a resume per disk read cost CPU).
+    expect(socket.isPaused(), 'paused while a lookup waits').to.equal(false);
+    // A request that comes while the lookup waits is held, not looked up, until the first answer is out.
+    c.send(get('/promotions/y'));
+    await waitFor(() => stoppedReading(socket), 5000, 'the server to stop reading');
+    expect(held.started()).to.equal(1);
+    held.release();
+    const answers = [await c.next(), await c.next()];
+    expect(answers.map((a) => JSON.parse(a.body).id)).to.deep.equal(['x', 'y']);
+    expect(socket.isPaused(), 'paused once answered').to.equal(false);
+  });
+
   it('stops reading from a client that does not read its answers, and answers everything once it does', async () => {
     const { server, metrics } = await readServer(memorySnapshot(IDS), { transport: 'fast' });
     const accepted = nextServerSocket(server.server);
