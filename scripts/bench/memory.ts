@@ -182,6 +182,17 @@ async function measureSize(
   }
 }
 
+/** The columns both modes' tables start with; `figuresOf` fills them for one replica. */
+const FIGURE_COLUMNS = ['rows', 'RSS before MB', 'RSS after MB', 'peak RSS MB', 'bytes/row'];
+
+function figuresOf(rows: number, r: ReplicaResult): number[] {
+  return [rows, r.rssBeforeMb, r.rssAfterMb, r.peakRssMb, r.bytesPerRow];
+}
+
+function loadSeconds(r: ReplicaResult): number {
+  return round(r.loadMs / 1000, 2);
+}
+
 /** The sizes a `--memory-rows`/`--disk-rows` flag names: every size by default, none for `none`. */
 function sizesFor(flag: string, text: string | undefined, all: number[]): number[] {
   if (text === undefined) return all;
@@ -222,28 +233,10 @@ async function main(): Promise<void> {
   );
   const memory = results.filter((r) => r.memory !== null);
   printTable(
-    [
-      'rows',
-      'RSS before MB',
-      'RSS after MB',
-      'peak RSS MB',
-      'bytes/row',
-      'snapshot bytes/row',
-      'load s',
-      '< 64 B/row',
-    ],
+    [...FIGURE_COLUMNS, 'snapshot bytes/row', 'load s', '< 64 B/row'],
     memory.map((r) => {
       const m = r.memory as ReplicaResult;
-      return [
-        r.rows,
-        m.rssBeforeMb,
-        m.rssAfterMb,
-        m.peakRssMb,
-        m.bytesPerRow,
-        r.snapshotBytesPerRow,
-        round(m.loadMs / 1000, 2),
-        r.goals.memoryBytesPerRow,
-      ];
+      return [...figuresOf(r.rows, m), r.snapshotBytesPerRow, loadSeconds(m), r.goals.memoryBytesPerRow];
     }),
   );
   const disk = results.filter((r) => r.disk !== null);
@@ -254,26 +247,10 @@ async function main(): Promise<void> {
       process.stdout.write(`disk mode: not implemented (${missing.disk.notImplemented})\n`);
     } else {
       printTable(
-        [
-          'rows',
-          'RSS before MB',
-          'RSS after MB',
-          'peak RSS MB',
-          'bytes/row',
-          'load s',
-          `RSS < ${mb(GOAL_DISK_RSS_BYTES)} MB`,
-        ],
+        [...FIGURE_COLUMNS, 'load s', `RSS < ${mb(GOAL_DISK_RSS_BYTES)} MB`],
         disk.map((r) => {
           const d = r.disk as ReplicaResult;
-          return [
-            r.rows,
-            d.rssBeforeMb,
-            d.rssAfterMb,
-            d.peakRssMb,
-            d.bytesPerRow,
-            round(d.loadMs / 1000, 2),
-            r.goals.diskRss,
-          ];
+          return [...figuresOf(r.rows, d), loadSeconds(d), r.goals.diskRss];
         }),
       );
     }
