@@ -21,23 +21,13 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { pathToFileURL } from 'node:url';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
-import { ROOT, TS_NODE_ARGS, waitFor } from '../lib/processes.js';
 import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags } from './lib/args.js';
 import { ensureCsv, sampleIds } from './lib/data.js';
+import { onEldSamples, startProbedReplica } from './lib/eld.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
-import {
-  getJson,
-  ingestFile,
-  type ListeningProcess,
-  leaderEnv,
-  replicaEnv,
-  spawnListening,
-  startTracked,
-} from './lib/roles.js';
+import { ingestFile, type ListeningProcess, leaderEnv, startTracked, waitForVersion } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
 import { wrkRandomIdsScript } from './lib/wrk-script.js';
@@ -112,20 +102,17 @@ function eldDuring<T>(
 ): Promise<{ result: T; maxMs: number; p99Ms: number }> {
   let maxMs = 0;
   let p99Ms = 0;
-  const rl = createInterface({ input: p.child.stdout! });
-  rl.on('line', (line) => {
-    if (!line.includes('"event-loop-delay"')) return;
-    const j = JSON.parse(line) as { maxMs: number; p99Ms: number };
-    maxMs = Math.max(maxMs, j.maxMs);
-    p99Ms = Math.max(p99Ms, j.p99Ms);
+  const stop = onEldSamples(p, (sample) => {
+    maxMs = Math.max(maxMs, sample.maxMs);
+    p99Ms = Math.max(p99Ms, sample.p99Ms);
   });
   return run().then(
     (result) => {
-      rl.close();
+      stop();
       return { result, maxMs, p99Ms };
     },
     (err) => {
-      rl.close();
+      stop();
       throw err;
     },
   );
@@ -203,22 +190,9 @@ async function main(): Promise<void> {
   const dir = await tempDir('disk');
   const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
   const up = await ingestFile(leader, csv);
-  const probe = pathToFileURL(join(ROOT, 'scripts', 'bench', 'eld-probe.ts')).href;
   /** A replica pinned to SERVER_CPU with the event-loop delay probe preloaded. */
   const replica = (name: string, env: Record<string, string>) =>
-    spawnListening(
-      'taskset',
-      [
-        '-c',
-        String(SERVER_CPU),
-        process.execPath,
-        ...TS_NODE_ARGS,
-        '--import',
-        probe,
-        join(ROOT, 'replica', 'main.ts'),
-      ],
-      replicaEnv(join(dir, name), leader.url, env),
-    );
+    startProbedReplica(SERVER_CPU, join(dir, name), leader.url, env);
   const memory = await replica('memory', { SERVE_MODE: 'memory' });
   const diskReplica = (name: string, env: Record<string, string>) =>
     replica(name, { SERVE_MODE: 'disk', ...env });
@@ -230,14 +204,7 @@ async function main(): Promise<void> {
     [disk, 'disk'],
     [bare, 'disk'],
   ] as const) {
-    await waitFor(
-      async () => {
-        const { status, body } = await getJson(`${p.url}/readyz`);
-        return status === 200 && body.version === up.body.version && body.mode === mode ? true : undefined;
-      },
-      10 * 60_000,
-      `the ${mode} replica to serve the version`,
-    );
+    await waitForVersion(p.url, up.body.version, { mode, timeoutMs: 10 * 60_000 });
   }
   await leader.stop();
   const rssLoaded = {

@@ -18,12 +18,19 @@ import { join } from 'node:path';
 import { DEFAULTS } from '../../common/config.js';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import type { RoleProcess } from '../lib/processes.js';
-import { waitFor } from '../lib/processes.js';
 import { parseCounts, parsePositive } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, fileBytes, sampleIds } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
-import { getJson, ingestFile, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import {
+  getJson,
+  ingestFile,
+  leaderEnv,
+  replicaEnv,
+  startTracked,
+  waitForRegistration,
+  waitForVersion,
+} from './lib/roles.js';
 import { runBench, sleep, tempDir } from './lib/run.js';
 
 const GOAL_BYTES_PER_ROW = 64;
@@ -57,31 +64,6 @@ interface SizeResult {
   goals: { memoryBytesPerRow: 'PASS' | 'MISS' | 'n/a'; diskRss: 'PASS' | 'MISS' | 'n/a' };
 }
 
-/** Waits until the leader has seen `replica`'s first poll (so it will be notified of the upload). */
-async function registered(leaderUrl: string, replica: RoleProcess): Promise<void> {
-  await waitFor(
-    async () => {
-      const { body } = await getJson(`${leaderUrl}/replicas`, TOKENS.leader);
-      const list = body.replicas as { url: string }[];
-      return list.some((r) => r.url === replica.url) ? true : undefined;
-    },
-    30_000,
-    `the leader to register ${replica.url}`,
-  );
-}
-
-/** Waits until `replica` serves `version`; returns its /readyz body. */
-async function ready(replica: RoleProcess, version: number): Promise<Record<string, unknown>> {
-  return waitFor(
-    async () => {
-      const { status, body } = await getJson(`${replica.url}/readyz`);
-      return status === 200 && body.version === version ? body : undefined;
-    },
-    LOAD_TIMEOUT_MS,
-    `${replica.url} to serve version ${version}`,
-  );
-}
-
 /** Looks up `ids` one after another; throws unless every answer is 200. */
 async function lookups(replica: RoleProcess, ids: readonly string[]): Promise<void> {
   for (const id of ids) {
@@ -109,7 +91,11 @@ async function measureSize(
       const env = replicaEnv(join(dir, `replica-${mode}`), leader.url, { SERVE_MODE: mode });
       replicas.set(mode, await startTracked('replica', { env }));
     }
-    for (const r of replicas.values()) await registered(leader.url, r);
+    // Registered by its first poll, so that the leader notifies it of the upload.
+    await waitForRegistration(
+      leader.url,
+      [...replicas.values()].map((r) => r.url),
+    );
     await sleep(settleMs);
     const before = new Map<Mode, number>();
     for (const [mode, r] of replicas) before.set(mode, (await procMemory(r.child.pid!)).rssBytes);
@@ -123,7 +109,7 @@ async function measureSize(
     const served = new Map<Mode, string>();
     await Promise.all(
       [...replicas].map(async ([mode, r]) => {
-        const body = await ready(r, version);
+        const body = await waitForVersion(r.url, version, { timeoutMs: LOAD_TIMEOUT_MS });
         loadMs.set(mode, round(performance.now() - uploaded));
         served.set(mode, String(body.mode));
       }),

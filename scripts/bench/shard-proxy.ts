@@ -15,12 +15,11 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCommandLine } from '../lib/cli.js';
 import { startNginx } from '../lib/nginx.js';
-import { waitFor } from '../lib/processes.js';
 import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
 import { pinProcess, procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round } from './lib/report.js';
-import { getJson, ingestFile, leaderEnv, replicaEnv, startTracked } from './lib/roles.js';
+import { ingestFile, leaderEnv, replicaEnv, startTracked, waitForVersion } from './lib/roles.js';
 import { onCleanup, runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
 import { wrkRandomIdsScript } from './lib/wrk-script.js';
@@ -121,11 +120,7 @@ async function main(): Promise<void> {
     const extra: Record<string, string> = { SERVE_MODE: 'memory', ...(shard ? { SHARD: shard } : {}) };
     const r = await startTracked('replica', { env: replicaEnv(join(dir, name), leader.url, extra) });
     await pinProcess(r.child.pid as number, REPLICA_CPU);
-    await waitFor(
-      async () => ((await getJson(`${r.url}/readyz`)).body.version === up.body.version ? true : undefined),
-      5 * 60_000,
-      `${name} to serve the version`,
-    );
+    await waitForVersion(r.url, up.body.version);
     return r;
   };
   const whole = await start('whole');

@@ -14,12 +14,20 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCommandLine } from '../lib/cli.js';
-import { type RoleProcess, waitFor } from '../lib/processes.js';
+import type { RoleProcess } from '../lib/processes.js';
 import { dataFlags, parseDataFlags, parsePositive } from './lib/args.js';
 import { DEFAULT_SEED, ensureCsv } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
-import { getJson, ingestFile, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import {
+  getJson,
+  ingestFile,
+  leaderEnv,
+  replicaEnv,
+  startTracked,
+  TOKENS,
+  waitForVersion,
+} from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 
 const GOAL_FACTOR = 1.1;
@@ -70,11 +78,7 @@ async function startGroup(
   const procs = await Promise.all(envs.map((env) => startTracked('replica', { env })));
   const seconds = await Promise.all(
     procs.map(async (r) => {
-      await waitFor(
-        async () => ((await getJson(`${r.url}/readyz`)).body.version === version ? true : undefined),
-        15 * 60_000,
-        `${r.url} to serve v${version}`,
-      );
+      await waitForVersion(r.url, version, { timeoutMs: 15 * 60_000 });
       return (performance.now() - t0) / 1000;
     }),
   );

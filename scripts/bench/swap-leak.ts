@@ -19,13 +19,18 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
-import { waitFor } from '../lib/processes.js';
-import { uploadFile } from '../upload.js';
 import { dataFlags, parseCounts, parseDataFlags, parsePositive } from './lib/args.js';
 import { ensureCsv, sampleIds } from './lib/data.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
-import { activateVersion, getJson, leaderEnv, replicaEnv, startTracked, TOKENS } from './lib/roles.js';
+import {
+  activateVersion,
+  ingestFile,
+  leaderEnv,
+  replicaEnv,
+  startTracked,
+  waitForVersion,
+} from './lib/roles.js';
 import { runBench, sleep, tempDir } from './lib/run.js';
 
 const GOAL_RSS_GROWTH = 0.2;
@@ -59,20 +64,12 @@ async function fdCount(pid: number): Promise<number> {
 async function runMode(mode: string, csv: string, ids: string[], swaps: number, settleMs: number) {
   const dir = await tempDir(`swap-leak-${mode}`);
   const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
-  for (let i = 0; i < 2; i++) {
-    const up = await uploadFile(leader.url, TOKENS.leader, csv, true);
-    if (up.status !== 201)
-      throw new Error(`the leader refused the file (${up.status}): ${JSON.stringify(up.body)}`);
-  }
+  for (let i = 0; i < 2; i++) await ingestFile(leader, csv, true);
   const replica = await startTracked('replica', {
     env: replicaEnv(join(dir, 'replica'), leader.url, { SERVE_MODE: mode }),
   });
   const pid = replica.child.pid!;
-  const served = async (version: number) => {
-    const { status, body } = await getJson(`${replica.url}/readyz`);
-    return status === 200 && body.version === version && body.mode === mode ? true : undefined;
-  };
-  await waitFor(() => served(2), 5 * 60_000, 'the replica to serve version 2');
+  await waitForVersion(replica.url, 2, { mode });
   await sleep(settleMs);
   const afterLoad = await procMemory(pid);
   const rss: number[] = [];
@@ -82,7 +79,7 @@ async function runMode(mode: string, csv: string, ids: string[], swaps: number, 
     const version = i % 2 === 1 ? 1 : 2;
     const t0 = performance.now();
     await activateVersion(leader.url, version);
-    await waitFor(() => served(version), 60_000, `the replica to serve version ${version}`);
+    await waitForVersion(replica.url, version, { mode, timeoutMs: 60_000 });
     swapMs.push(performance.now() - t0);
     await sleep(settleMs);
     const read = await fetch(`${replica.url}/promotions/${ids[i % ids.length]}`);
@@ -141,27 +138,16 @@ async function rollback(big: number, small: number, seed: number): Promise<void>
   const bigCsv = await ensureCsv(big, seed);
   const ids = await sampleIds(smallCsv, 1000, small);
   const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
-  for (const [csv, force] of [
-    [smallCsv, false],
-    [bigCsv, false],
-  ] as const) {
-    const up = await uploadFile(leader.url, TOKENS.leader, csv, force);
-    if (up.status !== 201)
-      throw new Error(`the leader refused ${csv} (${up.status}): ${JSON.stringify(up.body)}`);
-  }
-  const served = async (url: string, version: number) => {
-    const { status, body } = await getJson(`${url}/readyz`);
-    return status === 200 && body.version === version ? true : undefined;
-  };
+  for (const csv of [smallCsv, bigCsv]) await ingestFile(leader, csv);
   const a = await startTracked('replica', {
     env: replicaEnv(join(dir, 'a'), leader.url, { SERVE_MODE: 'memory' }),
     timeoutMs: 5 * 60_000,
   });
-  await waitFor(() => served(a.url, 2), 10 * 60_000, 'the replica to serve the big version');
+  await waitForVersion(a.url, 2, { timeoutMs: 10 * 60_000 });
   const beforeMb = mb((await procMemory(a.child.pid!)).rssBytes);
   log(`rollback: serving ${big} rows at ${beforeMb} MB RSS; activating the ${small}-row version`);
   await activateVersion(leader.url, 1);
-  await waitFor(() => served(a.url, 1), 60_000, 'the replica to serve the small version');
+  await waitForVersion(a.url, 1, { timeoutMs: 60_000 });
   const after = await watchRss(a.url, a.child.pid!, ids, ROLLBACK_WATCH_S);
   log(`rollback: RSS each second after the swap, MB: ${after.join(' / ')}`);
   await a.stop();
@@ -170,7 +156,7 @@ async function rollback(big: number, small: number, seed: number): Promise<void>
     // A loaded machine can take long to start a process.
     timeoutMs: 5 * 60_000,
   });
-  await waitFor(() => served(b.url, 1), 60_000, 'a fresh replica to serve the small version');
+  await waitForVersion(b.url, 1, { timeoutMs: 60_000 });
   const fresh = await watchRss(b.url, b.child.pid!, ids, ROLLBACK_WATCH_S);
   await b.stop();
   await leader.stop();

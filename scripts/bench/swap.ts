@@ -34,24 +34,22 @@
 import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { pathToFileURL } from 'node:url';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
-import { ROOT, TS_NODE_ARGS, waitFor } from '../lib/processes.js';
-import { uploadFile } from '../upload.js';
+import type { RoleProcess } from '../lib/processes.js';
 import { dataFlags, parseDataFlags, parsePositive } from './lib/args.js';
 import { ensureCsv, sampleIds } from './lib/data.js';
-import { procCpuSeconds } from './lib/proc.js';
+import { type EldSample, onEldSamples, startProbedReplica } from './lib/eld.js';
+import { pinProcess, procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
 import {
   activateVersion,
-  getJson,
+  ingestFile,
   lastLines,
   leaderEnv,
   replicaEnv,
-  spawnListening,
   startTracked,
-  TOKENS,
+  waitForRegistration,
+  waitForVersion,
 } from './lib/roles.js';
 import { runBench, sleep, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
@@ -99,59 +97,21 @@ function medianWindow(windows: readonly Window[]): Window {
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
-interface Replica {
-  readonly name: string;
-  readonly url: string;
-}
-
-async function servedVersion(r: Replica): Promise<number | undefined> {
-  try {
-    const { status, body } = await getJson(`${r.url}/readyz`);
-    return status === 200 ? (body.version as number) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Milliseconds from `t0` until every replica serves `version` (each polled every 10 ms). */
-async function allLive(replicas: readonly Replica[], version: number, t0: number): Promise<number> {
+/** Milliseconds from `t0` until every replica (by URL) serves `version` (each polled as waitFor polls). */
+async function allLive(replicas: readonly string[], version: number, t0: number): Promise<number> {
   const each = await Promise.all(
-    replicas.map(async (r) => {
-      await waitFor(
-        async () => ((await servedVersion(r)) === version ? true : undefined),
-        60_000,
-        `${r.name} to serve version ${version}`,
-      );
+    replicas.map(async (url) => {
+      await waitForVersion(url, version, { timeoutMs: 60_000 });
       return performance.now() - t0;
     }),
   );
   return round(Math.max(...each));
 }
 
-/** Waits until `count` replicas have registered with the leader (by their first poll), so notices reach them. */
-async function registered(leaderUrl: string, count: number): Promise<void> {
-  await waitFor(
-    async () => {
-      const { body } = await getJson(`${leaderUrl}/replicas`, TOKENS.leader);
-      return (body.replicas as unknown[]).length === count ? true : undefined;
-    },
-    30_000,
-    `${count} replicas to register with the leader`,
-  );
-}
-
-async function ingest(leaderUrl: string, csv: string): Promise<{ version: number; endedAt: number }> {
-  const up = await uploadFile(leaderUrl, TOKENS.leader, csv, true);
-  const endedAt = performance.now();
-  if (up.status !== 201)
-    throw new Error(`the leader refused the file (${up.status}): ${JSON.stringify(up.body)}`);
-  return { version: up.body.version as number, endedAt };
-}
-
-/** The event-loop delay samples replica A printed (eld-probe.ts), by wall-clock time. */
-interface EldSample {
-  readonly t: number;
-  readonly maxMs: number;
+/** Ingests `csv` again (forced: the same file every time); when the upload's answer came, by performance.now(). */
+async function ingest(leader: RoleProcess, csv: string): Promise<{ version: number; endedAt: number }> {
+  const up = await ingestFile(leader, csv, true);
+  return { version: up.body.version as number, endedAt: performance.now() };
 }
 
 function eldMax(samples: readonly EldSample[], from: number, to: number): number {
@@ -161,14 +121,6 @@ function eldMax(samples: readonly EldSample[], from: number, to: number): number
 }
 
 const ms = (us: number) => round(us / 1000, 2);
-
-/**
- * Pins every thread of `pid` to `cpu`. Not lib.ts's pinProcess: its runTool writes to the stdin of a `taskset` that
- * may already have exited, and the EPIPE kills the benchmark now and then.
- */
-function pin(pid: number, cpu: number): void {
-  execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
-}
 
 /**
  * Sets the scheduling policy of every thread of `pid`: `idle` (SCHED_IDLE) runs it only when core 1 has nothing
@@ -227,7 +179,7 @@ async function main(): Promise<void> {
   ensureTool('taskset', 'util-linux');
   ensureTool('chrt', 'util-linux');
   // This script (uploads, polls) stays off the replica's core too.
-  pin(process.pid, OTHERS_CPU);
+  await pinProcess(process.pid, OTHERS_CPU);
 
   const csv = await ensureCsv(rows, seed);
   const dir = await tempDir('swap');
@@ -240,27 +192,14 @@ async function main(): Promise<void> {
   const leader = await startTracked('leader', {
     env: leaderEnv(join(dir, 'leader'), { KEEP_VERSIONS: String(versions + ingests + 2) }),
   });
-  pin(leader.child.pid!, OTHERS_CPU);
-  const probe = pathToFileURL(join(ROOT, 'scripts', 'bench', 'eld-probe.ts')).href;
-  const a = await spawnListening(
-    'taskset',
-    [
-      '-c',
-      String(REPLICA_CPU),
-      process.execPath,
-      ...TS_NODE_ARGS,
-      '--import',
-      probe,
-      join(ROOT, 'replica', 'main.ts'),
-    ],
-    replicaEnv(join(dir, 'replica-a'), leader.url, { SERVE_MODE: 'memory' }),
-  );
-  const eld: EldSample[] = [];
-  createInterface({ input: a.child.stdout! }).on('line', (line) => {
-    if (line.includes('"msg":"event-loop-delay"')) eld.push(JSON.parse(line) as EldSample);
+  await pinProcess(leader.child.pid!, OTHERS_CPU);
+  const a = await startProbedReplica(REPLICA_CPU, join(dir, 'replica-a'), leader.url, {
+    SERVE_MODE: 'memory',
   });
-  const replicas: Replica[] = [{ name: 'replica A', url: a.url }];
-  await registered(leader.url, replicas.length);
+  const eld: EldSample[] = [];
+  onEldSamples(a, (sample) => eld.push(sample));
+  const replicas = [a.url];
+  await waitForRegistration(leader.url, replicas);
 
   // 1. The versions the swaps cycle through, each live on every replica before the next ingest.
   const quietLive: number[] = [];
@@ -269,7 +208,7 @@ async function main(): Promise<void> {
   let current = 0;
   for (let i = 0; i < versions; i++) {
     const t = performance.now();
-    const { version, endedAt } = await ingest(leader.url, csv);
+    const { version, endedAt } = await ingest(leader, csv);
     // Replica A does nothing else meanwhile: its CPU time from here to live is what taking a version costs it.
     const cpu0 = await procCpuSeconds(a.pid);
     const live = await allLive(replicas, version, endedAt).catch((err: Error) => {
@@ -352,10 +291,10 @@ async function main(): Promise<void> {
     const p = await startTracked('replica', {
       env: replicaEnv(join(dir, `replica-${name.toLowerCase()}`), leader.url, { SERVE_MODE: 'memory' }),
     });
-    pin(p.child.pid!, OTHERS_CPU);
-    replicas.push({ name: `replica ${name}`, url: p.url });
+    await pinProcess(p.child.pid!, OTHERS_CPU);
+    replicas.push(p.url);
   }
-  await registered(leader.url, replicas.length);
+  await waitForRegistration(leader.url, replicas);
   await allLive(replicas, cycle[next], performance.now());
   // Long enough for the ingests (timed in step 1, plus a margin: wrk takes CPU from the leader now).
   const perIngestMs = 1.5 * Math.max(...ingestDurations) + Math.max(...quietLive) + 1000;
@@ -366,7 +305,7 @@ async function main(): Promise<void> {
   await sleep(1000);
   const loadedLive: number[] = [];
   for (let i = 0; i < ingests; i++) {
-    const { version, endedAt } = await ingest(leader.url, csv);
+    const { version, endedAt } = await ingest(leader, csv);
     const live = await allLive(replicas, version, endedAt);
     loadedLive.push(live);
     log(`  version ${version}: live on all 3 replicas ${live} ms after its ingest ended`);

@@ -154,15 +154,36 @@ export async function ingestFile(leader: RoleProcess, csv: string, force = false
   return up;
 }
 
-/** Waits (up to 5 minutes) until the replica at `replicaUrl` is ready with `version`; returns its /readyz body. */
-export function waitForVersion(replicaUrl: string, version: unknown): Promise<Record<string, unknown>> {
+/**
+ * Waits until the replica at `replicaUrl` is ready with `version` (and serves it in `mode`, when given), polling
+ * its /readyz, for up to `timeoutMs` (5 minutes by default); returns its /readyz body.
+ */
+export function waitForVersion(
+  replicaUrl: string,
+  version: unknown,
+  { mode, timeoutMs = 5 * 60_000 }: { mode?: string; timeoutMs?: number } = {},
+): Promise<Record<string, unknown>> {
   return waitFor(
     async () => {
       const { status, body } = await getJson(`${replicaUrl}/readyz`);
-      return status === 200 && body.version === version ? body : undefined;
+      const served = status === 200 && body.version === version && (mode === undefined || body.mode === mode);
+      return served ? body : undefined;
     },
-    5 * 60_000,
-    'the replica to serve the version',
+    timeoutMs,
+    `${replicaUrl} to serve version ${version}${mode === undefined ? '' : ` in ${mode} mode`}`,
+  );
+}
+
+/** Waits (up to 30 s) until the leader lists every one of `replicaUrls` (by their first poll), so notices reach them. */
+export function waitForRegistration(leaderUrl: string, replicaUrls: readonly string[]): Promise<true> {
+  return waitFor(
+    async () => {
+      const { body } = await getJson(`${leaderUrl}/replicas`, TOKENS.leader);
+      const listed = new Set((body.replicas as { url: string }[]).map((r) => r.url));
+      return replicaUrls.every((url) => listed.has(url)) ? true : undefined;
+    },
+    30_000,
+    `the leader to register ${replicaUrls.join(', ')}`,
   );
 }
 
