@@ -22,16 +22,15 @@ import { dataFlags, loadFlags, parseCounts, parseDataFlags, parseLoadFlags } fro
 import { DEFAULT_SEED, ensureCsv, sampleIds } from './lib/data.js';
 import { pinProcess, procCpuSeconds } from './lib/proc.js';
 import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
-import { ingestFile, leaderEnv, replicaEnv, startTracked, waitForVersion } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
 import { WRK_DONE, wrkRandomIdsScript } from './lib/wrk-script.js';
 import { rawLoad } from './raw-load.js';
 import {
   type LoadSettings,
+  measuredReplica,
   median,
   medianRun,
-  pinnedNode,
   SERVER_CPU,
   WRK_CPU,
   type WrkRun,
@@ -113,21 +112,15 @@ async function main(): Promise<void> {
   const { rows, seed } = parseDataFlags(values);
   const sizes = parseCounts('--sizes', values.sizes);
   const { connections, seconds, warmupS, rounds, idCount } = parseLoadFlags(values);
+  // The body-size comparison sends 50 batches of 100 distinct ids of the sample.
+  if (idCount < 5000) throw new Error('--ids must be at least 5000 (50 batches of 100 distinct ids)');
   const load: LoadSettings = { threads: 1, connections };
   ensureTool('wrk');
   ensureTool('taskset', 'util-linux');
 
   const csv = await ensureCsv(rows, seed);
   const dir = await tempDir('batch');
-  const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
-  const up = await ingestFile(leader, csv);
-  const replica = await pinnedNode(
-    'replica/main.ts',
-    [],
-    replicaEnv(join(dir, 'replica'), leader.url, { SERVE_MODE: 'memory' }),
-  );
-  await waitForVersion(replica.url, up.body.version);
-  await leader.stop();
+  const { replica } = await measuredReplica(csv, dir);
 
   const ids = await sampleIds(csv, idCount, rows);
   const idsPath = join(dir, 'ids.txt');

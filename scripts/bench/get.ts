@@ -20,12 +20,12 @@ import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags, parsePositive } f
 import { printCpuProfile } from './lib/cpu-profile.js';
 import { ensureCsv, sampleIds } from './lib/data.js';
 import { log, machineNote, printJson, printTable, round, verdict } from './lib/report.js';
-import { ingestFile, leaderEnv, replicaEnv, startTracked, waitForVersion } from './lib/roles.js';
 import { runBench, tempDir } from './lib/run.js';
 import { ensureTool } from './lib/tools.js';
 import { wrkRandomIdsScript } from './lib/wrk-script.js';
 import {
   type LoadSettings,
+  measuredReplica,
   median,
   medianRun,
   pinnedNode,
@@ -65,17 +65,11 @@ async function main(): Promise<void> {
   const csv = await ensureCsv(rows, seed);
   const dir = await tempDir('get');
 
-  // A leader builds the version; a replica pinned to core 0 loads it; the leader is then stopped (no noise).
-  const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
-  const up = await ingestFile(leader, csv);
-  const replica = await pinnedNode(
-    'replica/main.ts',
-    [],
-    replicaEnv(join(dir, 'replica'), leader.url, { SERVE_MODE: 'memory' }),
+  const { replica, readyz } = await measuredReplica(
+    csv,
+    dir,
     cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(cpuProfDir, 'replica')}`],
   );
-  const readyz = await waitForVersion(replica.url, up.body.version);
-  await leader.stop();
 
   const ids = await sampleIds(csv, idCount, rows);
   const sample = await fetch(`${replica.url}/promotions/${ids[0]}`);

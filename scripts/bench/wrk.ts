@@ -6,7 +6,15 @@ import { join } from 'node:path';
 import { ROOT, TS_NODE_ARGS } from '../lib/processes.js';
 import { procCpuSeconds } from './lib/proc.js';
 import { round } from './lib/report.js';
-import { type ListeningProcess, spawnListening } from './lib/roles.js';
+import {
+  ingestFile,
+  type ListeningProcess,
+  leaderEnv,
+  replicaEnv,
+  spawnListening,
+  startTracked,
+  waitForVersion,
+} from './lib/roles.js';
 import { runTool } from './lib/tools.js';
 
 export const SERVER_CPU = 0;
@@ -129,4 +137,27 @@ export function medianRun<T extends WrkRun>(runs: readonly T[]): T {
     }
   }
   return out as unknown as T;
+}
+
+/**
+ * The replica a wrk benchmark measures, in memory mode: a leader (under `dir`) builds the version of `csv`, a
+ * replica pinned to SERVER_CPU loads it (`nodeArgs` go to its node), and the leader stops so that it adds no noise.
+ * Returns the replica and what its /readyz said once it served the version.
+ */
+export async function measuredReplica(
+  csv: string,
+  dir: string,
+  nodeArgs: string[] = [],
+): Promise<{ replica: ListeningProcess; readyz: Record<string, unknown> }> {
+  const leader = await startTracked('leader', { env: leaderEnv(join(dir, 'leader')) });
+  const up = await ingestFile(leader, csv);
+  const replica = await pinnedNode(
+    'replica/main.ts',
+    [],
+    replicaEnv(join(dir, 'replica'), leader.url, { SERVE_MODE: 'memory' }),
+    nodeArgs,
+  );
+  const readyz = await waitForVersion(replica.url, up.body.version);
+  await leader.stop();
+  return { replica, readyz };
 }
