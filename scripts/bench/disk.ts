@@ -15,9 +15,9 @@
  * workload: a warm-up of each replica, then memory and disk alternately `--rounds` times; each replica's median
  * run (every figure the median over its runs) is judged, the best runs' ratio shown beside it. Disk mode's cache hit ratio and positional reads per lookup come
  * from its /metrics, around its runs. Then `--cold-s` seconds of uniform reads (the replica without cache) with
- * the page cache dropped
- * (`echo 1 > /proc/sys/vm/drop_caches`, root only) once a second while wrk runs, so that most reads go to the
- * disk. RSS of both replicas at the end.
+ * the page cache dropped (`echo 1 > /proc/sys/vm/drop_caches`, root only) once a second while wrk runs, so that
+ * most reads go to the disk; with the zipf workload, as long again of Zipfian reads on each disk replica the same
+ * way, which shows what the hot-record cache is for. RSS of the replicas at the end.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -263,19 +263,39 @@ async function main(): Promise<void> {
   }
 
   let cold: DiskRun | { skipped: string } = { skipped: '--cold-s 0' };
+  const coldZipf: Record<string, DiskRun> = {};
   if (coldS > 0) {
     const drop = async () => writeFile(DROP_CACHES, '1');
-    try {
+    /** `coldS` seconds of `script` on `p` with the page cache dropped at the start and every second. */
+    const coldRun = async (p: ListeningProcess, script: string) => {
       await drop();
       let timer: NodeJS.Timeout | undefined;
-      const run = await diskRun(bare, await scriptFor('uniform', -2), coldS, load, () => {
-        timer = setInterval(() => void drop().catch(() => undefined), 1000);
-      });
-      clearInterval(timer);
+      try {
+        return await diskRun(p, script, coldS, load, () => {
+          timer = setInterval(() => void drop().catch(() => undefined), 1000);
+        });
+      } finally {
+        clearInterval(timer);
+      }
+    };
+    try {
+      const run = await coldRun(bare, await scriptFor('uniform', -2));
       cold = run;
       log(
         `  cold disk: ${run.requestsPerS} req/s, p99 ${ms(run.latencyUs.p99)} ms, reads/lookup ${run.readsPerLookup}`,
       );
+      if (workloads.includes('zipf')) {
+        for (const [name, p] of [
+          ['disk', disk],
+          ['disk, no cache', bare],
+        ] as const) {
+          const z = await coldRun(p, await scriptFor('zipf', -3));
+          coldZipf[name] = z;
+          log(
+            `  cold zipf ${name}: ${z.requestsPerS} req/s, p99 ${ms(z.latencyUs.p99)} ms, hits ${z.cacheHitRatio}`,
+          );
+        }
+      }
     } catch (err) {
       cold = { skipped: `cannot drop the page cache: ${(err as Error).message}` };
     }
@@ -380,6 +400,12 @@ async function main(): Promise<void> {
         `${verdict(cold.readsPerLookup <= GOAL_READS_PER_LOOKUP)}), ELD max ${cold.eldMaxMs} ms\n`,
     );
   }
+  for (const [name, z] of Object.entries(coldZipf)) {
+    process.stdout.write(
+      `cold Zipfian reads, ${name}: ${z.requestsPerS} req/s, p99 ${ms(z.latencyUs.p99)} ms, ` +
+        `${z.cacheHitRatio} cache hits, ${z.readsPerLookup} positional reads per lookup\n`,
+    );
+  }
   process.stdout.write(
     `RSS MB after load / at the end (peak): memory ${mb(rssLoaded.memory)} / ${mb(rssEnd.memory.rssBytes)} ` +
       `(${mb(rssEnd.memory.hwmBytes)}); disk ${mb(rssLoaded.disk)} / ${mb(rssEnd.disk.rssBytes)} ` +
@@ -395,6 +421,7 @@ async function main(): Promise<void> {
     diskEnv,
     results: summary,
     cold,
+    coldZipf,
     rssMb: {
       memoryLoaded: mb(rssLoaded.memory),
       diskLoaded: mb(rssLoaded.disk),
