@@ -9,44 +9,39 @@ import { readPoolStats } from '../common/snapshot/read-pool.js';
 import type { LiveIndex } from './live-index.js';
 import type { Syncer } from './sync.js';
 
-/** Disk mode: lookups, cache hits, positional reads, worker restarts, and the cache's fill. */
-function registerDiskMetrics(registry: Registry, index: LiveIndex): void {
-  scrapedCounter(
-    registry,
-    'disk_lookups_total',
-    'Lookups asked of disk-mode versions',
-    () => diskStats.lookups,
-  );
-  scrapedCounter(
-    registry,
+/** Disk mode's running totals, each a counter: name, help, the total. */
+const DISK_COUNTERS: readonly (readonly [string, string, () => number])[] = [
+  ['disk_lookups_total', 'Lookups asked of disk-mode versions', () => diskStats.lookups],
+  [
     'disk_cache_hits_total',
     'Disk-mode lookups answered from the hot-record cache (hit ratio: this over disk_lookups_total)',
     () => diskStats.cacheHits,
-  );
-  scrapedCounter(
-    registry,
+  ],
+  [
     'disk_file_lookups_total',
     'Disk-mode lookups that read the file (neither cached nor ruled out by the slot tables in memory)',
     () => diskStats.fileLookups,
-  );
-  scrapedCounter(
-    registry,
+  ],
+  [
     'disk_reads_total',
     'Positional reads of snapshot files by the disk read workers (per lookup: this over disk_lookups_total)',
     () => readPoolStats.preads,
-  );
-  scrapedCounter(
-    registry,
+  ],
+  [
     'disk_read_batches_total',
     'Batches of reads handed to the disk read workers',
     () => readPoolStats.batches,
-  );
-  scrapedCounter(
-    registry,
+  ],
+  [
     'disk_read_worker_restarts_total',
     'Disk read workers that died and were replaced (their lookups answered 500)',
     () => readPoolStats.restarts,
-  );
+  ],
+];
+
+/** Disk mode: lookups, cache hits, positional reads, worker restarts, and the cache's fill. */
+function registerDiskMetrics(registry: Registry, index: LiveIndex): void {
+  for (const [name, help, total] of DISK_COUNTERS) scrapedCounter(registry, name, help, total);
   const disk = () => {
     const s = index.current?.snapshot;
     return s instanceof DiskSnapshot ? s : undefined;
