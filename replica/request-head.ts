@@ -8,7 +8,7 @@
  * to node:http: what this accepts is a strict subset of what llhttp accepts (read-server.test.ts checks it against
  * node:http on tables of odd heads and on random ones).
  *
- * Pure string scanning; no allocation for a head it refuses beyond the lowercased names it compares.
+ * Pure string scanning; it allocates only the target, the values it keeps and the lowercased names it compares.
  *
  * Concurrency: the result is left in `readHead`, a module-level record overwritten by each call: read it in the same
  * synchronous turn, before the next call (the fast path does). Saves an object per request on the hot path.

@@ -5,7 +5,7 @@
  * 2. in a partition whose slot table is in memory, an absent id is answered at once, and a present one costs one
  *    positional read, of its record; elsewhere, one read of the probe window and one of the record;
  * 3. the reads are done by the disk read pool's worker threads (read-pool.ts), in batches, never on the event loop.
- * Memory does not grow with the row count: the directory (64 bytes a partition), the slot tables within their
+ * Memory does not grow with the row count: the directory (28 bytes a partition), the slot tables within their
  * budget, and the cache's fixed arena.
  *
  * Concurrency: any number of lookups at once, on the main thread. `close` waits for the lookups in progress, then

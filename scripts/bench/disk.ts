@@ -17,7 +17,7 @@
  * from its /metrics, around its runs. Then `--cold-s` seconds of uniform reads (the replica without cache) with
  * the page cache dropped (`echo 1 > /proc/sys/vm/drop_caches`, root only) once a second while wrk runs, so that
  * most reads go to the disk; with the zipf workload, as long again of Zipfian reads on each disk replica the same
- * way, which shows what the hot-record cache is for. RSS of the replicas at the end.
+ * way (the record cache warm from the runs before: steady state), which shows what the hot-record cache is for. RSS of the replicas at the end.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -216,7 +216,7 @@ async function main(): Promise<void> {
   const ids = await sampleIds(csv, idCount, rows);
   const idsPath = join(dir, 'ids.txt');
   await writeFile(idsPath, `${ids.join('\n')}\n`);
-  /** The wrk script of workload `w` for round `round` (0 is the warm-up, -1 the cold run). */
+  /** The wrk script of workload `w` for round `round` (0 is the warm-up, -2 and -3 the cold runs). */
   const scriptFor = async (w: string, round: number): Promise<string> => {
     const path = join(dir, `${w}-${round + 1}.lua`);
     const seed = 42 + round;
@@ -278,12 +278,21 @@ async function main(): Promise<void> {
         clearInterval(timer);
       }
     };
+    // Only a page cache that cannot be dropped (not root) skips the cold runs; any other failure is the run's.
+    let droppable = true;
     try {
+      await drop();
+    } catch (err) {
+      droppable = false;
+      cold = { skipped: `cannot drop the page cache: ${(err as Error).message}` };
+    }
+    if (droppable) {
       const run = await coldRun(bare, await scriptFor('uniform', -2));
       cold = run;
       log(
         `  cold disk: ${run.requestsPerS} req/s, p99 ${ms(run.latencyUs.p99)} ms, reads/lookup ${run.readsPerLookup}`,
       );
+      // The disk replica's record cache is warm from the runs above: steady state, with a cold page cache.
       if (workloads.includes('zipf')) {
         for (const [name, p] of [
           ['disk', disk],
@@ -296,8 +305,6 @@ async function main(): Promise<void> {
           );
         }
       }
-    } catch (err) {
-      cold = { skipped: `cannot drop the page cache: ${(err as Error).message}` };
     }
   }
   const rssEnd = {
