@@ -123,27 +123,25 @@ const VERIFICATION = {
   },
 };
 
+/** The leader's /readyz body in state `status`. */
+function readiness(status: 'ready' | 'draining'): OpenApiObject {
+  return {
+    type: 'object',
+    properties: {
+      status: { const: status },
+      version: { type: ['integer', 'null'] },
+      verification: { enum: ['unchecked', 'ok', 'corrupt', null] },
+    },
+  };
+}
+
 /** GET /readyz of the leader. */
 const LEADER_READINESS: OpenApiObject = {
   summary: 'Ready (503 while shutting down)',
   operationId: 'readyz',
   responses: {
-    '200': jsonAnswer('ready', {
-      type: 'object',
-      properties: {
-        status: { const: 'ready' },
-        version: { type: ['integer', 'null'] },
-        verification: { enum: ['unchecked', 'ok', 'corrupt', null] },
-      },
-    }),
-    '503': jsonAnswer('shutting down', {
-      type: 'object',
-      properties: {
-        status: { const: 'draining' },
-        version: { type: ['integer', 'null'] },
-        verification: { enum: ['unchecked', 'ok', 'corrupt', null] },
-      },
-    }),
+    '200': jsonAnswer('ready', readiness('ready')),
+    '503': jsonAnswer('shutting down', readiness('draining')),
   },
 };
 

@@ -17,28 +17,20 @@ const REQUEST_ID = header('the X-Request-Id of the request, echoed');
 const RETRY_AFTER = header('seconds to wait before retrying', { type: 'integer' });
 const ALLOW = header('the methods the path answers');
 
-const REQUEST_ID_PARAM = {
-  name: 'X-Request-Id',
-  in: 'header',
-  required: false,
-  description: 'a request id (at most 128 characters) to echo and log',
-  schema: { type: 'string' },
-};
-const IF_NONE_MATCH = {
-  name: 'If-None-Match',
-  in: 'header',
-  required: false,
-  description:
-    'entity tags (strong or `W/` weak, comma-separated) or `*`, compared the weak way (RFC 9110 §13.1.2): a match answers 304',
-  schema: { type: 'string' },
-};
-const ACCEPT = {
-  name: 'Accept',
-  in: 'header',
-  required: false,
-  description: 'application/json (default) or application/msgpack / application/vnd.msgpack, with q-values',
-  schema: { type: 'string' },
-};
+/** An optional request header, a string. */
+function headerParam(name: string, description: string) {
+  return { name, in: 'header', required: false, description, schema: { type: 'string' } };
+}
+
+const REQUEST_ID_PARAM = headerParam('X-Request-Id', 'a request id (at most 128 characters) to echo and log');
+const IF_NONE_MATCH = headerParam(
+  'If-None-Match',
+  'entity tags (strong or `W/` weak, comma-separated) or `*`, compared the weak way (RFC 9110 §13.1.2): a match answers 304',
+);
+const ACCEPT = headerParam(
+  'Accept',
+  'application/json (default) or application/msgpack / application/vnd.msgpack, with q-values',
+);
 
 const OVERLOAD = errorAnswer(
   'no version loaded yet, or over the in-flight and queue limits',
