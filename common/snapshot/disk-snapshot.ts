@@ -49,6 +49,8 @@ export class DiskSnapshot implements LoadedSnapshot {
   readonly mode = 'disk' as const;
   readonly residentBytes: number;
   readonly heldRows: number;
+  /** Of the partitions this file holds, how many have their slot table in memory (their ids cost one read). */
+  readonly slotTables: { readonly held: number; readonly partitions: number };
   private readonly directory: PartitionDirectory;
   private readonly fd: number;
   private inFlight = 0;
@@ -69,7 +71,12 @@ export class DiskSnapshot implements LoadedSnapshot {
     this.directory = new PartitionDirectory(header.partitionBits, partitions);
     this.residentBytes = this.directory.bytes + (slots?.bytes ?? 0) + (cache?.bytes ?? 0);
     this.heldRows = 0;
-    for (let i = span.first; i < span.end; i++) this.heldRows += partitions[i].rows;
+    let held = 0;
+    for (let i = span.first; i < span.end; i++) {
+      this.heldRows += partitions[i].rows;
+      if (slots?.holds(i)) held++;
+    }
+    this.slotTables = { held, partitions: span.end - span.first };
   }
 
   /**
@@ -89,13 +96,6 @@ export class DiskSnapshot implements LoadedSnapshot {
     // Served only once the workers run: the first reads do not wait for threads to boot.
     await started;
     return new DiskSnapshot(header, partitions, handle, options.pool, slots, cache, span);
-  }
-
-  /** Of the partitions this file holds, how many have their slot table in memory (their ids cost one read). */
-  get slotTables(): { held: number; partitions: number } {
-    let held = 0;
-    for (let p = this.span.first; p < this.span.end; p++) if (this.slots?.holds(p)) held++;
-    return { held, partitions: this.span.end - this.span.first };
   }
 
   /** The hot-record cache's entries in use and capacity (tests, metrics). */

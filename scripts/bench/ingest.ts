@@ -167,7 +167,7 @@ async function measureSqlite(csv: string, timeoutMs: number) {
 }
 
 /** The run of median rows/s (the lower middle one of an even count). */
-function medianRun<T extends { rowsPerS: number }>(runs: readonly T[]): T {
+function medianRound<T extends { rowsPerS: number }>(runs: readonly T[]): T {
   return [...runs].sort((a, b) => a.rowsPerS - b.rowsPerS)[(runs.length - 1) >> 1];
 }
 
@@ -213,13 +213,13 @@ async function main(): Promise<void> {
     // Judged on the median round; the memory figures (peak, when, before) all from the round that peaked highest.
     const peak = oursRuns.reduce((a, b) => (b.peakRssMb > a.peakRssMb ? b : a));
     const ours = {
-      ...medianRun(oursRuns),
+      ...medianRound(oursRuns),
       rssBeforeMb: peak.rssBeforeMb,
       peakRssMb: peak.peakRssMb,
       peakSampledAtS: peak.peakSampledAtS,
     };
-    const csvParse = medianRun(csvParseRuns);
-    const sqlite = sqliteRuns.length === 0 ? { skipped: '--skip-sqlite' } : medianRun(sqliteRuns);
+    const csvParse = medianRound(csvParseRuns);
+    const sqlite = sqliteRuns.length === 0 ? { skipped: '--skip-sqlite' } : medianRound(sqliteRuns);
     const sqliteRate = 'rowsPerS' in sqlite ? sqlite.rowsPerS : null;
     results.push({
       rows,
