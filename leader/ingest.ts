@@ -173,21 +173,27 @@ export class Ingestor {
     // Stopped before the build reads it, the stream's error has no other listener yet; the build sees it anyway.
     input.on('error', () => undefined);
     const done = (async () => {
+      let failure: unknown;
       try {
         await this.pool?.warm();
         await this.build(input, { source: 'warm-up' }, 1, path);
-        this.logger.info({ rows, ms: Math.round(performance.now() - started) }, 'ingest path warmed up');
       } catch (err) {
-        if (input.destroyed) this.logger.info('ingest warm-up stopped: a file arrived first');
-        else
-          this.logger.warn(
-            { err },
-            'the ingest warm-up failed; the first file pays for the start-up instead',
-          );
+        failure = err;
       } finally {
-        await rm(path, { force: true });
+        // Removed before anything is said, so that whoever reads the log finds tmp/ as the warm-up left it.
+        await rm(path, { force: true }).catch((err) =>
+          this.logger.warn({ err, path }, 'could not remove the ingest warm-up file'),
+        );
         this.warming = undefined;
       }
+      if (failure === undefined)
+        this.logger.info({ rows, ms: Math.round(performance.now() - started) }, 'ingest path warmed up');
+      else if (input.destroyed) this.logger.info('ingest warm-up stopped: a file arrived first');
+      else
+        this.logger.warn(
+          { err: failure },
+          'the ingest warm-up failed; the first file pays for the start-up instead',
+        );
     })();
     this.warming = { done, input };
     return done;
