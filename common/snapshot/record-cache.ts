@@ -3,9 +3,9 @@
  * them (answers are rendered from them as memory mode renders from its partitions), found through an open-addressing
  * table keyed by the id's first hash, and evicted by CLOCK with small counters (GCLOCK): a hit raises an entry's
  * counter (up to MAX_COUNT), the hand lowers it, and an entry at zero goes. Scan resistance comes from admission,
- * as TinyLFU's "doorkeeper" does it: once the cache is full, a record is admitted only when its id missed before, recently (its first
- * hash is still in a direct-mapped table of recent misses), so ids read once, such as a key scan, never take an
- * entry from ids that are read again and again. The arena is sized once from its byte budget; nothing grows, so
+ * as TinyLFU's "doorkeeper" does it: once the cache is full, a record is admitted only when its id missed before,
+ * recently (its first hash is still in a direct-mapped table of recent misses), so ids read once, such as a key
+ * scan, never take an entry from ids that are read again and again. The arena is sized once from its byte budget; nothing grows, so
  * the bound holds whatever the keys.
  *
  * One cache belongs to one loaded version (disk-snapshot.ts): a swap brings a new, empty cache, so an answer of an
@@ -16,14 +16,28 @@
 import { recordHasId } from './record-codec.js';
 import { releaseArrayBuffers } from './release.js';
 
-/** Bytes of one entry: a UUID record (32 bytes with a 9-digit price) fits with room; longer records are not kept. */
-export const ENTRY_BYTES = 64;
+/**
+ * Bytes of one entry. A UUID record is 32 bytes with a 9-digit price; a raw id's record is 8 bytes besides the id
+ * and the price, so any id of up to 36 characters (an upper-case UUID, say) fits with a price of up to 12
+ * characters. Longer records are not kept. 64 MiB holds 804K entries, against 703K with the first design's 64-byte
+ * entries (and its table of misses rounded up to a power of two), which took the steady-state hit ratio of
+ * Zipfian reads (s = 0.99 over 1M ids) from 96.7% to 98.0%; the best any cache of as many entries can do is 97.4%
+ * and 98.4% (scripts/bench/cache-hits.ts, BENCHMARKS.md).
+ */
+export const ENTRY_BYTES = 56;
 const MAX_COUNT = 3;
 /** Entries the hand may pass over for one insertion before it takes the one it points at (bounds the work). */
 const MAX_SWEEP = 32;
 /** Bytes per entry besides its record and its share of the two tables: fingerprint (4), counter (1). */
 const ENTRY_OVERHEAD = 5;
 const TABLE_LOAD = 0.7;
+/**
+ * Slots of the table of recent misses per entry. Between two reads of a hot id that is not yet in, the misses of
+ * other ids may overwrite its slot; with 3 slots an entry, its mark outlives a scan of `capacity` ids with odds
+ * e^(-1/3), about 0.72. The table's size is exactly this (its slot is found by multiplying, not by a mask), so no
+ * rounding to a power of two takes entries from the arena.
+ */
+const DOOR_SLOTS_PER_ENTRY = 3;
 
 function pow2AtLeast(n: number): number {
   let p = 1;
@@ -58,10 +72,16 @@ export class RecordCache {
   /** A cache within `budgetBytes` (at least one entry's worth). */
   constructor(budgetBytes: number) {
     const total = (c: number) =>
-      c * (ENTRY_BYTES + ENTRY_OVERHEAD) + 4 * tableSlots(c) + 4 * pow2AtLeast(2 * c);
-    let capacity = Math.floor(budgetBytes / (ENTRY_BYTES + ENTRY_OVERHEAD + 4 / TABLE_LOAD + 16));
-    while (capacity > 1 && total(capacity) > budgetBytes) capacity = Math.floor(capacity * 0.95);
-    this.capacity = Math.max(1, capacity);
+      c * (ENTRY_BYTES + ENTRY_OVERHEAD + 4 * DOOR_SLOTS_PER_ENTRY) + 4 * tableSlots(c);
+    // The most entries that fit (total grows with c): a binary search, since the table's size goes in steps.
+    let lo = 1;
+    let hi = Math.max(1, Math.floor(budgetBytes / (ENTRY_BYTES + ENTRY_OVERHEAD)));
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (total(mid) <= budgetBytes) lo = mid;
+      else hi = mid - 1;
+    }
+    this.capacity = lo;
     const slots = tableSlots(this.capacity);
     this.bytes = total(this.capacity);
     // allocUnsafeSlow: its own ArrayBuffer (release can detach it), and pages become resident only when written.
@@ -70,7 +90,7 @@ export class RecordCache {
     this.count = new Uint8Array(this.capacity);
     this.table = new Int32Array(slots);
     this.mask = slots - 1;
-    this.doorkeeper = new Uint32Array(pow2AtLeast(2 * this.capacity));
+    this.doorkeeper = new Uint32Array(DOOR_SLOTS_PER_ENTRY * this.capacity);
   }
 
   /** Entries in use. */
@@ -101,7 +121,8 @@ export class RecordCache {
   insert(h1: number, src: Buffer, at: number, length: number): void {
     if (length > ENTRY_BYTES || length === 0) return;
     if (this.used === this.capacity) {
-      const door = h1 & (this.doorkeeper.length - 1);
+      // h1's share of the table's length (h1 / 2^32 is exact, and the product stays below the length).
+      const door = Math.floor((h1 / 4294967296) * this.doorkeeper.length);
       if (this.doorkeeper[door] !== h1) {
         this.doorkeeper[door] = h1;
         return;

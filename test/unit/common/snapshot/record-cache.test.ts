@@ -111,11 +111,25 @@ describe('common/snapshot/record-cache', () => {
     expect(touch(cache, again)).to.equal(true);
   });
 
-  it('does not keep a record longer than an entry', () => {
+  it('keeps a record of exactly an entry, and never one a byte longer', () => {
     const cache = new RecordCache(64 * 1024);
-    const id = 'x'.repeat(100);
-    for (let i = 0; i < 3; i++) expect(touch(cache, id)).to.equal(false);
+    // A raw id's record: kind, id length, id, price length, price, 5 date bytes.
+    const fits = 'x'.repeat(ENTRY_BYTES - 8 - 3);
+    const longer = `${fits}y`;
+    expect(encodeRecord({ id: fits, price: '1.5', expiresAt: 0 }, scratch, 0)).to.equal(ENTRY_BYTES);
+    for (let i = 0; i < 3; i++) expect(touch(cache, longer)).to.equal(false);
     expect(cache.size).to.equal(0);
+    expect(touch(cache, fits)).to.equal(false);
+    expect(touch(cache, fits)).to.equal(true);
+    // An upper-case UUID is stored as text: with a 12-character price it still fits.
+    const upper = randomUUID().toUpperCase();
+    expect(encodeRecord({ id: upper, price: '123456.78901', expiresAt: 0 }, scratch, 0)).to.be.at.most(
+      ENTRY_BYTES,
+    );
+    // A UUID record with a 9-digit price, as the partner's file has them, fits with room to spare.
+    expect(encodeRecord({ id: randomUUID(), price: '60.683466', expiresAt: 0 }, scratch, 0)).to.be.below(
+      ENTRY_BYTES,
+    );
   });
 
   it('frees its arena at release', () => {
