@@ -3,21 +3,26 @@
  * served by a memory-mode replica and a disk-mode replica, measured alternately in the same run.
  *   node --import tsx scripts/bench/disk.ts [--rows 10000000] [--seed 42] [--ids 1000000] [--connections 50]
  *                                           [--duration-s 10] [--warmup-s 3] [--rounds 2] [--zipf 0.99]
- *                                           [--cold-s 10] [--disk-env NAME=VALUE,...] [--workloads uniform,zipf]
+ *                                           [--cache-warm-s 300] [--cold-s 10] [--disk-env NAME=VALUE,...]
+ *                                           [--workloads uniform,zipf]
  *
  * A leader builds the version; three replicas load it, each `taskset -c 0`: SERVE_MODE=memory, SERVE_MODE=disk
  * (its defaults, plus `--disk-env`), and the same with DISK_CACHE_BYTES=0 (disk mode when its cache cannot help:
  * the figure the uniform goal is judged on, since uniform keys over a sample smaller than the cache would all end
  * up cached); the disk ones with scripts/bench/eld-probe.ts preloaded to report their event-loop delay. The
- * leader then stops. wrk (`taskset -c 1`) then requests `--ids` existing ids sampled
- * evenly from the file: `uniform` picks one at random per request; `zipf` draws its rank from a Zipfian
- * distribution of exponent `--zipf` (YCSB's generator, Gray et al.), so a few ids take most requests. For each
- * workload: a warm-up of each replica, then memory and disk alternately `--rounds` times; each replica's median
- * run (every figure the median over its runs) is judged, the best runs' ratio shown beside it. Disk mode's cache hit ratio and positional reads per lookup come
- * from its /metrics, around its runs. Then `--cold-s` seconds of uniform reads (the replica without cache) with
- * the page cache dropped (`echo 1 > /proc/sys/vm/drop_caches`, root only) once a second while wrk runs, so that
- * most reads go to the disk; with the zipf workload, as long again of Zipfian reads on each disk replica the same
- * way (the record cache warm from the runs before: steady state), which shows what the hot-record cache is for. RSS of the replicas at the end.
+ * leader then stops. wrk (`taskset -c 1`) then requests `--ids` existing ids sampled evenly from the file:
+ * `uniform` picks one at random per request; `zipf` draws its rank from a Zipfian distribution of exponent `--zipf`
+ * (YCSB's generator, Gray et al.), so a few ids take most requests.
+ *
+ * For each workload: a warm-up of each replica (`--warmup-s`), then the replica with the record cache served until
+ * its hit ratio settles (10-second slices until one gains less than 0.2 points, at most `--cache-warm-s`: the cache's
+ * steady state, not its first minute), then memory and disk alternately `--rounds` times; each replica's median
+ * run (every figure the median over its runs) is judged, the best runs' ratio shown beside it. Disk mode's cache hit
+ * ratio and positional reads per lookup come from its /metrics, around its runs. Then `--cold-s` seconds of uniform
+ * reads (the replica without cache) with the page cache dropped (`echo 1 > /proc/sys/vm/drop_caches`, root only)
+ * once a second while wrk runs, so that most reads go to the disk; with the zipf workload, as long again of
+ * Zipfian reads on each disk replica the same way (the record cache warm from the runs before: steady state), which
+ * shows what the hot-record cache is for. RSS of the replicas at the end.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -38,6 +43,9 @@ const GOAL_ZIPF = 0.9;
 const GOAL_P99 = 1.5;
 const GOAL_ELD_MS = 10;
 const GOAL_READS_PER_LOOKUP = 1.2;
+/** Seconds of one slice of the cache warm-up, and the hit-ratio gain per slice below which the cache has settled. */
+const CACHE_SLICE_S = 10;
+const CACHE_SETTLED_GAIN = 0.002;
 const DROP_CACHES = '/proc/sys/vm/drop_caches';
 
 /**
@@ -126,6 +134,28 @@ async function diskCounters(url: string): Promise<Record<string, number>> {
   return out;
 }
 
+/**
+ * Serves `script` to a disk replica with a record cache in CACHE_SLICE_S-second slices until its hit ratio settles
+ * (a slice gains less than CACHE_SETTLED_GAIN on the one before) or `capS` seconds have passed, so that the runs
+ * judge the cache in its steady state, as it is after minutes of serving one version, rather than a cache filling
+ * from empty during them. Returns each slice's hit ratio.
+ */
+async function warmCache(
+  p: ListeningProcess,
+  script: string,
+  capS: number,
+  load: LoadSettings,
+): Promise<number[]> {
+  const ratios: number[] = [];
+  for (let spent = 0; spent + CACHE_SLICE_S <= capS; spent += CACHE_SLICE_S) {
+    const { cacheHitRatio } = await diskRun(p, script, CACHE_SLICE_S, load);
+    const gain = cacheHitRatio - (ratios.at(-1) ?? 0);
+    ratios.push(cacheHitRatio);
+    if (gain < CACHE_SETTLED_GAIN) break;
+  }
+  return ratios;
+}
+
 interface DiskRun extends WrkRun {
   eldMaxMs: number;
   cacheHitRatio: number;
@@ -164,6 +194,7 @@ async function main(): Promise<void> {
         ...loadFlags({ durationS: 10, warmupS: 3, rounds: 2, ids: 1_000_000 }),
         zipf: { type: 'string', default: '0.99' },
         'cold-s': { type: 'string', default: '10' },
+        'cache-warm-s': { type: 'string', default: '300' },
         'disk-env': { type: 'string', default: '' },
         workloads: { type: 'string', default: 'uniform,zipf' },
       },
@@ -176,6 +207,7 @@ async function main(): Promise<void> {
   const theta = Number(values.zipf);
   if (!(theta > 0 && theta < 1)) throw new Error('--zipf must be between 0 and 1 (exclusive)');
   const coldS = Number(values['cold-s']);
+  const cacheWarmS = Number(values['cache-warm-s']);
   const diskEnv = Object.fromEntries(
     values['disk-env']
       .split(',')
@@ -229,7 +261,10 @@ async function main(): Promise<void> {
     `memory ${memory.url}, disk ${disk.url} (${JSON.stringify(diskEnv)}); ${ids.length} ids of ${rows} rows`,
   );
 
-  const results: Record<string, { memory: DiskRun[]; disk: DiskRun[]; noCache: DiskRun[] }> = {};
+  const results: Record<
+    string,
+    { memory: DiskRun[]; disk: DiskRun[]; noCache: DiskRun[]; cacheWarmUp: number[] }
+  > = {};
   for (const w of workloads) {
     const script = await scriptFor(w, 0);
     if (warmupS > 0) {
@@ -237,7 +272,11 @@ async function main(): Promise<void> {
       await diskRun(disk, script, warmupS, load);
       await diskRun(bare, script, warmupS, load);
     }
-    const r = { memory: [] as DiskRun[], disk: [] as DiskRun[], noCache: [] as DiskRun[] };
+    const cacheWarmUp = await warmCache(disk, script, cacheWarmS, load);
+    log(
+      `  ${w} disk cache warm-up: hit ratio per ${CACHE_SLICE_S} s slice ${cacheWarmUp.join(', ') || 'none'}`,
+    );
+    const r = { memory: [] as DiskRun[], disk: [] as DiskRun[], noCache: [] as DiskRun[], cacheWarmUp };
     for (let i = 0; i < rounds; i++) {
       const script = await scriptFor(w, i + 1);
       const m = await memoryRun(memory, script, seconds, load);
@@ -374,6 +413,7 @@ async function main(): Promise<void> {
         memory: m,
         disk: d,
         runs,
+        ...(name === 'disk' ? { cacheWarmUp: r.cacheWarmUp } : {}),
       };
     }
     summary[`${w}, memory runs`] = r.memory;
@@ -398,11 +438,19 @@ async function main(): Promise<void> {
     ],
     table,
   );
+  process.stdout.write('\n');
+  for (const [w, r] of Object.entries(results)) {
+    const slices = r.cacheWarmUp;
+    process.stdout.write(
+      `${w}: the record cache warmed for ${slices.length * CACHE_SLICE_S} s before the runs, hit ratio per ` +
+        `${CACHE_SLICE_S} s slice ${slices.join(', ') || 'none (--cache-warm-s)'}\n`,
+    );
+  }
   if ('skipped' in cold) {
-    process.stdout.write(`\ncold reads: skipped (${cold.skipped})\n`);
+    process.stdout.write(`cold reads: skipped (${cold.skipped})\n`);
   } else {
     process.stdout.write(
-      `\ncold reads (page cache dropped every second): ${cold.requestsPerS} req/s, p99 ${ms(cold.latencyUs.p99)} ms, ` +
+      `cold reads (page cache dropped every second): ${cold.requestsPerS} req/s, p99 ${ms(cold.latencyUs.p99)} ms, ` +
         `${cold.readsPerLookup} positional reads per lookup (goal <= ${GOAL_READS_PER_LOOKUP}: ` +
         `${verdict(cold.readsPerLookup <= GOAL_READS_PER_LOOKUP)}), ELD max ${cold.eldMaxMs} ms\n`,
     );
