@@ -46,6 +46,8 @@ const GOAL_READS_PER_LOOKUP = 1.2;
 /** Seconds of one slice of the cache warm-up, and the hit-ratio gain per slice below which the cache has settled. */
 const CACHE_SLICE_S = 10;
 const CACHE_SETTLED_GAIN = 0.002;
+/** The round number of the cache warm-up's first slice (its seed: far from the measured rounds'). */
+const CACHE_WARM_ROUND = 1000;
 const DROP_CACHES = '/proc/sys/vm/drop_caches';
 
 /**
@@ -135,19 +137,22 @@ async function diskCounters(url: string): Promise<Record<string, number>> {
 }
 
 /**
- * Serves `script` to a disk replica with a record cache in CACHE_SLICE_S-second slices until its hit ratio settles
+ * Serves CACHE_SLICE_S-second slices of the workload to a disk replica with a record cache until its hit ratio settles
  * (a slice gains less than CACHE_SETTLED_GAIN on the one before) or `capS` seconds have passed, so that the runs
  * judge the cache in its steady state, as it is after minutes of serving one version, rather than a cache filling
- * from empty during them. Returns each slice's hit ratio.
+ * from empty during them. Each slice draws its own keys (`scriptOf(slice)`: a script seeded for it): slices that
+ * replayed one sequence of keys would find them all cached and report a hit ratio of 1 that no new key sees.
+ * Returns each slice's hit ratio.
  */
 async function warmCache(
   p: ListeningProcess,
-  script: string,
+  scriptOf: (slice: number) => Promise<string>,
   capS: number,
   load: LoadSettings,
 ): Promise<number[]> {
   const ratios: number[] = [];
   for (let spent = 0; spent + CACHE_SLICE_S <= capS; spent += CACHE_SLICE_S) {
+    const script = await scriptOf(ratios.length);
     const { cacheHitRatio } = await diskRun(p, script, CACHE_SLICE_S, load);
     const gain = cacheHitRatio - (ratios.at(-1) ?? 0);
     ratios.push(cacheHitRatio);
@@ -248,7 +253,10 @@ async function main(): Promise<void> {
   const ids = await sampleIds(csv, idCount, rows);
   const idsPath = join(dir, 'ids.txt');
   await writeFile(idsPath, `${ids.join('\n')}\n`);
-  /** The wrk script of workload `w` for round `round` (0 is the warm-up, -2 and -3 the cold runs). */
+  /**
+   * The wrk script of workload `w` for round `round`, with keys drawn from a seed of its own: 0 is the warm-up,
+   * 1 to `rounds` the measured runs, -2 and -3 the cold runs, CACHE_WARM_ROUND and on the cache warm-up's slices.
+   */
   const scriptFor = async (w: string, round: number): Promise<string> => {
     const path = join(dir, `${w}-${round + 1}.lua`);
     const seed = 42 + round;
@@ -272,7 +280,12 @@ async function main(): Promise<void> {
       await diskRun(disk, script, warmupS, load);
       await diskRun(bare, script, warmupS, load);
     }
-    const cacheWarmUp = await warmCache(disk, script, cacheWarmS, load);
+    const cacheWarmUp = await warmCache(
+      disk,
+      (slice) => scriptFor(w, CACHE_WARM_ROUND + slice),
+      cacheWarmS,
+      load,
+    );
     log(
       `  ${w} disk cache warm-up: hit ratio per ${CACHE_SLICE_S} s slice ${cacheWarmUp.join(', ') || 'none'}`,
     );
