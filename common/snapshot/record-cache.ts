@@ -5,8 +5,8 @@
  * counter (up to MAX_COUNT), the hand lowers it, and an entry at zero goes. Scan resistance comes from admission,
  * as TinyLFU's "doorkeeper" does it: once the cache is full, a record is admitted only when its id missed before,
  * recently (its first hash is still in a direct-mapped table of recent misses), so ids read once, such as a key
- * scan, never take an entry from ids that are read again and again. The arena is sized once from its byte budget; nothing grows, so
- * the bound holds whatever the keys.
+ * scan, never take an entry from ids that are read again and again. The arena is sized once from its byte
+ * budget; nothing grows, so the bound holds whatever the keys.
  *
  * One cache belongs to one loaded version (disk-snapshot.ts): a swap brings a new, empty cache, so an answer of an
  * old version can never come from the cache after the swap; `release` frees the arena when the version goes.
