@@ -9,27 +9,29 @@
  * A leader builds the version; three replicas load it, each `taskset -c 0`: SERVE_MODE=memory, SERVE_MODE=disk
  * (its defaults, plus `--disk-env`), and the same with DISK_CACHE_BYTES=0 (disk mode when its cache cannot help:
  * the figure the uniform goal is judged on, since uniform keys over a sample smaller than the cache would all end
- * up cached); the disk ones with scripts/bench/eld-probe.ts preloaded to report their event-loop delay. The
- * leader then stops. wrk (`taskset -c 1`) then requests `--ids` existing ids sampled evenly from the file:
- * `uniform` picks one at random per request; `zipf` draws its rank from a Zipfian distribution of exponent `--zipf`
- * (YCSB's generator, Gray et al.), so a few ids take most requests.
+ * up cached), each with scripts/bench/eld-probe.ts preloaded to report its event-loop delay; and, probed and
+ * pinned the same way, a bare node:http server answering one fixed body (bare-server.ts): its delay under the same
+ * load is the floor the event-loop delay goal is read against (a server that does no lookup at all). The leader
+ * then stops. wrk (`taskset -c 1`) then requests `--ids` existing ids sampled evenly from the file: `uniform` picks
+ * one at random per request; `zipf` draws its rank from a Zipfian distribution of exponent `--zipf` (YCSB's
+ * generator, Gray et al.), so a few ids take most requests.
  *
  * For each workload: a warm-up of each replica (`--warmup-s`), then the replica with the record cache served until
- * its hit ratio settles (10-second slices until one gains less than 0.2 points, at most `--cache-warm-s`: the cache's
- * steady state, not its first minute), then memory and disk alternately `--rounds` times; each replica's median
- * run (every figure the median over its runs) is judged, the best runs' ratio shown beside it. Disk mode's cache hit
- * ratio and positional reads per lookup come from its /metrics, around its runs. Then `--cold-s` seconds of uniform
- * reads (the replica without cache) with the page cache dropped (`echo 1 > /proc/sys/vm/drop_caches`, root only)
- * once a second while wrk runs, so that most reads go to the disk; with the zipf workload, as long again of
- * Zipfian reads on each disk replica the same way (the record cache warm from the runs before: steady state), which
- * shows what the hot-record cache is for. RSS of the replicas at the end.
+ * its hit ratio settles (10-second slices until one gains less than 0.2 points, at most `--cache-warm-s`: the
+ * cache's steady state, not its first minute), then memory mode, the bare server and both disk replicas in turn,
+ * `--rounds` times; each replica's median run (every figure the median over its runs) is judged, the best runs'
+ * ratio shown beside it. Disk mode's cache hit ratio and positional reads per lookup come from its /metrics, around
+ * its runs. Then `--cold-s` seconds of uniform reads (the replica without cache) with the page cache dropped
+ * (`echo 1 > /proc/sys/vm/drop_caches`, root only) once a second while wrk runs, so that most reads go to the disk;
+ * with the zipf workload, as long again of Zipfian reads on each disk replica the same way (the record cache warm
+ * from the runs before: steady state), which shows what the hot-record cache is for. RSS of the replicas at the end.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { headerUsage, parseCommandLine } from '../lib/cli.js';
 import { dataFlags, loadFlags, parseDataFlags, parseLoadFlags } from './lib/args.js';
 import { ensureCsv, sampleIds } from './lib/data.js';
-import { onEldSamples, startProbedReplica } from './lib/eld.js';
+import { onEldSamples, startProbed, startProbedReplica } from './lib/eld.js';
 import { procMemory } from './lib/proc.js';
 import { log, machineNote, mb, printJson, printTable, round, verdict } from './lib/report.js';
 import { ingestFile, type ListeningProcess, leaderEnv, startTracked, waitForVersion } from './lib/roles.js';
@@ -94,14 +96,18 @@ end
 ${wrkRandomIdsScript(idsPath).slice(wrkRandomIdsScript(idsPath).indexOf('function done'))}`;
 }
 
-/** A memory-mode run, with the replica's event-loop delay (the machine's share of the disk figure). */
-async function memoryRun(
+/**
+ * A run of a server without disk reads (memory mode, the bare node:http server), with its event-loop delay: the
+ * machine's share of the disk figure.
+ */
+async function plainRun(
+  name: string,
   p: ListeningProcess,
   script: string,
   seconds: number,
   load: LoadSettings,
 ): Promise<DiskRun> {
-  const { result, maxMs } = await eldDuring(p, () => wrk('memory', p, script, seconds, load));
+  const { result, maxMs } = await eldDuring(p, () => wrk(name, p, script, seconds, load));
   return { ...result, eldMaxMs: maxMs, cacheHitRatio: 0, readsPerLookup: 0 };
 }
 
@@ -236,6 +242,13 @@ async function main(): Promise<void> {
   const disk = await diskReplica('disk', diskEnv);
   // The same with no cache: what disk mode does when the cache cannot help (keys spread over more ids than it holds).
   const bare = await diskReplica('disk-no-cache', { ...diskEnv, DISK_CACHE_BYTES: '0' });
+  // The floor of the event-loop delay goal: a bare node:http server (a fixed answer, no lookup) under the same load.
+  const nodeHttp = await startProbed(
+    SERVER_CPU,
+    join('scripts', 'bench', 'bare-server.ts'),
+    ['--port', '0'],
+    {},
+  );
   for (const [p, mode] of [
     [memory, 'memory'],
     [disk, 'disk'],
@@ -271,12 +284,12 @@ async function main(): Promise<void> {
 
   const results: Record<
     string,
-    { memory: DiskRun[]; disk: DiskRun[]; noCache: DiskRun[]; cacheWarmUp: number[] }
+    { memory: DiskRun[]; disk: DiskRun[]; noCache: DiskRun[]; nodeHttp: DiskRun[]; cacheWarmUp: number[] }
   > = {};
   for (const w of workloads) {
     const script = await scriptFor(w, 0);
     if (warmupS > 0) {
-      await memoryRun(memory, script, warmupS, load);
+      await plainRun('memory', memory, script, warmupS, load);
       await diskRun(disk, script, warmupS, load);
       await diskRun(bare, script, warmupS, load);
     }
@@ -289,15 +302,26 @@ async function main(): Promise<void> {
     log(
       `  ${w} disk cache warm-up: hit ratio per ${CACHE_SLICE_S} s slice ${cacheWarmUp.join(', ') || 'none'}`,
     );
-    const r = { memory: [] as DiskRun[], disk: [] as DiskRun[], noCache: [] as DiskRun[], cacheWarmUp };
+    const r = {
+      memory: [] as DiskRun[],
+      disk: [] as DiskRun[],
+      noCache: [] as DiskRun[],
+      nodeHttp: [] as DiskRun[],
+      cacheWarmUp,
+    };
     for (let i = 0; i < rounds; i++) {
       const script = await scriptFor(w, i + 1);
-      const m = await memoryRun(memory, script, seconds, load);
-      log(
-        `  ${w} memory #${i + 1}: ${m.requestsPerS} req/s, p99 ${ms(m.latencyUs.p99)} ms, ` +
-          `ELD max ${m.eldMaxMs} ms, core share ${m.serverCoreShare}`,
-      );
-      r.memory.push(m);
+      for (const [name, p, list] of [
+        ['memory', memory, r.memory],
+        ['node:http', nodeHttp, r.nodeHttp],
+      ] as const) {
+        const m = await plainRun(name, p, script, seconds, load);
+        log(
+          `  ${w} ${name} #${i + 1}: ${m.requestsPerS} req/s, p99 ${ms(m.latencyUs.p99)} ms, ` +
+            `ELD max ${m.eldMaxMs} ms, core share ${m.serverCoreShare}`,
+        );
+        list.push(m);
+      }
       for (const [name, p, list] of [
         ['disk', disk, r.disk],
         ['disk, no cache', bare, r.noCache],
@@ -365,6 +389,7 @@ async function main(): Promise<void> {
     diskNoCache: await procMemory(bare.pid),
   };
   await memory.stop();
+  await nodeHttp.stop();
   await disk.stop();
   await bare.stop();
 
@@ -398,6 +423,7 @@ async function main(): Promise<void> {
       );
       const eld = Math.max(...runs.map((x) => x.eldMaxMs));
       const memoryEld = Math.max(...r.memory.map((x) => x.eldMaxMs));
+      const nodeHttpEld = Math.max(...r.nodeHttp.map((x) => x.eldMaxMs));
       const goal = w === 'zipf' ? GOAL_ZIPF : GOAL_UNIFORM;
       table.push([
         w,
@@ -413,7 +439,7 @@ async function main(): Promise<void> {
         `${m.serverCoreShare} / ${d.serverCoreShare}`,
         d.cacheHitRatio,
         d.readsPerLookup,
-        `${memoryEld} / ${eld}`,
+        `${memoryEld} / ${eld} / ${nodeHttpEld}`,
         `>= ${goal}: ${verdict(ratio >= goal)}; p99 ${verdict(p99Ratio <= GOAL_P99)}; ELD ${verdict(eld < GOAL_ELD_MS)}`,
       ]);
       summary[`${w}, ${name}`] = {
@@ -423,6 +449,7 @@ async function main(): Promise<void> {
         p99Ratio,
         eldMaxMs: eld,
         memoryEldMaxMs: memoryEld,
+        nodeHttpEldMaxMs: nodeHttpEld,
         memory: m,
         disk: d,
         runs,
@@ -430,6 +457,7 @@ async function main(): Promise<void> {
       };
     }
     summary[`${w}, memory runs`] = r.memory;
+    summary[`${w}, node:http runs`] = r.nodeHttp;
   }
   printTable(
     [
@@ -446,7 +474,7 @@ async function main(): Promise<void> {
       'core share mem / disk',
       'cache hits',
       'reads/lookup',
-      'ELD max ms mem / disk',
+      'ELD max ms mem / disk / node:http',
       'goals',
     ],
     table,

@@ -20,29 +20,31 @@ export interface EldSample {
 }
 
 /**
- * A replica under `dataDir` following `leaderUrl` (replicaEnv plus `env`), pinned to core `cpu` with `taskset`,
- * run from source (TS_NODE_ARGS: tsx, and its disk read workers through ts-workers.cjs), with eld-probe.ts
- * preloaded after tsx (the probe is TypeScript).
+ * The script `script` (a path under the repository) with `args`, pinned to core `cpu` with `taskset`, run from
+ * source (TS_NODE_ARGS: tsx, and disk read workers through ts-workers.cjs), with eld-probe.ts preloaded after tsx
+ * (the probe is TypeScript).
  */
+export function startProbed(
+  cpu: number,
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<ListeningProcess> {
+  return spawnListening(
+    'taskset',
+    ['-c', String(cpu), process.execPath, ...TS_NODE_ARGS, '--import', PROBE, join(ROOT, script), ...args],
+    env,
+  );
+}
+
+/** A replica under `dataDir` following `leaderUrl` (replicaEnv plus `env`), started as `startProbed` starts one. */
 export function startProbedReplica(
   cpu: number,
   dataDir: string,
   leaderUrl: string,
   env: Record<string, string>,
 ): Promise<ListeningProcess> {
-  return spawnListening(
-    'taskset',
-    [
-      '-c',
-      String(cpu),
-      process.execPath,
-      ...TS_NODE_ARGS,
-      '--import',
-      PROBE,
-      join(ROOT, 'replica', 'main.ts'),
-    ],
-    replicaEnv(dataDir, leaderUrl, env),
-  );
+  return startProbed(cpu, join('replica', 'main.ts'), [], replicaEnv(dataDir, leaderUrl, env));
 }
 
 /** Calls `onSample` with every sample `replica` prints from now on, until the returned function is called. */
