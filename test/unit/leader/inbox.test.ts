@@ -21,12 +21,21 @@ function rowsCsv(rows: number, seed: number): string {
   return `${[...generateLines({ rows, seed })].join('\n')}\n`;
 }
 
+/**
+ * The name of a report in `names` whose data file is there too (matching `suffix`), if any. The inbox writes the
+ * report first and then moves the file beside it, so a report alone means the file is still on its way.
+ */
+function handledReport(names: string[], suffix = ''): string | undefined {
+  return names.find((n) => n.endsWith(`${suffix}${REPORT}`) && names.includes(n.slice(0, -REPORT.length)));
+}
+const REPORT = '.report.json';
+
 /** Waits until `folder` holds a data file and its report; returns the report. */
 async function reportIn(folder: string): Promise<Record<string, unknown>> {
   const name = await waitFor(
-    async () => (await readdir(folder)).find((n) => n.endsWith('.report.json')),
+    async () => handledReport(await readdir(folder)),
     10_000,
-    `a report in ${folder}`,
+    `a file and its report in ${folder}`,
   );
   return JSON.parse(await readFile(join(folder, name), 'utf8')) as Record<string, unknown>;
 }
@@ -45,7 +54,7 @@ function fakeElapsed(): { now: () => number; advance: (ms: number) => void } {
   };
 }
 
-/** Waits for `name`'s report in `folder`, moving `clock` on by 100 ms per look (the file is then stable). */
+/** Waits for `name` and its report in `folder`, moving `clock` on by 100 ms per look (the file is then stable). */
 async function reportAfter(
   folder: string,
   name: string,
@@ -54,10 +63,10 @@ async function reportAfter(
   const report = await waitFor(
     async () => {
       clock.advance(100);
-      return (await readdir(folder)).find((n) => n.endsWith(`-${name}.report.json`));
+      return handledReport(await readdir(folder), `-${name}`);
     },
     10_000,
-    `${name}'s report in ${folder}`,
+    `${name} and its report in ${folder}`,
   );
   return JSON.parse(await readFile(join(folder, report), 'utf8')) as Record<string, unknown>;
 }
