@@ -34,7 +34,8 @@ export interface CommonConfig {
   readonly idleTimeoutMs: number;
   /**
    * KEEP_ALIVE_TIMEOUT_MS: an idle keep-alive connection is closed a second after this long (answers advertise
-   * this long in their Keep-Alive header; the second is node:http's margin for a client reusing it at the limit). Behind a load balancer that keeps connections, set it above the balancer's idle timeout.
+   * this long in their Keep-Alive header; the second is node:http's margin for a client reusing it at the limit).
+   * Behind a load balancer that keeps connections, set it above the balancer's idle timeout.
    */
   readonly keepAliveTimeoutMs: number;
   /**

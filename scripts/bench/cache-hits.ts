@@ -58,13 +58,8 @@ async function main(): Promise<void> {
   const slices = Number(values.slices);
   if (!(theta > 0 && theta < 1)) throw new Error('--zipf must be between 0 and 1 (exclusive)');
 
-  const ids = Array.from(
-    { length: n },
-    (
-      (g) => () =>
-        uuid(g)
-    )(mulberry32(7)),
-  );
+  const idRandom = mulberry32(7);
+  const ids = Array.from({ length: n }, () => uuid(idRandom));
   const draws = mulberry32(9);
   const ranks = zipfRanks(n, theta, () => draws() / 2 ** 32);
   const cache = new RecordCache(budget);

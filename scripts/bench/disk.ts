@@ -112,26 +112,20 @@ async function plainRun(
 }
 
 /** The worst event-loop delay the probe reported while `run` ran. */
-function eldDuring<T>(
+async function eldDuring<T>(
   p: ListeningProcess,
   run: () => Promise<T>,
-): Promise<{ result: T; maxMs: number; p99Ms: number }> {
+): Promise<{ result: T; maxMs: number }> {
   let maxMs = 0;
-  let p99Ms = 0;
   const stop = onEldSamples(p, (sample) => {
     maxMs = Math.max(maxMs, sample.maxMs);
-    p99Ms = Math.max(p99Ms, sample.p99Ms);
   });
-  return run().then(
-    (result) => {
-      stop();
-      return { result, maxMs, p99Ms };
-    },
-    (err) => {
-      stop();
-      throw err;
-    },
-  );
+  try {
+    const result = await run();
+    return { result, maxMs };
+  } finally {
+    stop();
+  }
 }
 
 /** The disk replica's counters (promotions_disk_*_total) from /metrics. */
