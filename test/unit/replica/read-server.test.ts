@@ -1,7 +1,7 @@
-import type { Server, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import type { ServerLimits } from '../../../common/http.js';
+import type { RunningServer, ServerLimits } from '../../../common/http.js';
 import { bodyTag } from '../../../replica/etag.js';
 import { scanWork } from '../../../replica/head-scanner.js';
 import {
@@ -50,9 +50,13 @@ async function firstAnswer(port: number, data: string): Promise<{ status: string
   }
 }
 
-/** The server's side of the next connection `server` accepts (to see when the server stops reading it). */
-function nextServerSocket(server: Server): Promise<Socket> {
-  return new Promise((resolve) => server.once('connection', resolve));
+/**
+ * A new connection to `server`: the client's side, and the server's (to see when the server stops reading it).
+ */
+async function connectBothSides(server: RunningServer): Promise<{ c: RawConnection; socket: Socket }> {
+  const accepted = new Promise<Socket>((resolve) => server.server.once('connection', resolve));
+  const c = await RawConnection.open(server.port);
+  return { c, socket: await accepted };
 }
 
 /**
@@ -84,9 +88,7 @@ async function onManualClock(
 ): Promise<{ clock: ManualClock; c: RawConnection; socket: Socket }> {
   const clock = new ManualClock();
   const { server } = await readServer(memorySnapshot(IDS), { transport: 'fast', limits, clock });
-  const accepted = nextServerSocket(server.server);
-  const c = await RawConnection.open(server.port);
-  return { clock, c, socket: await accepted };
+  return { clock, ...(await connectBothSides(server)) };
 }
 
 /** The server's `socket` has read `bytes` bytes in all (its data events for them have run). */
@@ -577,9 +579,7 @@ describe('replica/read-server: the raw fast path for reads', () => {
   it('waits for a lookup that takes time (disk mode) before the next pipelined read, answering in order', async () => {
     const held = heldSnapshot();
     const { server } = await readServer(held.snapshot, { transport: 'fast' });
-    const accepted = nextServerSocket(server.server);
-    const c = await RawConnection.open(server.port);
-    const socket = await accepted;
+    const { c, socket } = await connectBothSides(server);
     c.send(['x', 'y', 'z'].map((id) => get(`/promotions/${id}`)).join(''));
     await waitFor(() => (held.started() === 1 ? true : undefined), 5000, 'the first lookup');
     // The server stops reading while a lookup waits (it pauses in the same turn it starts one): once it has, no
@@ -594,9 +594,7 @@ describe('replica/read-server: the raw fast path for reads', () => {
   it('keeps reading while a lookup waits for a client that waits for each answer, and holds what comes early', async () => {
     const held = heldSnapshot();
     const { server } = await readServer(held.snapshot, { transport: 'fast' });
-    const accepted = nextServerSocket(server.server);
-    const c = await RawConnection.open(server.port);
-    const socket = await accepted;
+    const { c, socket } = await connectBothSides(server);
     c.send(get('/promotions/x'));
     await waitFor(() => (held.started() === 1 ? true : undefined), 5000, 'the first lookup');
     // Nothing else came: the socket was not paused for the wait (a pause and a resume per disk read cost CPU).
@@ -613,9 +611,7 @@ describe('replica/read-server: the raw fast path for reads', () => {
 
   it('stops reading from a client that does not read its answers, and answers everything once it does', async () => {
     const { server, metrics } = await readServer(memorySnapshot(IDS), { transport: 'fast' });
-    const accepted = nextServerSocket(server.server);
-    const c = await RawConnection.open(server.port);
-    const socket = await accepted;
+    const { c, socket } = await connectBothSides(server);
     const count = 100_000;
     c.socket.pause();
     c.send(get('/promotions/a').repeat(count));
